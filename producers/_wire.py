@@ -1,0 +1,99 @@
+"""The wire format: where events wait in Redis and how they are written there.
+
+Format version 1 (documented in the README, "Wire format"):
+
+* One Redis Stream per (workspace, partition): ``{prefix}:s:{workspace}:{partition}``.
+* ``partition = crc32(person_key as UTF-8) % partitions``, where the person key is ``userId``, else
+  ``anonymousId``, else an email (``email``, ``traits.email``, ``context.traits.email``), else ``groupId``;
+  an event without any of them goes to partition 0. Numbers are written in decimal.
+* Each entry has the fields ``v`` (``"1"``) and ``event`` (the raw Segment JSON, UTF-8). Entries that come back
+  from the dead-letter queue also carry ``attempts`` and ``first_failed_at`` (unix ms).
+* ``{prefix}:lease:{workspace}:{partition}`` holds ``kicked`` while a drain task is queued for the partition,
+  or the owner token of the worker draining it. A producer that finds no lease sets ``kicked`` and queues a
+  drain task; a raw ``XADD`` may skip that step, and the workers' sweeper then picks the partition up.
+* ``{prefix}:config:{workspace}`` is a hash that workers keep up to date with the workspace's ``partitions``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from typing import Any, Final
+
+#: The version written in every entry's ``v`` field.
+FORMAT_VERSION: Final = "1"
+#: Entry field holding the raw event JSON.
+EVENT_FIELD: Final = "event"
+#: Entry field holding the format version.
+VERSION_FIELD: Final = "v"
+#: Lease value meaning "a drain task is queued, nobody owns the partition yet".
+KICKED: Final = "kicked"
+#: The Celery task that drains one partition, called by name so that producers never import the worker.
+DRAIN_TASK: Final = "worker.drain"
+#: Partitions per workspace when neither the caller nor the workers said otherwise.
+DEFAULT_PARTITIONS: Final = 16
+#: Key prefix when none is configured.
+DEFAULT_PREFIX: Final = "cio"
+
+
+def stream_key(prefix: str, workspace: str, partition: int) -> str:
+    """The stream holding one partition's waiting events."""
+    return f"{prefix}:s:{workspace}:{partition}"
+
+
+def lease_key(prefix: str, workspace: str, partition: int) -> str:
+    """The lease that gives one partition to one drainer at a time."""
+    return f"{prefix}:lease:{workspace}:{partition}"
+
+
+def config_key(prefix: str, workspace: str) -> str:
+    """The hash where workers publish a workspace's partition count."""
+    return f"{prefix}:config:{workspace}"
+
+
+def drain_queue(prefix: str) -> str:
+    """The Celery queue that drain tasks travel on."""
+    return f"{prefix}.drain"
+
+
+def _as_text(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    if isinstance(value, str) and value:
+        return value
+    return None
+
+
+def _nested(event: Mapping[str, Any], *path: str) -> Any:
+    node: Any = event
+    for part in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+def person_key(event: Mapping[str, Any]) -> str | None:
+    """The key that keeps one person's events in one partition, in order."""
+    for candidate in (
+        event.get("userId"),
+        event.get("anonymousId"),
+        event.get("email"),
+        _nested(event, "traits", "email"),
+        _nested(event, "context", "traits", "email"),
+        event.get("groupId"),
+    ):
+        text = _as_text(candidate)
+        if text is not None:
+            return text
+    return None
+
+
+def partition_for(event: Mapping[str, Any], partitions: int) -> int:
+    """The partition of an event: a stable hash of its person key."""
+    key = person_key(event)
+    if key is None or partitions <= 1:
+        return 0
+    return zlib.crc32(key.encode("utf-8")) % partitions

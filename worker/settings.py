@@ -1,0 +1,240 @@
+"""Configuration: one ``Settings`` object, built at the edge and passed down.
+
+Everything comes from ``CIO_``-prefixed environment variables (nested groups use ``__``, for example
+``CIO_RETRY__WINDOW_S``) and from the TOML workspaces file named by ``CIO_WORKSPACES_FILE``::
+
+    [workspaces.acme]
+    site_id = "..."
+    api_key = "..."            # or api_key_file = "/run/secrets/acme"
+    region = "us"              # or "eu"
+    track_url = "http://127.0.0.1:8899"   # optional
+    rate_limit_rps = 100       # optional
+    convert_timestamps = true  # optional
+
+Workspaces may also come from the environment (``CIO_WORKSPACES__ACME__SITE_ID``); environment values
+override the file's, key by key. ``load_settings`` turns any problem into one ``ConfigError`` whose message
+names the workspace and the field, and never the API key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+#: Regional Track API base URLs (customerio-track-api.md §1.1).
+REGION_BASE_URLS = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}
+
+#: Default requests per second allowed to one workspace, fleet-wide.
+DEFAULT_RATE_LIMIT_RPS = 100.0
+
+#: Default number of partitions (streams) per workspace.
+DEFAULT_PARTITIONS = 16
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the workspace and field, never a secret."""
+
+
+class WorkspaceConfig(BaseModel):
+    """One Customer.io workspace: where and how its events are delivered."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    name: str = ""
+    site_id: str = Field(min_length=1)
+    api_key: SecretStr
+    region: Literal["us", "eu"] = "us"
+    track_url: str | None = None
+    rate_limit_rps: float = Field(default=DEFAULT_RATE_LIMIT_RPS, gt=0)
+    rate_limit_burst: int | None = Field(default=None, ge=1)
+    convert_timestamps: bool = True
+    partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=1024)
+    object_type_id: str = "1"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_api_key_file(cls, data: Any) -> Any:
+        """Resolve ``api_key_file`` (Docker and Kubernetes secrets) into ``api_key``."""
+        if not isinstance(data, dict) or "api_key_file" not in data:
+            return data
+        data = dict(data)
+        path = Path(str(data.pop("api_key_file")))
+        if "api_key" in data:
+            raise ValueError("give api_key or api_key_file, not both")
+        try:
+            data["api_key"] = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"api_key_file {str(path)!r} cannot be read: {exc.strerror}") from None
+        return data
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("track_url")
+    @classmethod
+    def _track_url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @property
+    def base_url(self) -> str:
+        """The Track API base URL: ``track_url`` when set, else the region's host."""
+        return self.track_url or REGION_BASE_URLS[self.region]
+
+    @property
+    def burst(self) -> int:
+        """How many requests may go out at once before the rate applies."""
+        return self.rate_limit_burst or max(1, int(self.rate_limit_rps // 10))
+
+
+class RetryPolicy(BaseModel):
+    """Exponential backoff with full jitter, bounded by a total window."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base_s: float = Field(default=1.0, gt=0)
+    cap_s: float = Field(default=300.0, gt=0)
+    window_s: float = Field(default=4 * 3600.0, gt=0)
+
+
+class BatchingSettings(BaseModel):
+    """How events are packed into ``/api/v2/batch`` requests."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_bytes: int = Field(default=500_000, ge=1_000, le=500_000)
+    max_events: int = Field(default=200, ge=1, le=10_000)
+    linger_ms: int = Field(default=50, ge=0, le=5_000)
+    read_count: int = Field(default=1_000, ge=1)
+
+
+class HttpSettings(BaseModel):
+    """Timeouts of the shared HTTP client."""
+
+    model_config = ConfigDict(frozen=True)
+
+    timeout_s: float = Field(default=10.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=100, ge=1)
+
+
+class Settings(BaseSettings):
+    """The whole configuration of a producer-side tool, a worker or the CLI."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CIO_", env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True
+    )
+
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    key_prefix: str = Field(default="cio", pattern=r"^[A-Za-z0-9_.\-]+$")
+    workspaces_file: Path | None = None
+    workspaces: dict[str, WorkspaceConfig] = Field(default_factory=dict)
+    retry: RetryPolicy = RetryPolicy()
+    batching: BatchingSettings = BatchingSettings()
+    http: HttpSettings = HttpSettings()
+    #: How long one drain task works on a partition before yielding the worker slot.
+    drain_slice_s: float = Field(default=2.0, gt=0)
+    #: A partition lease not renewed for this long is taken over by another worker.
+    lease_ttl_s: float = Field(default=30.0, ge=1)
+    #: How often the sweeper looks for partitions with work and no drainer.
+    sweep_interval_s: float = Field(default=2.0, gt=0)
+    #: On SIGTERM, the batch in flight is finished or released within this time.
+    shutdown_grace_s: float = Field(default=25.0, gt=0)
+    #: How often a workspace paused by 401/403 is probed with one real batch.
+    auth_probe_interval_s: float = Field(default=60.0, gt=0)
+    #: The dead-letter queue of one workspace refuses nothing but alarms at ``dlq_alarm_ratio`` of this.
+    dlq_max_entries: int = Field(default=1_000_000, ge=1)
+    dlq_alarm_ratio: float = Field(default=0.8, gt=0, le=1)
+    #: Producer backpressure: ``QueueFull`` past this many waiting events per workspace.
+    backlog_cap: int = Field(default=1_000_000, ge=1)
+    sentry_dsn: SecretStr | None = None
+    sentry_environment: str = "production"
+    sentry_release: str | None = None
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+    #: Prometheus endpoint port of a worker process (0 turns it off).
+    metrics_port: int = Field(default=9808, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _name_workspaces(self) -> Settings:
+        named = {key: ws.model_copy(update={"name": key}) for key, ws in self.workspaces.items()}
+        object.__setattr__(self, "workspaces", named)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, WorkspacesFileSource(settings_cls), file_secret_settings)
+
+    def workspace(self, name: str) -> WorkspaceConfig:
+        """The named workspace, or a ``ConfigError`` listing the known ones."""
+        try:
+            return self.workspaces[name]
+        except KeyError:
+            known = ", ".join(sorted(self.workspaces)) or "none configured"
+            raise ConfigError(f"unknown workspace {name!r} (known: {known})") from None
+
+
+class WorkspacesFileSource(PydanticBaseSettingsSource):
+    """Reads ``[workspaces.*]`` tables from the TOML file named by ``CIO_WORKSPACES_FILE``."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("CIO_WORKSPACES_FILE") or self.current_state.get("workspaces_file")
+        if not path:
+            return {}
+        return {"workspaces": read_workspaces_file(Path(path))}
+
+
+def read_workspaces_file(path: Path) -> dict[str, Any]:
+    """The ``workspaces`` table of a TOML file, or a ``ConfigError`` naming the file and the problem."""
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"workspaces file {str(path)!r} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"workspaces file {str(path)!r} is not valid TOML: {exc}") from None
+    workspaces = document.get("workspaces", {})
+    if not isinstance(workspaces, dict):
+        raise ConfigError(f"workspaces file {str(path)!r}: 'workspaces' must be a table of tables")
+    return workspaces
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, naming the workspace and the field, never the value."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        location = [str(part) for part in error["loc"]]
+        if len(location) >= 2 and location[0] == "workspaces":
+            where = f"workspace {location[1]!r}, field {'.'.join(location[2:]) or '(table)'!r}"
+        else:
+            where = f"setting {'.'.join(location) or '(root)'!r}"
+        problems.append(f"{where}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build ``Settings`` from the environment and files, or raise one clear ``ConfigError``."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
