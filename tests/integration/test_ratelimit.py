@@ -1,0 +1,259 @@
+"""The fleet-wide GCRA limiter and pause keys, against the real Redis."""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from worker.ratelimit import (
+    WorkspaceLimiter,
+    authpause_key,
+    credentials_fingerprint,
+    pause_key,
+    rate_key,
+)
+
+#: The multi-process test: processes, rate and how long they hammer the limiter.
+PROCESSES = 3
+FLEET_RPS = 20
+HAMMER_S = 3.0
+
+
+@pytest.fixture
+def limiter(redis_client: redis.Redis, key_prefix: str) -> WorkspaceLimiter:
+    return WorkspaceLimiter(redis_client, key_prefix)
+
+
+def redis_now_ms(client: redis.Redis) -> int:
+    seconds, micros = client.time()
+    return seconds * 1000 + micros // 1000
+
+
+def test_a_burst_goes_at_once_then_the_next_request_waits(limiter: WorkspaceLimiter) -> None:
+    """An idle workspace may send `burst` requests at once; the next one is told how long to wait."""
+    waits = [limiter.acquire("acme", rps=2, burst=5) for _ in range(5)]
+    assert waits == [0.0] * 5
+    wait = limiter.acquire("acme", rps=2, burst=5)
+    assert 0.3 < wait <= 0.5
+
+
+def test_a_refused_request_consumes_nothing(limiter: WorkspaceLimiter) -> None:
+    """Asking again while over the limit does not push the next slot further away."""
+    assert limiter.acquire("acme", rps=1, burst=1) == 0.0
+    first = limiter.acquire("acme", rps=1, burst=1)
+    for _ in range(20):
+        limiter.acquire("acme", rps=1, burst=1)
+    assert limiter.acquire("acme", rps=1, burst=1) <= first
+
+
+def test_after_the_burst_grants_follow_the_steady_rate(limiter: WorkspaceLimiter) -> None:
+    """Waiting as told, consecutive grants are one interval apart on Redis's clock."""
+    grants: list[int] = []
+    while len(grants) < 6:
+        grant = limiter.try_acquire("acme", rps=25, burst=1)
+        if grant.granted:
+            grants.append(grant.server_time_us)
+        else:
+            time.sleep(grant.wait_s)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(grants)]
+    assert min(gaps) >= 40_000
+    assert sum(gaps) / len(gaps) < 60_000
+
+
+def test_workspaces_have_separate_limits(limiter: WorkspaceLimiter) -> None:
+    """A workspace out of slots does not hold another one back."""
+    assert limiter.acquire("slow", rps=1, burst=1) == 0.0
+    assert limiter.acquire("slow", rps=1, burst=1) > 0.0
+    assert limiter.acquire("fast", rps=1, burst=1) == 0.0
+
+
+def test_the_rate_key_expires_once_idle(
+    limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """The TAT key carries a TTL, so idle workspaces leave nothing behind."""
+    limiter.acquire("acme", rps=10, burst=1)
+    assert 0 < redis_client.pttl(rate_key(key_prefix, "acme")) <= 1_200
+
+
+@pytest.mark.parametrize(("rps", "burst"), [(0, 1), (-1, 1), (float("nan"), 1), (10, 0)])
+def test_nonsense_limits_are_refused(limiter: WorkspaceLimiter, rps: float, burst: int) -> None:
+    """rps must be positive and burst at least 1."""
+    with pytest.raises(ValueError, match="rps"):
+        limiter.acquire("acme", rps=rps, burst=burst)
+
+
+def test_a_client_decoding_responses_works_too(redis_url: str, key_prefix: str) -> None:
+    """The limiter does not care whether the client decodes replies."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        limiter = WorkspaceLimiter(client, key_prefix)
+        assert limiter.acquire("acme", rps=5, burst=1) == 0.0
+        limiter.pause_auth("acme", status=401, reason="unauthorized", fingerprint="f" * 16)
+        pause = limiter.auth_pause("acme")
+        assert pause is not None
+        assert pause.status == 401
+    finally:
+        client.close()
+
+
+def test_a_pause_holds_every_request_and_reports_its_time_left(limiter: WorkspaceLimiter) -> None:
+    """After a 429 the whole fleet waits; acquire() reports the pause so callers need one call."""
+    limiter.pause("acme", 5.0, "throttled")
+    assert 4.0 < limiter.paused_for("acme") <= 5.0
+    assert 4.0 < limiter.acquire("acme", rps=100, burst=10) <= 5.0
+    assert limiter.paused_for("other") == 0.0
+
+
+def test_a_pause_is_never_shortened_but_may_be_lengthened(limiter: WorkspaceLimiter) -> None:
+    """A short Retry-After arriving after a long one keeps the long one."""
+    limiter.pause("acme", 30.0, "throttled")
+    limiter.pause("acme", 1.0, "throttled")
+    assert limiter.paused_for("acme") > 29.0
+    limiter.pause("acme", 60.0, "throttled")
+    assert limiter.paused_for("acme") > 59.0
+
+
+@pytest.mark.parametrize("seconds", [0.0, -3.0])
+def test_an_empty_pause_does_nothing(limiter: WorkspaceLimiter, seconds: float) -> None:
+    """A zero or negative pause sets no key."""
+    limiter.pause("acme", seconds, "throttled")
+    assert limiter.paused_for("acme") == 0.0
+
+
+def test_requests_refused_during_a_pause_take_no_slot(
+    limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """Once the pause ends, the full burst is still there."""
+    limiter.pause("acme", 10.0, "throttled")
+    for _ in range(10):
+        assert limiter.acquire("acme", rps=1, burst=3) > 0.0
+    redis_client.delete(pause_key(key_prefix, "acme"))
+    assert [limiter.acquire("acme", rps=1, burst=3) for _ in range(3)] == [0.0, 0.0, 0.0]
+
+
+def test_the_pause_key_holds_the_reason(
+    limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """The value of the pause key says why, for `cio-fleet status`."""
+    limiter.pause("acme", 5.0, "throttled")
+    assert redis_client.get(pause_key(key_prefix, "acme")) == b"throttled"
+
+
+def test_an_auth_pause_round_trips(limiter: WorkspaceLimiter, redis_client: redis.Redis) -> None:
+    """pause_auth stores status, reason, Redis time and fingerprint; clear_auth_pause removes it."""
+    assert limiter.auth_pause("acme") is None
+    before = redis_now_ms(redis_client)
+    limiter.pause_auth("acme", status=401, reason="unauthorized", fingerprint="0123456789abcdef")
+    pause = limiter.auth_pause("acme")
+    assert pause is not None
+    assert (pause.status, pause.reason, pause.fingerprint) == (401, "unauthorized", "0123456789abcdef")
+    assert before <= pause.since_ms <= redis_now_ms(redis_client)
+    limiter.clear_auth_pause("acme")
+    assert limiter.auth_pause("acme") is None
+
+
+def test_an_auth_pause_keeps_its_start_while_the_credentials_stay_the_same(
+    limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """Repeated 401s with the same key keep `since`; new credentials failing start a new pause."""
+    limiter.pause_auth("acme", status=401, reason="unauthorized", fingerprint="a" * 16)
+    redis_client.hset(authpause_key(key_prefix, "acme"), "since", 1_000)
+    limiter.pause_auth("acme", status=403, reason="forbidden", fingerprint="a" * 16)
+    kept = limiter.auth_pause("acme")
+    assert kept is not None
+    assert (kept.since_ms, kept.status) == (1_000, 403)
+    limiter.pause_auth("acme", status=401, reason="unauthorized", fingerprint="b" * 16)
+    renewed = limiter.auth_pause("acme")
+    assert renewed is not None
+    assert renewed.since_ms > 1_000
+
+
+def test_an_auth_pause_does_not_block_the_rate_limiter(limiter: WorkspaceLimiter) -> None:
+    """Probing a paused workspace is the pipeline's call; acquire() only reflects 429 pauses."""
+    limiter.pause_auth("acme", status=401, reason="unauthorized", fingerprint="a" * 16)
+    assert limiter.acquire("acme", rps=10, burst=1) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("site_id", "api_key"), [("site", "key-1"), ("site", "key-2"), ("other", "key-1"), ("s", "")]
+)
+def test_the_credentials_fingerprint_is_short_stable_and_hides_the_key(site_id: str, api_key: str) -> None:
+    """16 hex characters, the same for the same pair, never containing the key."""
+    fingerprint = credentials_fingerprint(site_id, api_key)
+    assert len(fingerprint) == 16
+    assert int(fingerprint, 16) >= 0
+    assert fingerprint == credentials_fingerprint(site_id, api_key)
+    assert not api_key or api_key not in fingerprint
+
+
+def test_different_credentials_have_different_fingerprints() -> None:
+    """A rotated key shows up as a new fingerprint."""
+    assert credentials_fingerprint("site", "key-1") != credentials_fingerprint("site", "key-2")
+
+
+def hammer(redis_url: str, prefix: str, ready: Any, start: Any, results: Any) -> None:
+    """One process of the fleet: take every slot it can for HAMMER_S seconds, report Redis grant times."""
+    client = redis.Redis.from_url(redis_url)
+    limiter = WorkspaceLimiter(client, prefix)
+    limiter.paused_for("warm-up")
+    ready.release()
+    start.wait()
+    grants: list[int] = []
+    until = time.monotonic() + HAMMER_S
+    while time.monotonic() < until:
+        grant = limiter.try_acquire("acme", rps=FLEET_RPS, burst=1)
+        if grant.granted:
+            grants.append(grant.server_time_us)
+        else:
+            time.sleep(min(grant.wait_s, 0.02))
+    results.put(grants)
+    client.close()
+
+
+@pytest.fixture
+def fleet_grants(redis_url: str, key_prefix: str) -> Iterator[list[int]]:
+    """Redis times of every grant of PROCESSES processes hammering one workspace."""
+    context = multiprocessing.get_context("spawn")
+    ready, start, results = context.Semaphore(0), context.Event(), context.Queue()
+    processes = [
+        context.Process(target=hammer, args=(redis_url, key_prefix, ready, start, results))
+        for _ in range(PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        for _ in processes:
+            assert ready.acquire(timeout=30)
+        start.set()
+        grants = sorted(t for _ in processes for t in results.get(timeout=30))
+        yield grants
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+
+
+def busiest_second(grants: list[int]) -> int:
+    """The most grants in any half-open one-second window starting at a grant."""
+    most, end = 0, 0
+    for begin, at in enumerate(grants):
+        while end < len(grants) and grants[end] < at + 1_000_000:
+            end += 1
+        most = max(most, end - begin)
+    return most
+
+
+def test_several_processes_never_exceed_the_fleet_rate_and_use_most_of_it(fleet_grants: list[int]) -> None:
+    """3 processes sharing rps=20: at most 20 grants in any second (burst 1), and >= 90 % of the rate used."""
+    span_s = (fleet_grants[-1] - fleet_grants[0]) / 1_000_000
+    print(f"\n{len(fleet_grants)} grants in {span_s:.2f} s, busiest second {busiest_second(fleet_grants)}")
+    assert busiest_second(fleet_grants) <= FLEET_RPS
+    assert span_s > HAMMER_S * 0.8
+    assert len(fleet_grants) >= 0.9 * FLEET_RPS * span_s
