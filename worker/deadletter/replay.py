@@ -1,0 +1,204 @@
+"""Replay: move dead letters back to their partition streams, so that the workers deliver them again.
+
+The matching entries are listed first (a snapshot), so an entry that fails again during the replay and
+comes back to the dead-letter queue with a new id is not replayed a second time by the same run. Each entry
+then moves in one Lua script: ``XADD`` to its partition stream and ``XDEL`` from the dead-letter stream
+together, and nothing at all if the entry is already gone. A replay killed at any instant therefore loses
+nothing and duplicates nothing, and running it again finishes the job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+import redis
+
+from producers._wire import KICKED, lease_key, partition_for, stream_key
+from worker.deadletter.audit import Actor, record_audit
+from worker.deadletter.filters import DeadLetterFilter
+from worker.deadletter.records import DeadLetter, dlq_key
+from worker.deadletter.store import dlq_workspaces, iter_entries
+
+#: Most entries moved per Redis round trip.
+MOVE_CHUNK: Final = 500
+#: How long a kicked lease waits for its drain task before the sweeper may take over, in ms.
+KICK_LEASE_MS: Final = 30_000
+
+#: KEYS: dead-letter stream, partition stream. ARGV: entry id. Returns 1 moved, 0 already gone.
+_MOVE_LUA: Final = """
+local rows = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #rows == 0 then return 0 end
+local f = rows[1][2]
+local event, attempts, first = nil, '1', '0'
+for i = 1, #f, 2 do
+  if f[i] == 'event' then event = f[i + 1]
+  elseif f[i] == 'attempts' then attempts = f[i + 1]
+  elseif f[i] == 'first_failed_at' then first = f[i + 1] end
+end
+if event == nil then return 0 end
+redis.call('XADD', KEYS[2], '*', 'v', '1', 'event', event, 'attempts', attempts, 'first_failed_at', first)
+redis.call('XDEL', KEYS[1], ARGV[1])
+return 1
+"""
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayTarget:
+    """Where one dead letter goes back to."""
+
+    workspace: str
+    stream_id: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """What a replay did: ``matched`` entries in the snapshot, ``moved`` back, ``missing`` already gone."""
+
+    matched: int
+    moved: int
+    missing: int
+    dry_run: bool
+    partitions: frozenset[tuple[str, int]]
+
+
+def target_partition(letter: DeadLetter, partitions: int) -> int:
+    """The partition a dead letter returns to: recomputed from its event, else the recorded one."""
+    try:
+        event = orjson.loads(letter.event)
+    except orjson.JSONDecodeError:
+        return letter.partition
+    if not isinstance(event, dict):
+        return letter.partition
+    return partition_for(event, partitions)
+
+
+def snapshot(
+    client: redis.Redis[bytes],
+    prefix: str,
+    flt: DeadLetterFilter,
+    partitions_of: Callable[[str], int],
+    *,
+    workspaces: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> list[ReplayTarget]:
+    """The matching entries, oldest first, each with the partition it returns to."""
+    names = dlq_workspaces(client, prefix) if workspaces is None else workspaces
+    entries = iter_entries(client, prefix, names, flt, limit, newest_first=False)
+    return [
+        ReplayTarget(
+            e.letter.workspace, e.stream_id, target_partition(e.letter, partitions_of(e.letter.workspace))
+        )
+        for e in entries
+    ]
+
+
+class _Pacer:
+    """Spaces chunks so that no more than ``rate`` entries per second go out (0: no cap)."""
+
+    def __init__(self, rate: float, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+        self.rate, self.clock, self.sleep = rate, clock, sleep
+        self.started = clock()
+        self.chunk = MOVE_CHUNK if rate <= 0 else max(1, min(MOVE_CHUNK, int(rate / 10)))
+
+    def wait_for(self, sent: int) -> None:
+        """Sleep until ``sent`` entries are within the rate."""
+        if self.rate > 0:
+            delay = self.started + sent / self.rate - self.clock()
+            if delay > 0:
+                self.sleep(delay)
+
+
+def move_chunk(client: redis.Redis[bytes], prefix: str, targets: Sequence[ReplayTarget]) -> int:
+    """Move ``targets`` back to their partition streams in one round trip; return how many moved."""
+    script = client.register_script(_MOVE_LUA)
+    pipe = client.pipeline(transaction=False)
+    for target in targets:
+        keys = [dlq_key(prefix, target.workspace), stream_key(prefix, target.workspace, target.partition)]
+        script(keys=keys, args=[target.stream_id], client=pipe)
+    return sum(int(moved) for moved in pipe.execute())
+
+
+def replay(
+    client: redis.Redis[bytes],
+    prefix: str,
+    flt: DeadLetterFilter,
+    partitions_of: Callable[[str], int],
+    rate: float = 0,
+    limit: int | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    *,
+    workspaces: Sequence[str] | None = None,
+    actor: Actor | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ReplayResult:
+    """Move the matching dead letters back to their partition streams, at most ``rate`` per second.
+
+    Args:
+        client: A Redis client.
+        prefix: The key prefix.
+        flt: Which dead letters.
+        partitions_of: The partition count of a workspace.
+        rate: Entries per second (0: as fast as Redis takes them).
+        limit: Replay at most this many (oldest first).
+        dry_run: Count and audit, move nothing.
+        progress: Called with (done, total) at the start and after each chunk.
+        workspaces: Workspaces to scan when ``flt`` names none (default: every one with a dead-letter stream).
+        actor: Who replays, for the audit record.
+        clock: Monotonic clock, for the rate.
+        sleep: How to wait, for the rate.
+
+    Returns:
+        The counts, and the partitions that received entries (to kick their drain tasks).
+    """
+    targets = snapshot(client, prefix, flt, partitions_of, workspaces=workspaces, limit=limit)
+    moved = 0
+    if progress:
+        progress(0, len(targets))
+    if not dry_run:
+        pacer = _Pacer(rate, clock, sleep)
+        for start in range(0, len(targets), pacer.chunk):
+            pacer.wait_for(start)
+            moved += move_chunk(client, prefix, targets[start : start + pacer.chunk])
+            if progress:
+                progress(min(start + pacer.chunk, len(targets)), len(targets))
+    count = len(targets) if dry_run else moved
+    record_audit(
+        client, prefix, action="replay", filters=flt.describe(), count=count, dry_run=dry_run, actor=actor
+    )
+    touched = frozenset((t.workspace, t.partition) for t in targets) if not dry_run else frozenset()
+    return ReplayResult(len(targets), moved, 0 if dry_run else len(targets) - moved, dry_run, touched)
+
+
+def kick_partitions(
+    client: redis.Redis[bytes],
+    prefix: str,
+    partitions: Iterable[tuple[str, int]],
+    send: Callable[[str, int], None],
+) -> int:
+    """Queue a drain task for each idle partition, as a producer does; return how many were kicked.
+
+    A partition whose lease is held (a drainer, a queued task or a retry timer) is left alone. When ``send``
+    fails, the lease just taken is given back so that the sweeper picks the partition up.
+    """
+    kicked = 0
+    for workspace, partition in sorted(partitions):
+        key = lease_key(prefix, workspace, partition)
+        if not client.set(key, KICKED, nx=True, px=KICK_LEASE_MS):
+            continue
+        try:
+            send(workspace, partition)
+        except Exception:
+            if client.get(key) == KICKED.encode():
+                client.delete(key)
+            raise
+        kicked += 1
+    return kicked
