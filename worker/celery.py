@@ -1,0 +1,98 @@
+"""The Celery app (``celery -A worker worker``) and the worker's lifecycle signals.
+
+Settings load here, once, when the worker starts; a bad configuration stops it with one clear message.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Final
+
+from celery import Celery, signals
+
+from producers._wire import drain_queue
+from worker import runtime
+from worker.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("cio_fleet.worker")
+
+#: Longer than any task: a task runs one time slice plus one request.
+VISIBILITY_TIMEOUT_S: Final = 3_600
+
+
+def _load() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"cio-fleet: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app configured for at-least-once delivery on Redis."""
+    celery_app = Celery("cio_fleet", broker=settings.redis_url.get_secret_value(), include=["worker.tasks"])
+    celery_app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # A task that raised was handled by the pipeline (its partition deferred); do not redeliver it too.
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_default_queue=drain_queue(settings.key_prefix),
+        worker_pool="threads",
+        worker_concurrency=16,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    return celery_app
+
+
+settings = _load()
+app = create_app(settings)
+_sweeper: Any = None
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    from worker.logs import configure_logging, register_secrets
+
+    configure_logging(settings.log_format, settings.log_level)
+    register_secrets(runtime.secrets(settings))
+
+
+@signals.worker_init.connect
+def _init_sentry(**_: Any) -> None:
+    from worker.observability import init_sentry
+
+    init_sentry(settings, runtime.secrets(settings))
+
+
+@signals.worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    runtime.reset()
+
+
+@signals.worker_ready.connect
+def _start_background(**_: Any) -> None:
+    global _sweeper
+    from worker.sweeper import Sweeper
+    from worker.tasks import kick
+
+    deps = runtime.deps(settings)
+    runtime.start_metrics(settings)
+    _sweeper = Sweeper(settings, runtime.redis_client(settings), kick, runtime.identity())
+    _sweeper.start()
+    log.info("worker ready", extra={"workspaces": len(settings.workspaces), "host": deps.host})
+
+
+@signals.worker_shutting_down.connect
+def _stop(**_: Any) -> None:
+    runtime.request_stop()
+    if _sweeper is not None:
+        _sweeper.stop()

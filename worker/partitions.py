@@ -1,0 +1,195 @@
+"""The Redis side of a partition: its stream, its lease, its retry state, and settling entries.
+
+The lease (``{prefix}:lease:{ws}:{n}``) holds ``kicked`` (a drain task is queued), ``retry`` (waiting for a retry
+timer; it expires when the timer does) or the owner token of the drainer. Every change is a Lua script, so two
+workers never both own a partition and an event written while a drainer releases is never stranded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis
+
+from producers._wire import KICKED, config_key, lease_key, stream_key
+
+#: Lease value of a partition waiting for its retry timer.
+RETRY: Final = "retry"
+
+# Returns {0, 0} when taken, {1, pttl} while a retry timer runs, {2, pttl} while another drainer owns it.
+_TAKE = """
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[3] or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {0, 0}
+end
+if current == ARGV[4] then return {1, redis.call('PTTL', KEYS[1])} end
+return {2, redis.call('PTTL', KEYS[1])}
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) and 1
+end
+return 0
+"""
+
+# Release when the stream is empty; otherwise hand the partition back as 'kicked' so that the caller re-queues it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('XLEN', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+_DEFER = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stream entry: its id and its decoded fields."""
+
+    id: str
+    fields: Mapping[bytes, bytes]
+
+    @property
+    def enqueued_at_ms(self) -> int:
+        """When the entry was written: the millisecond part of its stream id."""
+        return int(self.id.split("-", 1)[0])
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRefusal:
+    """The partition is not free: a retry timer runs (``retry_timer``) or another drainer owns it."""
+
+    retry_timer: bool
+    remaining_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryState:
+    """A partition's current run of transient failures."""
+
+    attempts: int
+    first_failed_at_ms: int
+
+
+class PartitionStore:
+    """Streams, leases and retry state of every partition under one key prefix."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self._redis = client
+        self.prefix = prefix
+        self._take = client.register_script(_TAKE)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._defer = client.register_script(_DEFER)
+
+    def stream(self, workspace: str, partition: int) -> str:
+        """The partition's stream key."""
+        return stream_key(self.prefix, workspace, partition)
+
+    def lease(self, workspace: str, partition: int) -> str:
+        """The partition's lease key."""
+        return lease_key(self.prefix, workspace, partition)
+
+    def retry_key(self, workspace: str, partition: int) -> str:
+        """The partition's retry-state hash."""
+        return f"{self.prefix}:retry:{workspace}:{partition}"
+
+    def now_ms(self) -> int:
+        """Redis's clock, shared by the whole fleet."""
+        seconds, micros = self._redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def take_lease(self, workspace: str, partition: int, token: str, ttl_ms: int) -> LeaseRefusal | None:
+        """Own the partition; None on success, else why not and for how long."""
+        keys = [self.lease(workspace, partition)]
+        status, pttl = self._take(keys=keys, args=[token, ttl_ms, KICKED, RETRY])
+        if int(status) == 0:
+            return None
+        return LeaseRefusal(retry_timer=int(status) == 1, remaining_ms=max(int(pttl), 0))
+
+    def renew_lease(self, workspace: str, partition: int, token: str, ttl_ms: int) -> bool:
+        """Extend the lease; False when it was lost to another worker."""
+        return bool(self._renew(keys=[self.lease(workspace, partition)], args=[token, ttl_ms]))
+
+    def release_lease(self, workspace: str, partition: int, token: str, ttl_ms: int) -> bool:
+        """Give the partition up; True when work remains (the lease is now ``kicked``: queue a task)."""
+        keys = [self.lease(workspace, partition), self.stream(workspace, partition)]
+        return int(self._release(keys=keys, args=[token, KICKED, ttl_ms])) == 1
+
+    def defer(self, workspace: str, partition: int, token: str, delay_ms: int) -> bool:
+        """Hold the partition back for ``delay_ms``: nobody drains it until the lease expires."""
+        keys = [self.lease(workspace, partition)]
+        return bool(self._defer(keys=keys, args=[token, RETRY, max(int(delay_ms), 1)]))
+
+    def kick_if_idle(self, workspace: str, partition: int, ttl_ms: int) -> bool:
+        """Mark an idle partition ``kicked``; True when the caller must queue a drain task."""
+        return bool(self._redis.set(self.lease(workspace, partition), KICKED, nx=True, px=ttl_ms))
+
+    def read(self, workspace: str, partition: int, count: int) -> list[Entry]:
+        """The oldest ``count`` entries of the partition, in order."""
+        rows: list[tuple[bytes, dict[bytes, bytes]]] = self._redis.xrange(
+            self.stream(workspace, partition), count=count
+        )
+        return [Entry(entry_id.decode(), fields) for entry_id, fields in rows]
+
+    def retry_state(self, workspace: str, partition: int) -> RetryState | None:
+        """The partition's current failure run, if any."""
+        raw: dict[bytes, bytes] = self._redis.hgetall(self.retry_key(workspace, partition))
+        if not raw:
+            return None
+        return RetryState(int(raw.get(b"attempts", b"0")), int(raw.get(b"first_failed_at", b"0")))
+
+    def record_failure(self, workspace: str, partition: int, state: RetryState, error: str) -> None:
+        """Remember a transient failure (kept until the partition delivers again)."""
+        mapping = {
+            "attempts": state.attempts,
+            "first_failed_at": state.first_failed_at_ms,
+            "last_error": error,
+        }
+        self._redis.hset(self.retry_key(workspace, partition), mapping=mapping)
+
+    def settle(
+        self,
+        workspace: str,
+        partition: int,
+        done_ids: Sequence[str],
+        dead_letters: Sequence[tuple[str, Mapping[str, Any]]] = (),
+        *,
+        clear_retry: bool = False,
+    ) -> None:
+        """In one transaction: delete settled entries and write dead letters (key, fields) for the failed ones."""
+        if not done_ids and not dead_letters and not clear_retry:
+            return
+        pipe = self._redis.pipeline(transaction=True)
+        for dlq, fields in dead_letters:
+            pipe.xadd(dlq, dict(fields))
+        if done_ids:
+            pipe.xdel(self.stream(workspace, partition), *done_ids)
+        if clear_retry:
+            pipe.delete(self.retry_key(workspace, partition))
+        pipe.execute()
+
+    def publish_partitions(self, workspace: str, partitions: int) -> None:
+        """Tell producers how many partitions the workspace has."""
+        self._redis.hset(config_key(self.prefix, workspace), "partitions", partitions)
+
+    def pending(self, workspace: str, partitions: int) -> list[tuple[int, int, bool]]:
+        """(partition, stream length, has a lease) for every partition of the workspace."""
+        pipe = self._redis.pipeline(transaction=False)
+        for partition in range(partitions):
+            pipe.xlen(self.stream(workspace, partition))
+            pipe.exists(self.lease(workspace, partition))
+        replies = pipe.execute()
+        return [(p, int(replies[2 * p]), bool(replies[2 * p + 1])) for p in range(partitions)]

@@ -1,0 +1,149 @@
+"""Draining one partition: lease, read, plan, send, settle, for a bounded time slice (no Celery here).
+
+``drain(deps, workspace, partition)`` returns what the Celery edge must do next: nothing, queue another drain
+task now, or queue one after a delay.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from worker.partitions import Entry
+from worker.planning import PlannedEntry, plan_entries
+from worker.ports import Deps
+from worker.ratelimit import credentials_fingerprint
+from worker.sending import BatchSender, Deferred, Failure
+from worker.settings import WorkspaceConfig
+from worker.transform import TransformOptions
+
+log = logging.getLogger("cio_fleet.pipeline")
+
+
+class LeaseLost(Exception):
+    """Another worker took the partition over (this one stalled past the lease TTL)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DrainResult:
+    """What to do after a drain: ``done``, ``requeue`` now, ``later`` after ``delay_s``, or ``busy``."""
+
+    action: Literal["done", "requeue", "later", "busy"]
+    delay_s: float = 0.0
+
+
+def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
+    """Drain one partition of one workspace for at most one time slice."""
+    workspace = deps.settings.workspaces.get(workspace_name)
+    if workspace is None or not 0 <= partition < workspace.partitions:
+        log.error(
+            "drain task for an unconfigured workspace or partition; its events stay queued",
+            extra={"workspace": workspace_name, "partition": partition},
+        )
+        return DrainResult("done")
+    return PartitionDrainer(deps, workspace, partition).run()
+
+
+class PartitionDrainer:
+    """One drain of one partition by one worker: owns the lease from ``run`` start to end."""
+
+    def __init__(self, deps: Deps, workspace: WorkspaceConfig, partition: int) -> None:
+        self.deps = deps
+        self.workspace = workspace
+        self.partition = partition
+        self.token = uuid.uuid4().hex
+        self.ttl_ms = int(deps.settings.lease_ttl_s * 1000)
+        self.options = TransformOptions.for_workspace(workspace)
+        self.sender = BatchSender(deps, workspace, partition, self.renew)
+
+    def run(self) -> DrainResult:
+        """Take the lease, work, and leave the lease in the right state."""
+        store, name = self.deps.store, self.workspace.name
+        refusal = store.take_lease(name, self.partition, self.token, self.ttl_ms)
+        if refusal is not None:
+            # Early for a retry timer: come back when it ends. Owned by another drainer: nothing to do.
+            return DrainResult("later" if refusal.retry_timer else "busy", refusal.remaining_ms / 1000)
+        try:
+            self._work()
+        except Deferred as deferral:
+            store.defer(name, self.partition, self.token, int(deferral.delay_s * 1000))
+            return DrainResult("later", deferral.delay_s)
+        except LeaseLost:
+            log.warning("lease lost; another worker drains the partition", extra=self._extra())
+            return DrainResult("done")
+        except BaseException:
+            store.defer(name, self.partition, self.token, 1_000)
+            raise
+        more = store.release_lease(name, self.partition, self.token, self.ttl_ms)
+        return DrainResult("requeue" if more else "done")
+
+    def renew(self) -> None:
+        """Extend the lease before each request.
+
+        Raises:
+            LeaseLost: the lease expired and another worker owns the partition.
+        """
+        if not self.deps.store.renew_lease(self.workspace.name, self.partition, self.token, self.ttl_ms):
+            raise LeaseLost()
+
+    def _work(self) -> None:
+        deadline = self.deps.monotonic() + self.deps.settings.drain_slice_s
+        while not self.deps.stopping() and self.deps.monotonic() < deadline:
+            self._check_credentials_pause()
+            entries = self._read()
+            if not entries:
+                return
+            self.renew()
+            planned = plan_entries(entries, self.options)
+            self._settle_unsendable(planned)
+            self.sender.send([entry for entry in planned if entry.operations])
+
+    def _read(self) -> list[Entry]:
+        settings, store = self.deps.settings, self.deps.store
+        name, batching = self.workspace.name, settings.batching
+        entries = store.read(name, self.partition, batching.read_count)
+        if not entries or len(entries) >= batching.max_events or batching.linger_ms == 0:
+            return entries
+        age_ms = store.now_ms() - entries[0].enqueued_at_ms
+        if age_ms < batching.linger_ms:
+            self.deps.sleep(max(batching.linger_ms - age_ms, 0) / 1000)
+            entries = store.read(name, self.partition, batching.read_count)
+        return entries
+
+    def _settle_unsendable(self, planned: Sequence[PlannedEntry]) -> None:
+        skipped = [entry for entry in planned if entry.skip is not None]
+        rejected = [entry for entry in planned if entry.reject is not None]
+        if not skipped and not rejected:
+            return
+        name = self.workspace.name
+        for entry in skipped:
+            self.deps.metrics.skipped(name, entry.event_type)
+        for entry in rejected:
+            self.deps.metrics.rejected(name, entry.event_type)
+        dead = [(entry, Failure("rejected", entry.reject or "")) for entry in rejected]
+        self.sender.settle(skipped, dead)
+
+    def _check_credentials_pause(self) -> None:
+        """Hold a workspace whose credentials were refused, until they change or a probe is due."""
+        limiter, name = self.deps.limiter, self.workspace.name
+        pause = limiter.auth_pause(name)
+        if pause is None:
+            return
+        key = self.workspace.api_key.get_secret_value()
+        if pause.fingerprint != credentials_fingerprint(self.workspace.site_id, key):
+            log.info("credentials changed; resuming the paused workspace", extra=self._extra())
+            limiter.clear_auth_pause(name)
+            return
+        waited_s = (self.deps.store.now_ms() - pause.since_ms) / 1000
+        interval = self.deps.settings.auth_probe_interval_s
+        if waited_s < interval:
+            raise Deferred(interval - waited_s, "workspace paused: credentials refused")
+        # A probe: renew the pause so that the rest of the fleet keeps waiting while this batch tries.
+        limiter.pause_auth(name, status=pause.status, reason=pause.reason, fingerprint=pause.fingerprint)
+        self.sender.on_probe = True
+
+    def _extra(self) -> dict[str, object]:
+        return {"workspace": self.workspace.name, "partition": self.partition}

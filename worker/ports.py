@@ -1,0 +1,98 @@
+"""What the drain pipeline needs from the outside world, gathered once per worker process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from worker.delivery import BatchResponse
+    from worker.partitions import PartitionStore
+    from worker.planning import PlannedEntry
+    from worker.ratelimit import WorkspaceLimiter
+    from worker.settings import Settings, WorkspaceConfig
+
+
+class BatchPoster(Protocol):
+    """Posts one batch body for a workspace (``worker.delivery.CustomerIOClient``)."""
+
+    def post_batch(self, workspace: WorkspaceConfig, body: bytes) -> BatchResponse: ...
+
+
+class Metrics(Protocol):
+    """The counters the pipeline moves (``worker.metrics.FleetMetrics``)."""
+
+    def delivered(self, workspace: str, type: str, n: int = 1) -> None: ...
+    def skipped(self, workspace: str, type: str, n: int = 1) -> None: ...
+    def rejected(self, workspace: str, type: str, n: int = 1) -> None: ...
+    def dead_lettered(self, workspace: str, outcome: str, n: int = 1) -> None: ...
+    def request(self, workspace: str, status: int, seconds: float, events: int, nbytes: int) -> None: ...
+    def end_to_end(self, workspace: str, seconds: float) -> None: ...
+    def limiter_wait(self, workspace: str, seconds: float) -> None: ...
+    def auth_failure(self, workspace: str) -> None: ...
+
+
+class NullMetrics:
+    """Metrics that go nowhere (tests, tools)."""
+
+    def delivered(self, workspace: str, type: str, n: int = 1) -> None:
+        """Ignore."""
+
+    def skipped(self, workspace: str, type: str, n: int = 1) -> None:
+        """Ignore."""
+
+    def rejected(self, workspace: str, type: str, n: int = 1) -> None:
+        """Ignore."""
+
+    def dead_lettered(self, workspace: str, outcome: str, n: int = 1) -> None:
+        """Ignore."""
+
+    def request(self, workspace: str, status: int, seconds: float, events: int, nbytes: int) -> None:
+        """Ignore."""
+
+    def end_to_end(self, workspace: str, seconds: float) -> None:
+        """Ignore."""
+
+    def limiter_wait(self, workspace: str, seconds: float) -> None:
+        """Ignore."""
+
+    def auth_failure(self, workspace: str) -> None:
+        """Ignore."""
+
+
+@dataclass
+class Deps:
+    """The pipeline's ports: built once per worker process, in ``worker.tasks``."""
+
+    settings: Settings
+    store: PartitionStore
+    limiter: WorkspaceLimiter
+    client: BatchPoster
+    metrics: Metrics = field(default_factory=NullMetrics)
+    host: str = ""
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+    #: Set when the worker is shutting down: drainers stop after the batch in flight.
+    stopping: Callable[[], bool] = lambda: False
+
+
+def observe_settled(
+    deps: Deps,
+    workspace: str,
+    delivered: Sequence[PlannedEntry],
+    dead: Sequence[tuple[PlannedEntry, str]],
+) -> None:
+    """Count what was settled: delivered events by type, their end-to-end latency, dead letters by outcome."""
+    if not delivered and not dead:
+        return
+    now_ms = time.time() * 1000
+    for entry in delivered:
+        deps.metrics.delivered(workspace, entry.event_type)
+        deps.metrics.end_to_end(workspace, max(now_ms - entry.entry.enqueued_at_ms, 0.0) / 1000)
+    outcomes: dict[str, int] = {}
+    for _, outcome in dead:
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    for outcome, count in outcomes.items():
+        deps.metrics.dead_lettered(workspace, outcome, count)

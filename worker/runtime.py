@@ -1,0 +1,103 @@
+"""The composition root of a worker process: builds the pipeline's ports once, lazily, thread-safely."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from urllib.parse import urlsplit
+
+import redis
+
+from worker.delivery import CustomerIOClient
+from worker.metrics import FleetMetrics, RedisStateCollector, start_metrics_server
+from worker.partitions import PartitionStore
+from worker.ports import Deps, Metrics, NullMetrics
+from worker.ratelimit import WorkspaceLimiter
+from worker.settings import Settings
+
+_lock = threading.Lock()
+_deps: Deps | None = None
+_metrics: FleetMetrics | None = None
+_stopping = threading.Event()
+
+
+def identity() -> str:
+    """This process in the fleet: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """A Redis client (connection pool) for the data keys."""
+    return redis.Redis.from_url(settings.redis_url.get_secret_value(), health_check_interval=30)
+
+
+def build_deps(settings: Settings, metrics: Metrics | None = None) -> Deps:
+    """Everything the pipeline needs, for one process."""
+    client = redis_client(settings)
+    return Deps(
+        settings=settings,
+        store=PartitionStore(client, settings.key_prefix),
+        limiter=WorkspaceLimiter(client, settings.key_prefix),
+        client=CustomerIOClient(settings.http),
+        metrics=metrics or NullMetrics(),
+        host=socket.gethostname(),
+        stopping=_stopping.is_set,
+    )
+
+
+def deps(settings: Settings) -> Deps:
+    """The process's ports, built on first use."""
+    global _deps
+    if _deps is None:
+        with _lock:
+            if _deps is None:
+                _deps = build_deps(settings, fleet_metrics(settings))
+    return _deps
+
+
+def fleet_metrics(settings: Settings) -> FleetMetrics:
+    """The process's metrics, with a collector that reads the fleet's state from Redis at scrape time."""
+    global _metrics
+    if _metrics is None:
+        _metrics = FleetMetrics()
+        partitions = {name: ws.partitions for name, ws in settings.workspaces.items()}
+        collector = RedisStateCollector(
+            redis_client(settings),
+            settings.key_prefix,
+            partitions,
+            settings.dlq_max_entries,
+            settings.dlq_alarm_ratio,
+        )
+        _metrics.registry.register(collector)
+    return _metrics
+
+
+def start_metrics(settings: Settings) -> None:
+    """Serve ``/metrics`` on the configured port (0: off)."""
+    if settings.metrics_port:
+        start_metrics_server(fleet_metrics(settings), settings.metrics_port)
+
+
+def secrets(settings: Settings) -> list[str]:
+    """Every secret value of the configuration, for log and Sentry scrubbing."""
+    values = [ws.api_key.get_secret_value() for ws in settings.workspaces.values()]
+    password = urlsplit(settings.redis_url.get_secret_value()).password
+    if password:
+        values.append(password)
+    if settings.sentry_dsn is not None:
+        values.append(settings.sentry_dsn.get_secret_value())
+    return [value for value in values if value]
+
+
+def request_stop() -> None:
+    """Tell every drainer of this process to stop after the batch in flight."""
+    _stopping.set()
+
+
+def reset() -> None:
+    """Forget the process's ports (after a fork)."""
+    global _deps, _metrics
+    _deps = None
+    _metrics = None
+    _stopping.clear()

@@ -1,0 +1,222 @@
+"""Sending planned entries to Customer.io in batches and settling each entry by the answer.
+
+``BatchSender.send`` packs entries into runs, waits for the workspace's fleet-wide rate limiter, posts, and
+settles: accepted entries leave the stream; items Customer.io rejected go to the dead-letter queue; a batch
+refused as a whole (400/413) is split in halves until the bad items are isolated. A transient failure raises
+``Deferred``: the entries stay at the head of the partition and the partition waits, so order is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from worker.batching import batch_body, pack
+from worker.deadletter import DeadLetter, Outcome, describe_event, dlq_key
+from worker.delivery import Accepted, SplitNeeded, classify
+from worker.errors import Rejected as RejectedError
+from worker.errors import RetryableError, Throttled, Unauthorized, WorkerError
+from worker.partitions import RetryState
+from worker.planning import PlannedEntry
+from worker.ports import Deps, observe_settled
+from worker.ratelimit import credentials_fingerprint
+from worker.retry import next_delay
+from worker.settings import WorkspaceConfig
+
+log = logging.getLogger("cio_fleet.delivery")
+
+#: Longest the sender sleeps for the rate limiter inside a task; longer waits defer the partition instead.
+MAX_LIMITER_SLEEP_S: Final = 0.25
+
+
+class Deferred(Exception):
+    """The partition must wait ``delay_s`` before it is drained again."""
+
+    def __init__(self, delay_s: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a set of entries is dead-lettered."""
+
+    outcome: Outcome
+    reason: str
+    status: int | None = None
+    response: str = ""
+    first_failed_at_ms: int = 0
+
+
+class BatchSender:
+    """Delivers one partition's planned entries for one workspace."""
+
+    def __init__(self, deps: Deps, workspace: WorkspaceConfig, partition: int, renew: Callable[[], None]) -> None:
+        self.deps = deps
+        self.workspace = workspace
+        self.partition = partition
+        self._renew = renew
+        #: True while this drain probes a workspace paused for refused credentials.
+        self.on_probe = False
+
+    def send(self, entries: Sequence[PlannedEntry]) -> None:
+        """Deliver ``entries`` in order, settling each run as it is answered.
+
+        Raises:
+            Deferred: a transient failure, a long rate-limit wait or a credentials pause; the rest stays queued.
+        """
+        batching = self.deps.settings.batching
+        sizes = [entry.size for entry in entries]
+        for run in pack(sizes, max_bytes=batching.max_bytes, max_items=batching.max_events):
+            self._send_run([entries[index] for index in run])
+
+    def _send_run(self, run: list[PlannedEntry]) -> None:
+        items = [op for entry in run for op in entry.operations]
+        owners = [index for index, entry in enumerate(run) for _ in entry.operations]
+        self._wait_for_limiter()
+        self._renew()
+        try:
+            response = self.deps.client.post_batch(self.workspace, batch_body(items))
+            self.deps.metrics.request(
+                self.workspace.name, response.status, response.elapsed_s, len(run), sum(map(len, items))
+            )
+            verdict = classify(response, len(items))
+        except RetryableError as exc:
+            self._on_transient(run, exc)
+            return
+        except Unauthorized as exc:
+            self._on_unauthorized(exc)
+        except RejectedError as exc:
+            self._dead_letter(run, Failure("rejected", str(exc), exc.status, exc.body))
+            return
+        if isinstance(verdict, SplitNeeded):
+            self._split(run, verdict)
+            return
+        self._on_accepted(run, owners, verdict)
+
+    def _wait_for_limiter(self) -> None:
+        name = self.workspace.name
+        while True:
+            wait = self.deps.limiter.acquire(name, self.workspace.rate_limit_rps, self.workspace.burst)
+            if wait <= 0:
+                return
+            self.deps.metrics.limiter_wait(name, wait)
+            if wait > MAX_LIMITER_SLEEP_S:
+                raise Deferred(wait, "waiting for the rate limiter")
+            self.deps.sleep(wait)
+
+    def _on_accepted(self, run: list[PlannedEntry], owners: list[int], verdict: Accepted) -> None:
+        failed_entries: dict[int, str] = {}
+        for item_index, reason in verdict.failed.items():
+            failed_entries.setdefault(owners[item_index], reason)
+        delivered = [entry for index, entry in enumerate(run) if index not in failed_entries]
+        dead = [
+            (run[index], Failure("item_rejected", f"rejected by Customer.io: {reason}", 207))
+            for index, reason in failed_entries.items()
+        ]
+        self.settle(delivered, dead, clear_retry=True)
+        if self.on_probe:
+            self.deps.limiter.clear_auth_pause(self.workspace.name)
+            self.on_probe = False
+            log.info("credentials accepted again; workspace resumed", extra={"workspace": self.workspace.name})
+
+    def _split(self, run: list[PlannedEntry], verdict: SplitNeeded) -> None:
+        if len(run) == 1:
+            self._dead_letter(run, Failure("rejected", verdict.reason, verdict.status))
+            return
+        middle = len(run) // 2
+        log.info(
+            "batch refused as a whole; splitting it",
+            extra={"workspace": self.workspace.name, "partition": self.partition, "status": verdict.status},
+        )
+        self._send_run(run[:middle])
+        self._send_run(run[middle:])
+
+    def _on_transient(self, run: list[PlannedEntry], exc: RetryableError) -> None:
+        store, name = self.deps.store, self.workspace.name
+        now = store.now_ms()
+        state = store.retry_state(name, self.partition)
+        first_failed = state.first_failed_at_ms if state else now
+        attempts = (state.attempts if state else 0) + 1
+        window_ms = self.deps.settings.retry.window_s * 1000
+        expired = [e for e in run if now - max(first_failed, e.entry.enqueued_at_ms) >= window_ms]
+        if expired:
+            reason = f"failed after retries: {exc}"
+            failure = Failure("failed_after_retries", reason, exc.status, first_failed_at_ms=first_failed)
+            self._dead_letter(expired, failure, attempts)
+            if len(expired) == len(run):
+                return
+        delay = next_delay(attempts, self.deps.settings.retry, retry_after=exc.retry_after)
+        if isinstance(exc, Throttled):
+            self.deps.limiter.pause(name, delay, "throttled")
+        store.record_failure(name, self.partition, RetryState(attempts, first_failed), str(exc))
+        level = logging.DEBUG if isinstance(exc, Throttled) else logging.WARNING
+        log.log(level, "delivery failed; will retry", extra=self._extra(exc, attempts, delay))
+        raise Deferred(delay, str(exc))
+
+    def _on_unauthorized(self, exc: Unauthorized) -> None:
+        name = self.workspace.name
+        fingerprint = credentials_fingerprint(self.workspace.site_id, self.workspace.api_key.get_secret_value())
+        self.deps.limiter.pause_auth(name, status=exc.status, reason=str(exc), fingerprint=fingerprint)
+        self.deps.metrics.auth_failure(name)
+        log.error(
+            "workspace paused: Customer.io refused its credentials; its events are kept",
+            extra={"workspace": name, "status": exc.status},
+        )
+        raise Deferred(self.deps.settings.auth_probe_interval_s, str(exc))
+
+    def _dead_letter(self, run: Sequence[PlannedEntry], failure: Failure, attempts: int = 1) -> None:
+        self.settle([], [(entry, failure) for entry in run], attempts=attempts)
+
+    def settle(
+        self,
+        delivered: Sequence[PlannedEntry],
+        dead: Sequence[tuple[PlannedEntry, Failure]],
+        *,
+        attempts: int = 1,
+        clear_retry: bool = False,
+    ) -> None:
+        """Delete ``delivered`` and write ``dead`` to the dead-letter queue, in one transaction."""
+        name, store = self.workspace.name, self.deps.store
+        now = store.now_ms() if dead else 0
+        letters = [self._letter(entry, failure, attempts, now) for entry, failure in dead]
+        done_ids = [entry.entry.id for entry in delivered] + [entry.entry.id for entry, _ in dead]
+        dlq = dlq_key(store.prefix, name)
+        store.settle(
+            name,
+            self.partition,
+            done_ids,
+            [(dlq, ltr.to_fields()) for ltr in letters],
+            clear_retry=clear_retry,
+        )
+        observe_settled(self.deps, name, delivered, [(entry, failure.outcome) for entry, failure in dead])
+
+    def _letter(self, entry: PlannedEntry, failure: Failure, attempts: int, now: int) -> DeadLetter:
+        message_id, event_type, event_name = describe_event(entry.raw)
+        return DeadLetter(
+            workspace=self.workspace.name,
+            partition=self.partition,
+            event=entry.raw,
+            outcome=failure.outcome,
+            reason=failure.reason,
+            status=failure.status,
+            response=failure.response,
+            attempts=entry.prior_attempts + attempts,
+            first_failed_at_ms=entry.first_failed_at_ms or failure.first_failed_at_ms or now,
+            last_failed_at_ms=now,
+            host=self.deps.host,
+            message_id=message_id,
+            event_type=event_type,
+            event_name=event_name,
+        )
+
+    def _extra(self, exc: WorkerError, attempts: int, delay: float) -> dict[str, object]:
+        return {
+            "workspace": self.workspace.name,
+            "partition": self.partition,
+            "status": getattr(exc, "status", None),
+            "attempt": attempts,
+            "retry_in_s": round(delay, 3),
+        }

@@ -1,0 +1,85 @@
+"""The sweeper: finds partitions with waiting events and no drainer, and kicks them.
+
+Every worker process runs one sweeper thread; a short Redis lock lets only one of them sweep per interval across
+the fleet. A sweep also publishes each workspace's partition count for producers and the worker's heartbeat.
+It is what makes raw ``XADD`` producers, crashed workers and expired retry timers work.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from worker.partitions import PartitionStore
+from worker.settings import Settings
+
+log = logging.getLogger("cio_fleet.sweeper")
+
+Kick = Callable[[str, int], None]
+
+
+def workers_key(prefix: str) -> str:
+    """The hash of live workers: ``host:pid`` → last heartbeat (unix seconds)."""
+    return f"{prefix}:workers"
+
+
+def sweep_once(settings: Settings, store: PartitionStore, kick: Kick) -> int:
+    """Kick every partition that has entries and no lease; returns how many were kicked."""
+    ttl_ms = int(settings.lease_ttl_s * 1000)
+    kicked = 0
+    for name, workspace in settings.workspaces.items():
+        store.publish_partitions(name, workspace.partitions)
+        for partition, length, leased in store.pending(name, workspace.partitions):
+            if length and not leased and store.kick_if_idle(name, partition, ttl_ms):
+                kick(name, partition)
+                kicked += 1
+    return kicked
+
+
+class Sweeper:
+    """A daemon thread that sweeps every ``sweep_interval_s`` while it holds the fleet-wide sweep lock."""
+
+    def __init__(self, settings: Settings, client: redis.Redis, kick: Kick, identity: str) -> None:
+        self.settings = settings
+        self.client = client
+        self.store = PartitionStore(client, settings.key_prefix)
+        self.kick = kick
+        self.identity = identity
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cio-fleet-sweeper", daemon=True)
+
+    def start(self) -> None:
+        """Start sweeping in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the current sweep and forget this worker's heartbeat."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self.client.hdel(workers_key(self.settings.key_prefix), self.identity)
+        except redis.RedisError:
+            log.warning("could not remove the worker heartbeat")
+
+    def tick(self) -> int:
+        """One round: heartbeat, then a sweep if no other worker swept in this interval."""
+        prefix = self.settings.key_prefix
+        self.client.hset(workers_key(prefix), self.identity, int(time.time()))
+        interval_ms = max(int(self.settings.sweep_interval_s * 900), 1)
+        if not self.client.set(f"{prefix}:sweeper", self.identity, nx=True, px=interval_ms):
+            return 0
+        return sweep_once(self.settings, self.store, self.kick)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.sweep_interval_s):
+            try:
+                kicked = self.tick()
+            except Exception:
+                log.exception("sweep failed; trying again next interval")
+                continue
+            if kicked:
+                log.info("sweeper kicked idle partitions", extra={"kicked": kicked})

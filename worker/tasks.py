@@ -1,0 +1,30 @@
+"""The drain task: a thin adapter from Celery to ``worker.pipeline.drain``."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from producers._wire import DRAIN_TASK, drain_queue
+from worker import pipeline, runtime
+from worker.celery import app, settings
+from worker.errors import PermanentError
+
+#: The longest countdown a task is queued with (far below the broker's visibility timeout). Longer waits are
+#: left to the sweeper, which kicks the partition when its retry timer (the lease TTL) runs out.
+MAX_COUNTDOWN_S: Final = 60.0
+
+
+def kick(workspace: str, partition: int, countdown: float | None = None) -> None:
+    """Queue a drain task for a partition."""
+    drain.apply_async((workspace, partition), queue=drain_queue(settings.key_prefix), countdown=countdown)
+
+
+@app.task(name=DRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True, throws=(PermanentError,))
+def drain(workspace: str, partition: int) -> str:
+    """Drain one partition for one time slice, then queue what comes next."""
+    result = pipeline.drain(runtime.deps(settings), workspace, int(partition))
+    if result.action == "requeue":
+        kick(workspace, partition)
+    elif result.action == "later" and result.delay_s <= MAX_COUNTDOWN_S:
+        kick(workspace, partition, countdown=max(result.delay_s, 0.001))
+    return result.action
