@@ -1,0 +1,400 @@
+"""Segment-spec event → Customer.io Track API v2 operations: deliver, skip or reject (pure).
+
+Implements ``mapping.md`` (the mapping contract). No I/O, no clock, no environment, no logging: the same event
+and options always give the same outcome, and :func:`transform` never raises. Reasons are short stable strings,
+field first (``"event: required for track"``), fit for metric labels and dead-letter grouping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from worker.devices import build_device, find_token
+from worker.errors import InvalidEvent
+from worker.identifiers import (
+    Identifiers,
+    anonymous_id,
+    find_email,
+    id_text,
+    ids_for,
+    message_id,
+    object_ids,
+    object_type_id,
+    resolve_person,
+    utf8_len,
+)
+from worker.timestamps import convert_dates, first_time
+
+if TYPE_CHECKING:
+    from worker.settings import WorkspaceConfig
+
+#: Customer.io's limit on one operation of a batch, serialised.
+MAX_OPERATION_BYTES: Final = 32_000
+#: Customer.io's limit on an event name.
+MAX_EVENT_NAME_BYTES: Final = 100
+#: Customer.io's limit on an attribute name.
+MAX_ATTRIBUTE_NAME_BYTES: Final = 150
+#: Where an event's own time is read, in order.
+TIME_FIELDS: Final = ("timestamp", "originalTimestamp", "receivedAt")
+#: Traits that identify consumes itself instead of sending them as attributes.
+_IDENTIFY_CONSUMED: Final = frozenset(
+    {"createdAt", "created_at", "object_type_id", "objectTypeId", "relationshipAttributes"}
+)
+#: Traits that group consumes itself instead of sending them as object attributes.
+_GROUP_CONSUMED: Final = frozenset({"object_type_id", "objectTypeId", "relationshipAttributes", "objectAttributes"})
+
+
+@dataclass(frozen=True, slots=True)
+class TransformOptions:
+    """A workspace's mapping options."""
+
+    convert_timestamps: bool = True
+    object_type_id: str = "1"
+
+    @classmethod
+    def for_workspace(cls, ws: WorkspaceConfig) -> TransformOptions:
+        """The options configured for ``ws``."""
+        return cls(convert_timestamps=ws.convert_timestamps, object_type_id=ws.object_type_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Send these operations; ``encoded[i]`` is ``operations[i]`` serialised (≤ 32,000 bytes each)."""
+
+    operations: tuple[dict[str, Any], ...]
+    encoded: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Deliberately not sent (counted, not dead-lettered)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Cannot be mapped; the reason names the field first."""
+
+    reason: str
+
+
+Outcome = Deliver | Skip | Reject
+_Builder = Callable[[dict[str, Any], TransformOptions], "dict[str, Any] | Skip"]
+
+
+def transform_raw(raw: bytes | str, options: TransformOptions) -> Outcome:
+    """Parse one raw JSON event and transform it.
+
+    Args:
+        raw: The event as stored in the stream.
+        options: The workspace's mapping options.
+
+    Returns:
+        The outcome; JSON that does not parse, or is not an object, is a ``Reject``.
+    """
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return Reject("payload: not valid JSON")
+    return transform(event, options)
+
+
+def transform(event: object, options: TransformOptions) -> Outcome:
+    """Map one Segment event to Customer.io operations. Total: never raises, whatever ``event`` is.
+
+    Args:
+        event: The decoded event (anything; only a dict can be delivered).
+        options: The workspace's mapping options.
+
+    Returns:
+        ``Deliver`` with the operations and their encodings, ``Skip`` or ``Reject`` with a reason.
+    """
+    if not isinstance(event, dict):
+        return Reject("payload: not a JSON object")
+    try:
+        kind = event.get("type")
+        builder = _BUILDERS.get(kind) if isinstance(kind, str) else None
+        if builder is None:
+            return Reject("type: unsupported event type")
+        built = builder(event, options)
+        return built if isinstance(built, Skip) else _deliver(built)
+    except InvalidEvent as exc:
+        return Reject(str(exc))
+    except (RecursionError, orjson.JSONEncodeError):
+        return Reject("payload: nested too deeply or not serialisable")
+    except Exception:  # totality: a malformed event must never crash a drain; the reason stays stable
+        return Reject("payload: cannot be mapped")
+
+
+def _deliver(operation: dict[str, Any]) -> Deliver | Reject:
+    encoded = orjson.dumps(operation)
+    if len(encoded) > MAX_OPERATION_BYTES:
+        return Reject(f"operation: larger than {MAX_OPERATION_BYTES} bytes")
+    return Deliver(operations=(operation,), encoded=(encoded,))
+
+
+def _object_field(source: Mapping[str, Any], key: str, field: str | None = None) -> dict[str, Any]:
+    """A JSON-object field; absent, null and ``[]`` (PHP's empty map) are ``{}``."""
+    value = source.get(key)
+    if isinstance(value, dict):
+        return value
+    if value is None or value == []:
+        return {}
+    raise InvalidEvent(f"{field or key}: must be an object")
+
+
+def _check_names(source: Mapping[str, Any], field: str) -> None:
+    """Every attribute name of ``source`` is a string of at most 150 bytes."""
+    for name in source:
+        if not isinstance(name, str):
+            raise InvalidEvent(f"{field}: attribute names must be strings")
+        if len(name) > MAX_ATTRIBUTE_NAME_BYTES // 4 and utf8_len(name) > MAX_ATTRIBUTE_NAME_BYTES:
+            raise InvalidEvent(f"{field}: attribute name longer than {MAX_ATTRIBUTE_NAME_BYTES} bytes")
+
+
+def _attributes(source: Mapping[str, Any], field: str, options: TransformOptions) -> dict[str, Any]:
+    """``source`` as Customer.io attributes: names checked, dates converted when the workspace wants it."""
+    _check_names(source, field)
+    return convert_dates(source) if options.convert_timestamps else dict(source)
+
+
+def _name(value: object, field: str, required_for: str) -> str:
+    """A required event, page or screen name."""
+    if value is None or value == "":
+        raise InvalidEvent(f"{field}: required for {required_for}")
+    if not isinstance(value, str):
+        raise InvalidEvent(f"{field}: must be a string")
+    return value
+
+
+def _checked_event_name(value: str, field: str) -> str:
+    if len(value) > MAX_EVENT_NAME_BYTES // 4 and utf8_len(value) > MAX_EVENT_NAME_BYTES:
+        raise InvalidEvent(f"{field}: longer than {MAX_EVENT_NAME_BYTES} bytes")
+    return value
+
+
+def _required_person(event: Mapping[str, Any], action: str) -> Identifiers:
+    identifiers = resolve_person(event)
+    if identifiers is None:
+        raise InvalidEvent(f"userId: required for {action} (or email)")
+    return identifiers
+
+
+def _relationship_attributes(traits: Mapping[str, Any], options: TransformOptions) -> dict[str, Any]:
+    field = "traits.relationshipAttributes"
+    return _attributes(_object_field(traits, "relationshipAttributes", field), field, options)
+
+
+def _copy_anonymous_id(attributes: dict[str, Any], event: Mapping[str, Any], identifiers: Identifiers) -> None:
+    """Keep the ``anonymousId`` as an attribute when it is not the identifier."""
+    anonymous = anonymous_id(event)
+    if anonymous is not None and "anonymous_id" not in identifiers:
+        attributes["anonymous_id"] = anonymous
+
+
+def _person(action: str, identifiers: Identifiers) -> dict[str, Any]:
+    return {"type": "person", "action": action, "identifiers": identifiers}
+
+
+def _identify(event: dict[str, Any], options: TransformOptions) -> dict[str, Any] | Skip:
+    traits = _object_field(event, "traits")
+    identifiers = resolve_person(event, traits=traits)
+    if identifiers is None:
+        return Skip("no userId or email")
+    kept = {key: value for key, value in traits.items() if key not in _IDENTIFY_CONSUMED}
+    attributes = _attributes(kept, "traits", options)
+    email = find_email(event, traits)
+    if email is not None:
+        attributes.setdefault("email", email)
+    _copy_anonymous_id(attributes, event, identifiers)
+    created_at = _created_at(event, traits)
+    if created_at is not None:
+        attributes["created_at"] = created_at
+    operation = _person("identify", identifiers)
+    operation["attributes"] = attributes
+    timestamp = first_time(event, TIME_FIELDS)
+    if timestamp is not None:
+        operation["timestamp"] = timestamp
+    relationship = _identify_relationship(traits, options)
+    if relationship is not None:
+        operation["cio_relationships"] = [relationship]
+    return operation
+
+
+def _created_at(event: Mapping[str, Any], traits: Mapping[str, Any]) -> int | None:
+    """``traits.created_at`` ?? ``traits.createdAt`` ?? the top-level ``created_at``, as unix seconds."""
+    created = first_time(traits, ("created_at", "createdAt"), prefix="traits.")
+    return created if created is not None else first_time(event, ("created_at",))
+
+
+def _identify_relationship(traits: Mapping[str, Any], options: TransformOptions) -> dict[str, Any] | None:
+    """``traits.objectId`` relates the person to that object."""
+    object_id = id_text(traits.get("objectId"), "traits.objectId")
+    if object_id is None:
+        return None
+    relationship: dict[str, Any] = {
+        "identifiers": {
+            "object_type_id": object_type_id(traits, "traits", options.object_type_id),
+            "object_id": object_id,
+        }
+    }
+    attributes = _relationship_attributes(traits, options)
+    if attributes:
+        relationship["relationship_attributes"] = attributes
+    return relationship
+
+
+def _alias(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
+    primary = id_text(event.get("userId"), "userId")
+    if primary is None:
+        raise InvalidEvent("userId: required for alias")
+    secondary = id_text(event.get("previousId"), "previousId")
+    if secondary is None:
+        raise InvalidEvent("previousId: required for alias")
+    return {"type": "person", "action": "merge", "primary": ids_for(primary), "secondary": ids_for(secondary)}
+
+
+def _group(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
+    group_id = id_text(event.get("groupId"), "groupId")
+    if group_id is None:
+        raise InvalidEvent("groupId: required for group")
+    traits = _object_field(event, "traits")
+    identifiers = {"object_type_id": object_type_id(traits, "traits", options.object_type_id), "object_id": group_id}
+    operation: dict[str, Any] = {"type": "object", "action": "identify", "identifiers": identifiers}
+    if "objectAttributes" in traits and traits["objectAttributes"] is not None:
+        own = _object_field(traits, "objectAttributes", "traits.objectAttributes")
+        attributes = _attributes(own, "traits.objectAttributes", options)
+    else:
+        kept = {key: value for key, value in traits.items() if key not in _GROUP_CONSUMED}
+        attributes = _attributes(kept, "traits", options)
+    if attributes:
+        operation["attributes"] = attributes
+    person = resolve_person(event, allow_anonymous=True)
+    if person is not None:
+        relationship: dict[str, Any] = {"identifiers": person}
+        relationship_attributes = _relationship_attributes(traits, options)
+        if relationship_attributes:
+            relationship["relationship_attributes"] = relationship_attributes
+        operation["cio_relationships"] = [relationship]
+        if "anonymous_id" in person:
+            operation["action"] = "identify_anonymous"
+    return operation
+
+
+def _person_event(event: Mapping[str, Any], options: TransformOptions, action: str, name: str) -> dict[str, Any]:
+    """An ``event``, ``page`` or ``screen`` operation, anonymous allowed."""
+    properties = _object_field(event, "properties")
+    identifiers = resolve_person(event, allow_anonymous=True)
+    if identifiers is None:
+        raise InvalidEvent(f"userId: required for {event['type']} (or anonymousId or email)")
+    operation = _person(action, identifiers)
+    operation["name"] = name
+    dedupe_id = message_id(event)
+    if dedupe_id is not None:
+        operation["id"] = dedupe_id
+    timestamp = first_time(event, TIME_FIELDS)
+    if timestamp is not None:
+        operation["timestamp"] = timestamp
+    attributes = _attributes(properties, "properties", options)
+    _copy_anonymous_id(attributes, event, identifiers)
+    if attributes:
+        operation["attributes"] = attributes
+    return operation
+
+
+def _page(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
+    properties = _object_field(event, "properties")
+    url = properties.get("url")
+    if not isinstance(url, str) or not url:
+        page = _object_field(_object_field(event, "context"), "page", "context.page")
+        url = page.get("url")
+    if not isinstance(url, str) or not url:
+        raise InvalidEvent("properties.url: required for page (or context.page.url)")
+    return _person_event(event, options, "page", url)
+
+
+def _screen(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
+    name = _checked_event_name(_name(event.get("name"), "name", "screen"), "name")
+    return _person_event(event, options, "screen", name)
+
+
+def _track(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
+    name = _name(event.get("event"), "event", "track")
+    route = _TRACK_ROUTES.get(name)
+    if route is not None:
+        return route(event, options)
+    return _person_event(event, options, "event", _checked_event_name(name, "event"))
+
+
+def _add_device(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
+    identifiers = _required_person(event, "add_device")
+    properties = _object_field(event, "properties")
+    _check_names(properties, "properties")
+    app = _object_field(_object_field(event, "context"), "app", "context.app")
+    device = build_device(
+        event,
+        properties,
+        app.get("version"),
+        last_used=first_time(event, TIME_FIELDS),
+        convert_timestamps=options.convert_timestamps,
+    )
+    return {**_person("add_device", identifiers), "device": device}
+
+
+def _delete_device(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
+    identifiers = _required_person(event, "delete_device")
+    token, _ = find_token(event, _object_field(event, "properties"), "delete_device")
+    return {**_person("delete_device", identifiers), "device": {"token": token}}
+
+
+def _person_state(event: dict[str, Any], options: TransformOptions, action: str) -> dict[str, Any]:
+    """``delete``, ``suppress`` or ``unsuppress`` a person."""
+    return _person(action, _required_person(event, action))
+
+
+def _object_deleted(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "action": "delete",
+        "identifiers": object_ids(_object_field(event, "properties"), event["event"], options.object_type_id),
+    }
+
+
+def _relationship_deleted(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
+    identifiers = object_ids(_object_field(event, "properties"), event["event"], options.object_type_id)
+    person = _required_person(event, "delete_relationships")
+    return {
+        "type": "object",
+        "action": "delete_relationships",
+        "identifiers": identifiers,
+        "cio_relationships": [{"identifiers": person}],
+    }
+
+
+_TRACK_ROUTES: Final[dict[str, Callable[[dict[str, Any], TransformOptions], dict[str, Any]]]] = {
+    "Application Installed": _add_device,
+    "Application Opened": _add_device,
+    "Device Created or Updated": _add_device,
+    "Application Uninstalled": _delete_device,
+    "Device Deleted": _delete_device,
+    "User Deleted": partial(_person_state, action="delete"),
+    "User Suppressed": partial(_person_state, action="suppress"),
+    "User Unsuppressed": partial(_person_state, action="unsuppress"),
+    "Object Deleted": _object_deleted,
+    "Relationship Deleted": _relationship_deleted,
+}
+
+_BUILDERS: Final[dict[str, _Builder]] = {
+    "identify": _identify,
+    "track": _track,
+    "page": _page,
+    "screen": _screen,
+    "group": _group,
+    "alias": _alias,
+}
