@@ -1,5 +1,61 @@
-"""The cio-fleet producer library: enqueue Segment-spec events for delivery to Customer.io."""
+"""The cio-fleet producer library: enqueue Segment-spec events for delivery to Customer.io.
 
+```python
+from producers import Producer
+
+with Producer("redis://127.0.0.1:6379/0", "acme") as producer:
+    producer.track("user-1", "Signed Up", {"plan": "pro"})
+```
+
+``producers`` never imports the worker; it needs only Redis (and Celery, imported on the first kick).
+"""
+
+from pydantic import BaseModel
+
+from producers._async import AsyncProducer
+from producers._events import (
+    MAX_EVENT_BYTES,
+    Alias,
+    Group,
+    Identify,
+    InvalidEventError,
+    Page,
+    ProducerError,
+    Screen,
+    SegmentEvent,
+    Track,
+    parse_event,
+    validate_event,
+)
+from producers._producer import EnqueueResult, Producer, QueueFull
 from producers._wire import DEFAULT_PARTITIONS, FORMAT_VERSION, partition_for, person_key
 
-__all__ = ["DEFAULT_PARTITIONS", "FORMAT_VERSION", "partition_for", "person_key"]
+__all__ = [
+    "DEFAULT_PARTITIONS",
+    "FORMAT_VERSION",
+    "MAX_EVENT_BYTES",
+    "Alias",
+    "AsyncProducer",
+    "EnqueueResult",
+    "Group",
+    "Identify",
+    "InvalidEventError",
+    "Page",
+    "Producer",
+    "ProducerError",
+    "QueueFull",
+    "Screen",
+    "SegmentEvent",
+    "Track",
+    "parse_event",
+    "partition_for",
+    "person_key",
+    "validate_event",
+]
+
+# Public classes say they come from ``producers``, not a private module (pydantic models keep theirs: their
+# annotations are resolved in their own module).
+for _name in __all__:
+    _member = globals()[_name]
+    if isinstance(_member, type) and not issubclass(_member, BaseModel):
+        _member.__module__ = "producers"

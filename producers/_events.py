@@ -1,0 +1,365 @@
+"""Segment-spec events: typed models to build them, and the fast checks made before one is enqueued.
+
+Two ways in, one set of rules:
+
+* ``validate_event(mapping)`` checks a plain dict (the ``enqueue`` path) with plain dict look-ups, because the
+  producer has a budget of a few microseconds per event.
+* The pydantic models (``Identify``, ``Track``, ``Page``, ``Screen``, ``Group``, ``Alias``, and the
+  ``SegmentEvent`` union discriminated on ``type``) give typed construction; they run the same rules, so a model
+  that builds is an event the producer accepts. Unknown fields are kept (``extra="allow"``).
+
+The edge judges only what it can: a known ``type``, the fields each type needs, the JSON types of the common
+fields and the serialised size. Everything else (a page without a URL, a device without a token) is the
+worker's call, which dead-letters it with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Final, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic_core import PydanticSerializationError
+
+#: Largest serialised event (with the producer's stamps) accepted: Segment's per-message cap and Customer.io's
+#: per-operation limit.
+MAX_EVENT_BYTES: Final = 32_000
+#: The Segment event types the worker can deliver.
+EVENT_TYPES: Final = ("alias", "group", "identify", "page", "screen", "track")
+#: The field name used by errors about the event as a whole.
+WHOLE_EVENT: Final = "(event)"
+
+_ID_FIELDS: Final = ("userId", "anonymousId")
+_OBJECT_FIELDS: Final = ("context", "integrations", "traits", "properties")
+_TIME_FIELDS: Final = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
+_TIME_TYPES: Final = (str, int, float, dt.datetime)
+
+
+class ProducerError(Exception):
+    """Base of every error the producer raises on purpose."""
+
+
+class InvalidEventError(ProducerError, ValueError):
+    """An event the edge refuses; nothing of it was enqueued.
+
+    Attributes:
+        field: The offending field (dotted for nested ones), or ``"(event)"`` for the event as a whole.
+        reason: Why, in a few words.
+        index: The event's position in an ``enqueue_many`` call, else ``None``.
+    """
+
+    def __init__(self, field: str, reason: str, *, index: int | None = None) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_invalid, (self.field, self.reason, self.index))
+
+    def at(self, index: int) -> InvalidEventError:
+        """The same error, tagged with the event's position in a batch."""
+        return InvalidEventError(self.field, self.reason, index=index)
+
+
+def _rebuild_invalid(field: str, reason: str, index: int | None) -> InvalidEventError:
+    return InvalidEventError(field, reason, index=index)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_id(value: Any) -> bool:
+    """A usable identifier: a non-blank string or an integer (not a bool)."""
+    if isinstance(value, str):
+        return bool(value.strip())
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _has_email(event: Mapping[str, Any]) -> bool:
+    if _is_id(event.get("email")):
+        return True
+    for holder in (event.get("traits"), _nested_traits(event.get("context"))):
+        if isinstance(holder, Mapping) and isinstance(holder.get("email"), str) and holder["email"].strip():
+            return True
+    return False
+
+
+def _nested_traits(context: Any) -> Any:
+    return context.get("traits") if isinstance(context, Mapping) else None
+
+
+def _has_person(event: Mapping[str, Any]) -> bool:
+    return _is_id(event.get("userId")) or _is_id(event.get("anonymousId")) or _has_email(event)
+
+
+def _person_rule(kind: str) -> Callable[[Mapping[str, Any]], InvalidEventError | None]:
+    def rule(event: Mapping[str, Any]) -> InvalidEventError | None:
+        if _has_person(event):
+            return None
+        return InvalidEventError("userId", f"userId, anonymousId or email required for {kind}")
+
+    return rule
+
+
+def _required_id(event: Mapping[str, Any], field: str, kind: str) -> InvalidEventError | None:
+    value = event.get(field)
+    if value is None or value == "":
+        return InvalidEventError(field, f"required for {kind}")
+    if not _is_id(value):
+        return InvalidEventError(field, "must be a non-blank string or an integer")
+    return None
+
+
+def _track_rule(event: Mapping[str, Any]) -> InvalidEventError | None:
+    name = event.get("event")
+    if name is None or (isinstance(name, str) and not name.strip()):
+        return InvalidEventError("event", "required for track")
+    if not isinstance(name, str):
+        return InvalidEventError("event", "must be a string")
+    return _person_rule("track")(event)
+
+
+def _group_rule(event: Mapping[str, Any]) -> InvalidEventError | None:
+    return _required_id(event, "groupId", "group")
+
+
+def _alias_rule(event: Mapping[str, Any]) -> InvalidEventError | None:
+    return _required_id(event, "userId", "alias") or _required_id(event, "previousId", "alias")
+
+
+_RULES: Final[dict[str, Callable[[Mapping[str, Any]], InvalidEventError | None]]] = {
+    "identify": _person_rule("identify"),
+    "track": _track_rule,
+    "page": _person_rule("page"),
+    "screen": _person_rule("screen"),
+    "group": _group_rule,
+    "alias": _alias_rule,
+}
+
+
+def _type_problem(kind: Any) -> InvalidEventError:
+    if kind is None:
+        return InvalidEventError("type", "required")
+    return InvalidEventError("type", f"unknown event type {_short(kind)} (expected one of {', '.join(EVENT_TYPES)})")
+
+
+def _shape_problem(event: Mapping[str, Any]) -> InvalidEventError | None:
+    """The JSON types of the common fields."""
+    for name in _ID_FIELDS:
+        value = event.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
+            return InvalidEventError(name, "must be a string or an integer")
+    for name in _OBJECT_FIELDS:
+        value = event.get(name)
+        if value is not None and not isinstance(value, Mapping):
+            return InvalidEventError(name, "must be an object")
+    for name in _TIME_FIELDS:
+        value = event.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, _TIME_TYPES)):
+            return InvalidEventError(name, "must be an ISO-8601 string or unix seconds")
+    message_id = event.get("messageId")
+    if message_id is not None and not (isinstance(message_id, str) and message_id):
+        return InvalidEventError("messageId", "must be a non-empty string")
+    return None
+
+
+def find_problem(event: Any) -> InvalidEventError | None:
+    """The first thing wrong with an event's fields, or ``None`` (size is checked when it is serialised)."""
+    if not isinstance(event, Mapping):
+        return InvalidEventError(WHOLE_EVENT, "must be a JSON object")
+    kind = event.get("type")
+    rule = _RULES.get(kind) if isinstance(kind, str) else None
+    if rule is None:
+        return _type_problem(kind)
+    return _shape_problem(event) or rule(event)
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO-8601 with milliseconds and a ``Z``."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode_event(event: Mapping[str, Any], *, now: str) -> tuple[str, bytes]:
+    """Stamp an event and serialise it, as the producer writes it.
+
+    ``messageId`` (a uuid4) and ``timestamp`` are added when absent or null; ``sentAt`` is always set. All other
+    fields are written as given, in the given order.
+
+    Args:
+        event: An event that passed ``find_problem``.
+        now: The stamp time, from ``now_iso()``.
+
+    Returns:
+        The event's messageId and its JSON bytes.
+
+    Raises:
+        InvalidEventError: The event is not JSON-serialisable or is larger than ``MAX_EVENT_BYTES``.
+    """
+    stamped = dict(event)
+    message_id = stamped.get("messageId")
+    if message_id is None:
+        message_id = stamped["messageId"] = str(uuid.uuid4())
+    if stamped.get("timestamp") is None:
+        stamped["timestamp"] = now
+    stamped["sentAt"] = now
+    try:
+        data = orjson.dumps(stamped, option=orjson.OPT_UTC_Z)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidEventError(WHOLE_EVENT, f"cannot be serialised as JSON ({exc})") from None
+    if len(data) > MAX_EVENT_BYTES:
+        raise InvalidEventError(WHOLE_EVENT, f"serialised size {len(data)} bytes exceeds {MAX_EVENT_BYTES}")
+    return str(message_id), data
+
+
+def validate_event(event: Any) -> None:
+    """Check an event as the producer does before enqueueing it.
+
+    Args:
+        event: A Segment event as a mapping.
+
+    Raises:
+        InvalidEventError: The first problem found, naming the field, for example ``event: required for track``.
+    """
+    problem = find_problem(event)
+    if problem is not None:
+        raise problem
+    encode_event(event, now=now_iso())
+
+
+class _Event(BaseModel):
+    """Fields common to every Segment event."""
+
+    model_config = ConfigDict(extra="allow", hide_input_in_errors=True)
+
+    type: str
+    messageId: str | None = None
+    userId: str | int | None = None
+    anonymousId: str | int | None = None
+    timestamp: dt.datetime | str | int | float | None = None
+    originalTimestamp: dt.datetime | str | int | float | None = None
+    sentAt: dt.datetime | str | int | float | None = None
+    receivedAt: dt.datetime | str | int | float | None = None
+    context: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
+    email: str | None = None
+    projectId: str | None = None
+    created_at: str | int | float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _edge_rules(cls, data: Any) -> Any:
+        """Run the producer's rules on the input, so that a model that builds is an event it accepts."""
+        if isinstance(data, Mapping):
+            problem = find_problem({"type": cls.model_fields["type"].default, **data})
+            if problem is not None:
+                raise problem
+        return data
+
+
+class Identify(_Event):
+    """Who the person is and what we know about them."""
+
+    type: Literal["identify"] = "identify"
+    traits: dict[str, Any] | None = None
+
+
+class Track(_Event):
+    """Something the person did."""
+
+    type: Literal["track"] = "track"
+    event: str
+    properties: dict[str, Any] | None = None
+
+
+class Page(_Event):
+    """A web page the person viewed."""
+
+    type: Literal["page"] = "page"
+    name: str | None = None
+    category: str | None = None
+    properties: dict[str, Any] | None = None
+
+
+class Screen(_Event):
+    """A mobile screen the person viewed."""
+
+    type: Literal["screen"] = "screen"
+    name: str | None = None
+    category: str | None = None
+    properties: dict[str, Any] | None = None
+
+
+class Group(_Event):
+    """The person belongs to a group (a Customer.io object)."""
+
+    type: Literal["group"] = "group"
+    groupId: str | int
+    traits: dict[str, Any] | None = None
+
+
+class Alias(_Event):
+    """Two identities of one person: ``previousId`` is merged into ``userId``."""
+
+    type: Literal["alias"] = "alias"
+    previousId: str | int
+
+
+#: Any Segment event, told apart by ``type``.
+SegmentEvent = Annotated[Identify | Track | Page | Screen | Group | Alias, Field(discriminator="type")]
+_EVENT_ADAPTER: Final[TypeAdapter[Identify | Track | Page | Screen | Group | Alias]] = TypeAdapter(SegmentEvent)
+
+
+def _from_validation_error(exc: ValidationError, *, tagged: bool = False) -> InvalidEventError:
+    error = exc.errors(include_url=False, include_input=False)[0]
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, InvalidEventError):
+        return cause
+    location = error["loc"][1:] if tagged else error["loc"]
+    field = ".".join(str(part) for part in location) or WHOLE_EVENT
+    return InvalidEventError(field, error["msg"].lower())
+
+
+def parse_event(data: Mapping[str, Any]) -> Identify | Track | Page | Screen | Group | Alias:
+    """A typed model of a raw event.
+
+    Raises:
+        InvalidEventError: The event breaks a rule or a field has the wrong type.
+    """
+    problem = find_problem(data)
+    if problem is not None:
+        raise problem
+    try:
+        return _EVENT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise _from_validation_error(exc, tagged=True) from None
+
+
+def build_event(model: type[_Event], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The plain event of one call shape: ``fields`` checked by ``model``, ``None`` values left out.
+
+    Raises:
+        InvalidEventError: A rule or a field type is broken.
+    """
+    given = {key: value for key, value in fields.items() if value is not None}
+    try:
+        return event_dict(model(**given))
+    except ValidationError as exc:
+        raise _from_validation_error(exc) from None
+
+
+def event_dict(event: BaseModel) -> dict[str, Any]:
+    """The JSON-ready dict of a model, without its ``None`` fields.
+
+    Raises:
+        InvalidEventError: An extra field holds a value JSON cannot represent.
+    """
+    try:
+        return event.model_dump(mode="json", exclude_none=True)
+    except PydanticSerializationError as exc:
+        raise InvalidEventError(WHOLE_EVENT, f"cannot be serialised as JSON ({exc})") from None

@@ -1,0 +1,257 @@
+"""The enqueue round trip and the kick that follows it.
+
+Events are prepared (checked, stamped, serialised, partitioned) in chunks. ``ENQUEUE_SCRIPT`` appends them to
+their partition streams, applies backpressure and claims the kick of each partition that was idle, all in one
+round trip. ``Kicker`` then queues a drain task for each claimed partition.
+
+The script sets the partition's lease to ``kicked`` with ``SET NX``, so exactly one producer kicks each idle
+partition. ``Kicker`` only publishes the Celery message, by task name, so that producers never import the
+worker. Celery is imported on the first kick, never at import time.
+
+A failed publish is logged and swallowed: the event is safely in its stream, and once the ``kicked`` lease
+expires (``KICK_TTL_MS``) the workers' sweeper queues the drain task. Raising would make callers enqueue again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
+
+from producers._events import InvalidEventError, encode_event, event_dict, find_problem, now_iso
+from producers._wire import (
+    DEFAULT_PARTITIONS,
+    DRAIN_TASK,
+    FORMAT_VERSION,
+    KICK_TTL_MS,
+    KICKED,
+    drain_queue,
+    lease_key,
+    partition_for,
+    stream_key,
+)
+
+logger = logging.getLogger("producers")
+
+#: The most partitions a workspace may have (as ``WorkspaceConfig.partitions`` allows).
+MAX_PARTITIONS: Final = 1024
+#: Events per script call of ``enqueue_many``.
+CHUNK_EVENTS: Final = 1_000
+#: Serialised bytes per script call of ``enqueue_many`` (a call blocks Redis while it runs).
+CHUNK_BYTES: Final = 1_000_000
+
+#: What ``enqueue`` accepts: a plain event or one of the event models.
+EventLike = Mapping[str, Any] | BaseModel
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``***``, fit for logs and messages."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+class Kicker:
+    """Publishes ``worker.drain(workspace, partition)`` on the ``{prefix}.drain`` queue.
+
+    Args:
+        broker_url: The Redis URL of the Celery broker (the producer's Redis).
+        prefix: The key prefix; the queue is ``{prefix}.drain``.
+        workspace: The workspace whose partitions are kicked.
+    """
+
+    def __init__(self, broker_url: str, prefix: str, workspace: str) -> None:
+        self._broker_url = broker_url
+        self._queue = drain_queue(prefix)
+        self._workspace = workspace
+        self._app: Any = None
+        self._lock = threading.Lock()
+
+    def _celery(self) -> Any:
+        with self._lock:
+            if self._app is None:
+                import celery  # lazy: only producers that kick pay for importing Celery
+
+                self._app = celery.Celery(broker=self._broker_url, set_as_current=False)
+            return self._app
+
+    def kick(self, partitions: Iterable[int]) -> None:
+        """Queue one drain task per partition; failures are logged, never raised."""
+        for partition in partitions:
+            try:
+                self._celery().send_task(
+                    DRAIN_TASK, args=[self._workspace, partition], queue=self._queue, serializer="json"
+                )
+            except Exception as exc:  # the event is stored; the sweeper kicks the partition later
+                logger.warning(
+                    "could not queue a drain task for workspace %s partition %d (%s); the sweeper will pick it up",
+                    self._workspace,
+                    partition,
+                    self._scrub(str(exc)),
+                )
+
+    def _scrub(self, text: str) -> str:
+        password = urlsplit(self._broker_url).password
+        return text.replace(password, "***") if password else text
+
+    def close(self) -> None:
+        """Release the Celery app's broker connections, if one was made."""
+        with self._lock:
+            if self._app is not None:
+                self._app.close()
+                self._app = None
+
+
+#: Appends events and claims the kick in one round trip.
+#: KEYS: the P partition streams, then the P partition leases.
+#: ARGV: P, backlog cap (-1: none), lease TTL ms, lease value, format version, kick (1/0),
+#: then (partition, event JSON) pairs in input order.
+#: Events are appended in order until the workspace's backlog (the sum of XLEN) reaches the cap; the rest are
+#: left out. Each partition that received an event and has no lease gets ``kicked`` with ``SET NX PX``.
+#: Returns {appended, backlog after, {kicked partitions}}.
+ENQUEUE_SCRIPT: Final = """
+local p = tonumber(ARGV[1])
+local cap = tonumber(ARGV[2])
+local backlog = 0
+for i = 1, p do
+  backlog = backlog + redis.call('XLEN', KEYS[i])
+end
+local added = 0
+local touched = {}
+for i = 7, #ARGV, 2 do
+  if cap >= 0 and backlog >= cap then
+    break
+  end
+  local n = tonumber(ARGV[i]) + 1
+  redis.call('XADD', KEYS[n], '*', 'v', ARGV[5], 'event', ARGV[i + 1])
+  backlog = backlog + 1
+  added = added + 1
+  touched[n] = true
+end
+local kicked = {}
+if ARGV[6] == '1' then
+  for n in pairs(touched) do
+    if redis.call('SET', KEYS[p + n], ARGV[4], 'NX', 'PX', ARGV[3]) then
+      kicked[#kicked + 1] = n - 1
+    end
+  end
+end
+return {added, backlog, kicked}
+"""
+#: The script's SHA1, for EVALSHA.
+ENQUEUE_SHA: Final = hashlib.sha1(ENQUEUE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The keys and fixed script arguments of one workspace, once its partition count is known."""
+
+    partitions: int
+    keys: tuple[str, ...]
+    header: tuple[int | str, ...]
+
+    @classmethod
+    def build(cls, prefix: str, workspace: str, partitions: int, *, cap: int | None, kick: bool) -> Layout:
+        """The layout of ``partitions`` partitions."""
+        streams = tuple(stream_key(prefix, workspace, n) for n in range(partitions))
+        leases = tuple(lease_key(prefix, workspace, n) for n in range(partitions))
+        header = (partitions, -1 if cap is None else cap, KICK_TTL_MS, KICKED, FORMAT_VERSION, int(kick))
+        return cls(partitions, streams + leases, header)
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """The partition streams, in partition order."""
+        return self.keys[: self.partitions]
+
+    def evalsha_args(self, pairs: list[Any]) -> list[Any]:
+        """The arguments of ``EVALSHA`` for (partition, JSON) ``pairs``."""
+        return [ENQUEUE_SHA, len(self.keys), *self.keys, *self.header, *pairs]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the enqueue script did."""
+
+    added: int
+    backlog: int
+    kicked: list[int]
+
+    @classmethod
+    def parse(cls, raw: Any) -> Reply:
+        """Read the script's ``{added, backlog, kicked}``."""
+        return cls(int(raw[0]), int(raw[1]), [int(n) for n in raw[2]])
+
+
+def parse_partitions(raw: bytes | str | None) -> int:
+    """The partition count published in the workspace's config hash, else ``DEFAULT_PARTITIONS``."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    if text is not None and text.strip().isdigit() and 1 <= int(text) <= MAX_PARTITIONS:
+        return int(text)
+    return DEFAULT_PARTITIONS
+
+
+def prepare(event: EventLike, partitions: int, now: str) -> tuple[str, int, bytes]:
+    """Check, stamp and serialise one event and find its partition.
+
+    Raises:
+        InvalidEventError: The event is refused.
+    """
+    if isinstance(event, BaseModel):
+        event = event_dict(event)
+    problem = find_problem(event)
+    if problem is not None:
+        raise problem
+    message_id, data = encode_event(event, now=now)
+    return message_id, partition_for(event, partitions), data
+
+
+@dataclass
+class Chunk:
+    """Consecutive input events, prepared for one script call."""
+
+    start: int
+    message_ids: list[str | None] = field(default_factory=list)
+    errors: dict[int, InvalidEventError] = field(default_factory=dict)
+    pairs: list[Any] = field(default_factory=list)
+    good: list[int] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, event: Any, partitions: int, now: str) -> None:
+        """Prepare the next input event, or record why it is refused."""
+        index = self.start + len(self.message_ids)
+        try:
+            message_id, partition, data = prepare(event, partitions, now)
+        except InvalidEventError as exc:
+            self.errors[index] = exc.at(index)
+            self.message_ids.append(None)
+            return
+        self.good.append(len(self.message_ids))
+        self.message_ids.append(message_id)
+        self.pairs += (partition, data)
+        self.size += len(data)
+
+    @property
+    def full(self) -> bool:
+        """Whether the chunk reached ``CHUNK_EVENTS`` or ``CHUNK_BYTES``."""
+        return len(self.message_ids) >= CHUNK_EVENTS or self.size >= CHUNK_BYTES
+
+
+def chunks(events: Iterable[Any], partitions: int) -> Iterator[Chunk]:
+    """Prepare ``events`` lazily, one chunk at a time (one stamp time per chunk)."""
+    chunk, now = Chunk(0), now_iso()
+    for event in events:
+        chunk.add(event, partitions, now)
+        if chunk.full:
+            yield chunk
+            chunk, now = Chunk(chunk.start + len(chunk.message_ids)), now_iso()
+    if chunk.message_ids:
+        yield chunk
