@@ -9,7 +9,7 @@ person. The pipeline writes records itself, in the transaction that removes them
         pipe.xadd(dlq_key(prefix, ws), letter.to_fields())
 
 Modules: ``records`` (the record, pure), ``filters`` (pure), ``store`` (scans and statistics), ``replay``,
-``maintenance`` (purge, export, import) and ``audit``.
+``maintenance`` (purge, export, import), ``remap`` (what an event maps to now) and ``audit``.
 """
 
 from __future__ import annotations
@@ -36,10 +36,12 @@ from worker.deadletter.records import (
     over_alarm,
     split_id,
 )
+from worker.deadletter.remap import map_now
 from worker.deadletter.replay import (
     ReplayResult,
     ReplayTarget,
     kick_partitions,
+    partitions_lookup,
     replay,
     snapshot,
     target_partition,
@@ -73,8 +75,10 @@ __all__ = [
     "iter_entries",
     "kick_partitions",
     "letter_from_json",
+    "map_now",
     "over_alarm",
     "parse_time",
+    "partitions_lookup",
     "purge",
     "record_audit",
     "replay",

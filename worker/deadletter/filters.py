@@ -45,9 +45,7 @@ class DeadLetterFilter:
 
     def describe(self) -> str:
         """The filter as text for audit records, e.g. ``workspace=acme status=400``; ``all`` when empty."""
-        parts = [
-            f"{f.name}={getattr(self, f.name)}" for f in fields(self) if getattr(self, f.name) is not None
-        ]
+        parts = [f"{f.name}={getattr(self, f.name)}" for f in fields(self) if getattr(self, f.name) is not None]
         return " ".join(parts) or "all"
 
     def matches(self, entry: DeadLetterEntry) -> bool:
@@ -66,9 +64,7 @@ class DeadLetterFilter:
 
     def covers_ms(self, at_ms: int) -> bool:
         """Whether a dead-lettering time falls inside the time bounds."""
-        return (self.since_ms is None or at_ms >= self.since_ms) and (
-            self.until_ms is None or at_ms <= self.until_ms
-        )
+        return (self.since_ms is None or at_ms >= self.since_ms) and (self.until_ms is None or at_ms <= self.until_ms)
 
 
 def parse_time(text: str, *, option: str, now_ms: int) -> int:

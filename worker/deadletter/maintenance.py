@@ -61,9 +61,7 @@ def purge(
         for workspace, stream_id in ids[start : start + WRITE_CHUNK]:
             pipe.xdel(dlq_key(prefix, workspace), stream_id)
         removed += sum(int(count) for count in pipe.execute())
-    record_audit(
-        client, prefix, action="purge", filters=flt.describe(), count=removed, dry_run=dry_run, actor=actor
-    )
+    record_audit(client, prefix, action="purge", filters=flt.describe(), count=removed, dry_run=dry_run, actor=actor)
     return removed
 
 
@@ -197,9 +195,7 @@ def _existing_digests(client: redis.Redis[bytes], prefix: str, workspace: str) -
     return {_digest(entry.letter) for entry in entries}
 
 
-def _fresh_letters(
-    client: redis.Redis[bytes], prefix: str, letters: Iterable[DeadLetter]
-) -> list[DeadLetter]:
+def _fresh_letters(client: redis.Redis[bytes], prefix: str, letters: Iterable[DeadLetter]) -> list[DeadLetter]:
     known: dict[str, set[bytes]] = {}
     fresh = []
     for letter in letters:

@@ -10,14 +10,15 @@ nothing and duplicates nothing, and running it again finishes the job.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Final
 
 import orjson
 import redis
 
-from producers._wire import KICKED, lease_key, partition_for, stream_key
+from producers._wire import DEFAULT_PARTITIONS, KICKED, config_key, lease_key, partition_for, stream_key
 from worker.deadletter.audit import Actor, record_audit
 from worker.deadletter.filters import DeadLetterFilter
 from worker.deadletter.records import DeadLetter, dlq_key
@@ -92,9 +93,7 @@ def snapshot(
     names = dlq_workspaces(client, prefix) if workspaces is None else workspaces
     entries = iter_entries(client, prefix, names, flt, limit, newest_first=False)
     return [
-        ReplayTarget(
-            e.letter.workspace, e.stream_id, target_partition(e.letter, partitions_of(e.letter.workspace))
-        )
+        ReplayTarget(e.letter.workspace, e.stream_id, target_partition(e.letter, partitions_of(e.letter.workspace)))
         for e in entries
     ]
 
@@ -171,9 +170,7 @@ def replay(
             if progress:
                 progress(min(start + pacer.chunk, len(targets)), len(targets))
     count = len(targets) if dry_run else moved
-    record_audit(
-        client, prefix, action="replay", filters=flt.describe(), count=count, dry_run=dry_run, actor=actor
-    )
+    record_audit(client, prefix, action="replay", filters=flt.describe(), count=count, dry_run=dry_run, actor=actor)
     touched = frozenset((t.workspace, t.partition) for t in targets) if not dry_run else frozenset()
     return ReplayResult(len(targets), moved, 0 if dry_run else len(targets) - moved, dry_run, touched)
 
@@ -202,3 +199,16 @@ def kick_partitions(
             raise
         kicked += 1
     return kicked
+
+
+def partitions_lookup(client: redis.Redis[bytes], prefix: str, configured: Mapping[str, int]) -> Callable[[str], int]:
+    """A cached ``partitions_of``: the configured count, else the one the workers publish, else the default."""
+
+    @cache
+    def partitions_of(workspace: str) -> int:
+        if workspace in configured:
+            return configured[workspace]
+        published = client.hget(config_key(prefix, workspace), "partitions")
+        return int(published) if published and published.isdigit() else DEFAULT_PARTITIONS
+
+    return partitions_of

@@ -100,9 +100,7 @@ def dlq_size(client: redis.Redis[bytes], prefix: str, workspace: str) -> int:
 def dlq_workspaces(client: redis.Redis[bytes], prefix: str, configured: Iterable[str] = ()) -> list[str]:
     """The configured workspaces plus every workspace that has a dead-letter stream, sorted."""
     head = dlq_key(prefix, "")
-    found = {
-        key.decode()[len(head) :] for key in client.scan_iter(match=f"{head}*", count=1_000, _type="stream")
-    }
+    found = {key.decode()[len(head) :] for key in client.scan_iter(match=f"{head}*", count=1_000, _type="stream")}
     return sorted(found | set(configured))
 
 
