@@ -32,6 +32,9 @@ class FakeHandler(BaseHTTPRequestHandler):
     """Answers the Track API v2 endpoints, the region lookup and the ``/_fake/`` control endpoints."""
 
     protocol_version = "HTTP/1.1"
+    #: Headers and body leave in one write (flushed after each request), and without Nagle's delay.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
     server_version = "fake-customerio"
     sys_version = ""
 
