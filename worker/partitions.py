@@ -181,6 +181,17 @@ class PartitionStore:
             pipe.delete(self.retry_key(workspace, partition))
         pipe.execute()
 
+    def claim_probe(self, workspace: str, interval_ms: int) -> float | None:
+        """Claim the right to probe a credentials-paused workspace: None if claimed, else seconds to wait."""
+        key = f"{self.prefix}:authprobe:{workspace}"
+        if self._redis.set(key, "1", nx=True, px=interval_ms):
+            return None
+        return max(int(self._redis.pttl(key)), 1) / 1000
+
+    def hold_probe(self, workspace: str, interval_ms: int) -> None:
+        """No probe of a credentials-paused workspace for ``interval_ms``."""
+        self._redis.set(f"{self.prefix}:authprobe:{workspace}", "1", px=interval_ms)
+
     def publish_partitions(self, workspace: str, partitions: int) -> None:
         """Tell producers how many partitions the workspace has."""
         self._redis.hset(config_key(self.prefix, workspace), "partitions", partitions)

@@ -137,12 +137,10 @@ class PartitionDrainer:
             log.info("credentials changed; resuming the paused workspace", extra=self._extra())
             limiter.clear_auth_pause(name)
             return
-        waited_s = (self.deps.store.now_ms() - pause.since_ms) / 1000
-        interval = self.deps.settings.auth_probe_interval_s
-        if waited_s < interval:
-            raise Deferred(interval - waited_s, "workspace paused: credentials refused")
-        # A probe: renew the pause so that the rest of the fleet keeps waiting while this batch tries.
-        limiter.pause_auth(name, status=pause.status, reason=pause.reason, fingerprint=pause.fingerprint)
+        interval_ms = int(self.deps.settings.auth_probe_interval_s * 1000)
+        wait_s = self.deps.store.claim_probe(name, interval_ms)
+        if wait_s is not None:
+            raise Deferred(wait_s, "workspace paused: credentials refused")
         self.sender.on_probe = True
 
     def _extra(self) -> dict[str, object]:

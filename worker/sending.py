@@ -160,6 +160,7 @@ class BatchSender:
         name = self.workspace.name
         fingerprint = credentials_fingerprint(self.workspace.site_id, self.workspace.api_key.get_secret_value())
         self.deps.limiter.pause_auth(name, status=exc.status, reason=str(exc), fingerprint=fingerprint)
+        self.deps.store.hold_probe(name, int(self.deps.settings.auth_probe_interval_s * 1000))
         self.deps.metrics.auth_failure(name)
         log.error(
             "workspace paused: Customer.io refused its credentials; its events are kept",

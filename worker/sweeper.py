@@ -75,11 +75,13 @@ class Sweeper:
         return sweep_once(self.settings, self.store, self.kick)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.settings.sweep_interval_s):
+        while True:
             try:
                 kicked = self.tick()
             except Exception:
                 log.exception("sweep failed; trying again next interval")
-                continue
+                kicked = 0
             if kicked:
                 log.info("sweeper kicked idle partitions", extra={"kicked": kicked})
+            if self._stop.wait(self.settings.sweep_interval_s):
+                return

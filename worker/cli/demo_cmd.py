@@ -1,9 +1,51 @@
-"""`cio-fleet` commands of this group (not written yet)."""
+"""``cio-fleet demo``: the main job end to end, with a summary of what was delivered."""
 
 from __future__ import annotations
 
 import typer
 
+from worker.settings import ConfigError, load_settings
+
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to ``app``."""
+    """Add ``demo`` to ``app``."""
+    app.command("demo")(demo)
+
+
+def demo(
+    workspace: str | None = typer.Option(None, help="Workspace to send to when real workspaces are configured."),
+    synthetic: int | None = typer.Option(
+        None, min=0, help="Synthetic events besides the origin examples (default 3000 with the stand-in, 0 otherwise)."
+    ),
+    timeout: float = typer.Option(120.0, min=1, help="Seconds to wait for every event to have an outcome."),
+) -> None:
+    """Start a worker, send the origin document's examples plus synthetic events, and summarise the outcome.
+
+    Without configured workspaces (CIO_WORKSPACES_FILE or CIO_WORKSPACES__*), events go to a local Customer.io
+    stand-in; with them, to Customer.io itself.
+    """
+    from worker.demo import run_demo
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        typer.echo(f"cio-fleet: {exc}", err=True)
+        raise typer.Exit(2) from None
+    count = synthetic if synthetic is not None else (0 if settings.workspaces else 3000)
+    summary = run_demo(settings, workspace_name=workspace, synthetic=count, timeout_s=timeout, say=typer.echo)
+    rate = summary.settled / summary.elapsed_s if summary.elapsed_s else 0.0
+    typer.echo("")
+    typer.echo(f"target               {summary.target}")
+    typer.echo(f"sent                 {summary.sent}")
+    if summary.refused_by_producer:
+        typer.echo(f"refused by producer  {summary.refused_by_producer}")
+    typer.echo(f"delivered            {summary.delivered}")
+    typer.echo(f"skipped              {summary.skipped}")
+    typer.echo(f"rejected (to DLQ)    {summary.rejected}")
+    typer.echo(f"dead-lettered        {summary.dead_lettered}")
+    typer.echo(f"requests made        {summary.requests}  {summary.requests_by_status}")
+    if summary.accepted_by_standin is not None:
+        typer.echo(f"stand-in accepted    {summary.accepted_by_standin} operations")
+    typer.echo(f"elapsed              {summary.elapsed_s:.2f} s  ({rate:,.0f} events/s)")
+    if summary.settled < summary.sent:
+        raise typer.Exit(1)

@@ -1,0 +1,245 @@
+"""The drain pipeline in-process: real Redis, the real HTTP client, the stand-in on 127.0.0.1 (no Celery)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import orjson
+import pytest
+import redis
+
+from producers._wire import lease_key, partition_for, stream_key
+from worker.deadletter import DeadLetter, dlq_key
+from worker.delivery import CustomerIOClient
+from worker.fake_customerio import FakeCustomerIO
+from worker.partitions import PartitionStore
+from worker.pipeline import drain
+from worker.ports import Deps
+from worker.ratelimit import WorkspaceLimiter
+from worker.settings import Settings
+
+SITE, KEY = "site-p", "key-p"
+
+
+@pytest.fixture
+def stand_in() -> Iterator[FakeCustomerIO]:
+    fake = FakeCustomerIO(credentials={SITE: KEY}).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(autouse=True)
+def close_http_clients() -> Iterator[None]:
+    yield
+    for client in OPEN_CLIENTS:
+        client.close()
+    OPEN_CLIENTS.clear()
+
+
+OPEN_CLIENTS: list[CustomerIOClient] = []
+
+
+def make_deps(client: redis.Redis, prefix: str, url: str, **overrides) -> Deps:
+    workspace = {"site_id": SITE, "api_key": KEY, "track_url": url, "partitions": 1}
+    workspace.update(overrides.pop("workspace", {}))
+    settings = Settings(
+        key_prefix=prefix,
+        workspaces={"ws": workspace},
+        batching={
+            "linger_ms": 0,
+            "max_events": overrides.pop("max_events", 200),
+            "read_count": overrides.pop("read_count", 1000),
+        },
+        auth_probe_interval_s=overrides.pop("probe_s", 60.0),
+        retry=overrides.pop("retry", {"base_s": 0.05, "cap_s": 0.1}),
+        http={"timeout_s": 2.0},
+        **overrides,
+    )
+    http = CustomerIOClient(settings.http)
+    OPEN_CLIENTS.append(http)
+    return Deps(
+        settings=settings,
+        store=PartitionStore(client, prefix),
+        limiter=WorkspaceLimiter(client, prefix),
+        client=http,
+        sleep=lambda s: None,
+    )
+
+
+def track(n: int, **extra) -> dict:
+    return {"type": "track", "userId": "u1", "event": "Ordered", "messageId": f"m{n}", "properties": {"n": n}, **extra}
+
+
+def put(client: redis.Redis, prefix: str, *events: dict | bytes, fields: dict | None = None) -> None:
+    for event in events:
+        raw = event if isinstance(event, bytes) else orjson.dumps(event)
+        client.xadd(stream_key(prefix, "ws", 0), fields or {"v": "1", "event": raw})
+
+
+def dead_letters(client: redis.Redis, prefix: str) -> list[DeadLetter]:
+    return [DeadLetter.from_fields(fields) for _, fields in client.xrange(dlq_key(prefix, "ws"))]
+
+
+def stream_len(client: redis.Redis, prefix: str) -> int:
+    return int(client.xlen(stream_key(prefix, "ws", 0)))
+
+
+def test_a_drain_delivers_in_order_and_leaves_an_empty_stream_and_no_lease(redis_client, key_prefix, stand_in):
+    deps = make_deps(redis_client, key_prefix, stand_in.url)
+    put(redis_client, key_prefix, *[track(n) for n in range(5)])
+    assert drain(deps, "ws", 0).action == "done"
+    assert [r["operation"]["id"] for r in stand_in.accepted()] == [f"m{n}" for n in range(5)]
+    assert stream_len(redis_client, key_prefix) == 0
+    assert not redis_client.exists(lease_key(key_prefix, "ws", 0))
+
+
+def test_batches_respect_the_event_cap(redis_client, key_prefix, stand_in):
+    deps = make_deps(redis_client, key_prefix, stand_in.url, max_events=3)
+    put(redis_client, key_prefix, *[track(n) for n in range(7)])
+    drain(deps, "ws", 0)
+    assert [r["items"] for r in stand_in.requests()] == [3, 3, 1]
+
+
+def test_items_refused_in_a_207_are_dead_lettered_and_the_rest_delivered(redis_client, key_prefix, stand_in):
+    stand_in.set_faults([{"reject_items_matching": "poison-item"}])
+    deps = make_deps(redis_client, key_prefix, stand_in.url)
+    put(redis_client, key_prefix, track(0), track(1, properties={"tag": "poison-item"}), track(2))
+    drain(deps, "ws", 0)
+    assert [r["operation"]["id"] for r in stand_in.accepted()] == ["m0", "m2"]
+    (letter,) = dead_letters(redis_client, key_prefix)
+    assert (letter.outcome, letter.status, letter.message_id) == ("item_rejected", 207, "m1")
+    assert orjson.loads(letter.event)["properties"] == {"tag": "poison-item"}
+    assert stream_len(redis_client, key_prefix) == 0
+
+
+def test_a_batch_refused_as_a_whole_is_split_to_isolate_the_bad_event(redis_client, key_prefix, stand_in):
+    stand_in.set_faults([{"reject_batch_containing": "bad-apple"}])
+    deps = make_deps(redis_client, key_prefix, stand_in.url)
+    events = [track(n) for n in range(6)]
+    events[4]["properties"] = {"tag": "bad-apple"}
+    put(redis_client, key_prefix, *events)
+    drain(deps, "ws", 0)
+    assert sorted(r["operation"]["id"] for r in stand_in.accepted()) == ["m0", "m1", "m2", "m3", "m5"]
+    (letter,) = dead_letters(redis_client, key_prefix)
+    assert (letter.outcome, letter.status, letter.message_id) == ("rejected", 400, "m4")
+
+
+def test_a_5xx_keeps_the_events_and_puts_the_partition_on_a_retry_timer(redis_client, key_prefix, stand_in):
+    stand_in.set_faults([{"force_status": 503}])
+    deps = make_deps(redis_client, key_prefix, stand_in.url)
+    put(redis_client, key_prefix, track(0), track(1))
+    result = drain(deps, "ws", 0)
+    assert result.action == "later" and 0 < result.delay_s <= 0.1
+    assert stream_len(redis_client, key_prefix) == 2
+    assert redis_client.get(lease_key(key_prefix, "ws", 0)) == b"retry"
+    assert redis_client.hget(f"{key_prefix}:retry:ws:0", "attempts") == b"1"
+    assert dead_letters(redis_client, key_prefix) == []
+    # When the upstream recovers and the timer ends, the same events are delivered in order
+    stand_in.set_faults([])
+    redis_client.delete(lease_key(key_prefix, "ws", 0))
+    assert drain(deps, "ws", 0).action == "done"
+    assert [r["operation"]["id"] for r in stand_in.accepted()] == ["m0", "m1"]
+    assert not redis_client.exists(f"{key_prefix}:retry:ws:0")
+
+
+def test_events_still_failing_after_the_retry_window_are_dead_lettered(redis_client, key_prefix, stand_in):
+    stand_in.set_faults([{"force_status": 500}])
+    deps = make_deps(redis_client, key_prefix, stand_in.url, retry={"base_s": 0.01, "cap_s": 0.01, "window_s": 0.001})
+    put(redis_client, key_prefix, track(0))
+    redis_client.hset(f"{key_prefix}:retry:ws:0", mapping={"attempts": 5, "first_failed_at": 1})
+    drain(deps, "ws", 0)
+    (letter,) = dead_letters(redis_client, key_prefix)
+    assert (letter.outcome, letter.status, letter.attempts) == ("failed_after_retries", 500, 6)
+    assert stream_len(redis_client, key_prefix) == 0
+
+
+def test_a_429_pauses_the_workspace_for_the_fleet(redis_client, key_prefix, stand_in):
+    stand_in.set_faults([{"force_status": 429, "retry_after": "2"}])
+    deps = make_deps(redis_client, key_prefix, stand_in.url)
+    put(redis_client, key_prefix, track(0))
+    result = drain(deps, "ws", 0)
+    assert result.action == "later" and result.delay_s >= 2
+    assert deps.limiter.paused_for("ws") > 1.5
+    assert stream_len(redis_client, key_prefix) == 1
+
+
+def test_refused_credentials_pause_the_workspace_and_keep_its_events(redis_client, key_prefix, stand_in):
+    deps = make_deps(redis_client, key_prefix, stand_in.url, workspace={"api_key": "wrong"}, probe_s=0.2)
+    put(redis_client, key_prefix, track(0), track(1))
+    assert drain(deps, "ws", 0).action == "later"
+    assert deps.limiter.auth_pause("ws") is not None
+    assert stream_len(redis_client, key_prefix) == 2
+    assert dead_letters(redis_client, key_prefix) == []
+    # While paused, a drain does not even call Customer.io
+    redis_client.delete(lease_key(key_prefix, "ws", 0))
+    calls = len(stand_in.requests())
+    assert drain(deps, "ws", 0).action == "later"
+    assert len(stand_in.requests()) == calls
+    # When the key is fixed on Customer.io's side, the next probe delivers and lifts the pause
+    stand_in.set_credentials({SITE: "wrong"})
+    redis_client.delete(lease_key(key_prefix, "ws", 0), f"{key_prefix}:authprobe:ws")
+    assert drain(deps, "ws", 0).action == "done"
+    assert [r["operation"]["id"] for r in stand_in.accepted()] == ["m0", "m1"]
+    assert deps.limiter.auth_pause("ws") is None
+
+
+def test_new_credentials_in_the_configuration_lift_the_pause(redis_client, key_prefix, stand_in):
+    wrong = make_deps(redis_client, key_prefix, stand_in.url, workspace={"api_key": "wrong"})
+    put(redis_client, key_prefix, track(0))
+    drain(wrong, "ws", 0)
+    redis_client.delete(lease_key(key_prefix, "ws", 0))
+    fixed = make_deps(redis_client, key_prefix, stand_in.url)
+    assert drain(fixed, "ws", 0).action == "done"
+    assert len(stand_in.accepted()) == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason_start"),
+    [
+        ({"v": "1", "event": b"{not json"}, "event: not valid JSON"),
+        ({"v": "1", "event": b"[1, 2]"}, ""),
+        ({"v": "9", "event": b"{}"}, "v: unsupported wire format version"),
+        ({"payload": b"{}"}, "event: missing from the stream entry"),
+        ({"v": "1", "event": orjson.dumps({"type": "track", "userId": "u1"})}, "event"),
+    ],
+)
+def test_poison_entries_are_dead_lettered_and_never_block_the_partition(
+    redis_client, key_prefix, stand_in, fields, reason_start
+):
+    deps = make_deps(redis_client, key_prefix, stand_in.url)
+    put(redis_client, key_prefix, track(0))
+    put(redis_client, key_prefix, b"", fields=fields)
+    put(redis_client, key_prefix, track(2))
+    assert drain(deps, "ws", 0).action == "done"
+    assert [r["operation"]["id"] for r in stand_in.accepted()] == ["m0", "m2"]
+    (letter,) = dead_letters(redis_client, key_prefix)
+    assert letter.outcome == "rejected" and letter.reason.startswith(reason_start) and letter.reason
+    assert stream_len(redis_client, key_prefix) == 0
+
+
+def test_identify_without_an_identifier_is_skipped_not_dead_lettered(redis_client, key_prefix, stand_in):
+    deps = make_deps(redis_client, key_prefix, stand_in.url)
+    put(redis_client, key_prefix, {"type": "identify", "anonymousId": "a1", "traits": {"plan": "x"}})
+    assert drain(deps, "ws", 0).action == "done"
+    assert stand_in.accepted() == [] and dead_letters(redis_client, key_prefix) == []
+    assert stream_len(redis_client, key_prefix) == 0
+
+
+def test_a_partition_owned_by_another_drainer_is_left_alone(redis_client, key_prefix, stand_in):
+    deps = make_deps(redis_client, key_prefix, stand_in.url)
+    put(redis_client, key_prefix, track(0))
+    redis_client.set(lease_key(key_prefix, "ws", 0), "someone-else", px=5_000)
+    assert drain(deps, "ws", 0).action == "busy"
+    assert stand_in.accepted() == [] and stream_len(redis_client, key_prefix) == 1
+
+
+def test_work_left_after_the_time_slice_is_handed_back_as_kicked(redis_client, key_prefix, stand_in):
+    deps = make_deps(redis_client, key_prefix, stand_in.url, max_events=1, read_count=1, drain_slice_s=0.000001)
+    put(redis_client, key_prefix, track(0), track(1))
+    assert drain(deps, "ws", 0).action == "requeue"
+    assert redis_client.get(lease_key(key_prefix, "ws", 0)) == b"kicked"
+    assert stream_len(redis_client, key_prefix) == 1
+
+
+def test_partition_of_an_event_is_its_person(redis_client):
+    assert partition_for(track(0), 16) == partition_for(track(1), 16)
