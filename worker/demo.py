@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
@@ -144,10 +145,8 @@ def wait_for_outcomes(port: int, summary: DemoSummary, workspace: str, timeout_s
     """Poll the worker's metrics until every enqueued event has an outcome, or the timeout."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(OSError):
             fill_summary(summary, scrape(port, workspace))
-        except OSError:
-            pass
         if summary.settled >= summary.sent:
             return
         time.sleep(0.2)
