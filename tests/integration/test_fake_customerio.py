@@ -534,3 +534,12 @@ def test_the_command_without_validation_accepts_anything(fake_cio_process):
         assert response.status_code == 200
         assert process.client.health() == {"status": "ok", "validate": False}
     assert fake_cio_process.client.health() == {"status": "ok", "validate": True}
+
+
+def test_a_chunked_body_is_read_like_any_other(fake, api):
+    body = orjson.dumps({"batch": [event("chunked")]})
+
+    response = api.post("/api/v2/batch", content=iter([body[:10], body[10:]]))
+
+    assert response.status_code == 200
+    assert fake.requests()[-1]["body_bytes"] == len(body)
