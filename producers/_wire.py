@@ -59,8 +59,12 @@ def drain_queue(prefix: str) -> str:
     return f"{prefix}.drain"
 
 
+#: The person key's first candidates, looked at before the nested ones (most events stop here).
+_TOP_LEVEL_PERSON_FIELDS: Final = ("userId", "anonymousId", "email")
+
+
 def _as_text(value: Any) -> str | None:
-    if isinstance(value, bool) or value is None:
+    if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
         return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
@@ -80,10 +84,11 @@ def _nested(event: Mapping[str, Any], *path: str) -> Any:
 
 def person_key(event: Mapping[str, Any]) -> str | None:
     """The key that keeps one person's events in one partition, in order."""
+    for field in _TOP_LEVEL_PERSON_FIELDS:
+        text = _as_text(event.get(field))
+        if text is not None:
+            return text
     for candidate in (
-        event.get("userId"),
-        event.get("anonymousId"),
-        event.get("email"),
         _nested(event, "traits", "email"),
         _nested(event, "context", "traits", "email"),
         event.get("groupId"),
