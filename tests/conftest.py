@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+pytest_plugins = ["tests.support.fake_cio"]
+
 #: The Redis every integration test uses; `.ci/run` makes sure it answers.
 TEST_REDIS_URL = os.environ.get("CIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -27,11 +27,14 @@ def start_worker(
 ) -> subprocess.Popen[bytes]:
     """Start one worker process with ``env`` added to this process's environment."""
     full_env = {**os.environ, **env}
-    output = log_path.open("ab") if log_path else subprocess.DEVNULL
-    return subprocess.Popen(worker_command(concurrency, queue), env=full_env, stdout=output, stderr=subprocess.STDOUT)
+    command = worker_command(concurrency, queue)
+    if log_path is None:
+        return subprocess.Popen(command, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    with log_path.open("ab") as output:
+        return subprocess.Popen(command, env=full_env, stdout=output, stderr=subprocess.STDOUT)
 
 
-def wait_until_registered(client: redis.Redis, prefix: str, count: int, timeout_s: float = 30.0) -> None:
+def wait_until_registered(client: redis.Redis[bytes], prefix: str, count: int, timeout_s: float = 30.0) -> None:
     """Wait until ``count`` workers have sent a heartbeat.
 
     Raises:

@@ -86,7 +86,7 @@ class RetryState:
 class PartitionStore:
     """Streams, leases and retry state of every partition under one key prefix."""
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(self, client: redis.Redis[bytes], prefix: str) -> None:
         self._redis = client
         self.prefix = prefix
         self._take = client.register_script(_TAKE)
@@ -153,10 +153,10 @@ class PartitionStore:
 
     def record_failure(self, workspace: str, partition: int, state: RetryState, error: str) -> None:
         """Remember a transient failure (kept until the partition delivers again)."""
-        mapping = {
+        mapping: dict[str | bytes, str | int] = {
             "attempts": state.attempts,
             "first_failed_at": state.first_failed_at_ms,
-            "last_error": error,
+            "last_error": error[:500],
         }
         self._redis.hset(self.retry_key(workspace, partition), mapping=mapping)
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import redis
 
 from worker.delivery import CustomerIOClient
-from worker.metrics import FleetMetrics, RedisStateCollector, start_metrics_server
+from worker.metrics import FleetMetrics, start_metrics_server
 from worker.partitions import PartitionStore
 from worker.ports import Deps, Metrics, NullMetrics
 from worker.ratelimit import WorkspaceLimiter
@@ -27,7 +27,7 @@ def identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def redis_client(settings: Settings) -> redis.Redis:
+def redis_client(settings: Settings) -> redis.Redis[bytes]:
     """A Redis client (connection pool) for the data keys."""
     return redis.Redis.from_url(settings.redis_url.get_secret_value(), health_check_interval=30)
 
@@ -62,14 +62,10 @@ def fleet_metrics(settings: Settings) -> FleetMetrics:
     if _metrics is None:
         _metrics = FleetMetrics()
         partitions = {name: ws.partitions for name, ws in settings.workspaces.items()}
-        collector = RedisStateCollector(
-            redis_client(settings),
-            settings.key_prefix,
-            partitions,
-            settings.dlq_max_entries,
-            settings.dlq_alarm_ratio,
+        _metrics.prepare(partitions)
+        _metrics.watch_redis(
+            redis_client(settings), settings.key_prefix, partitions, settings.dlq_max_entries, settings.dlq_alarm_ratio
         )
-        _metrics.registry.register(collector)
     return _metrics
 
 

@@ -43,7 +43,7 @@ def sweep_once(settings: Settings, store: PartitionStore, kick: Kick) -> int:
 class Sweeper:
     """A daemon thread that sweeps every ``sweep_interval_s`` while it holds the fleet-wide sweep lock."""
 
-    def __init__(self, settings: Settings, client: redis.Redis, kick: Kick, identity: str) -> None:
+    def __init__(self, settings: Settings, client: redis.Redis[bytes], kick: Kick, identity: str) -> None:
         self.settings = settings
         self.client = client
         self.store = PartitionStore(client, settings.key_prefix)

@@ -1,0 +1,121 @@
+"""End-to-end fixtures: real worker processes, a real stand-in on 127.0.0.1, real Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from producers import Producer
+from producers._wire import stream_key
+from worker.fake_customerio import FakeCustomerIO
+from worker.localfleet import start_worker, stop_worker, wait_until_registered
+
+
+@dataclass
+class Fleet:
+    """Worker processes sharing one key prefix and one workspaces file."""
+
+    redis_url: str
+    prefix: str
+    workspaces_file: Path
+    log_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def worker_env(self, **overrides: str) -> dict[str, str]:
+        env = {
+            "CIO_REDIS_URL": self.redis_url,
+            "CIO_KEY_PREFIX": self.prefix,
+            "CIO_WORKSPACES_FILE": str(self.workspaces_file),
+            "CIO_METRICS_PORT": "0",
+            "CIO_SWEEP_INTERVAL_S": "0.5",
+            "CIO_LOG_FORMAT": "json",
+            "CIO_LOG_LEVEL": "INFO",
+        }
+        return {**env, **self.env, **overrides}
+
+    def start(self, count: int = 1, concurrency: int = 8, **overrides: str) -> list[subprocess.Popen[bytes]]:
+        started = []
+        for _ in range(count):
+            log_path = self.log_dir / f"worker-{len(self.processes)}.log"
+            process = start_worker(
+                self.worker_env(**overrides), concurrency=concurrency, queue=f"{self.prefix}.drain", log_path=log_path
+            )
+            self.processes.append(process)
+            started.append(process)
+        client = redis.Redis.from_url(self.redis_url)
+        wait_until_registered(client, self.prefix, len([p for p in self.processes if p.poll() is None]))
+        client.close()
+        return started
+
+    def stop(self) -> None:
+        for process in self.processes:
+            stop_worker(process, grace_s=30)
+        self.processes.clear()
+
+    def logs(self) -> str:
+        return "\n".join(path.read_text(errors="replace") for path in sorted(self.log_dir.glob("worker-*.log")))
+
+    def producer(self, workspace: str, **options: Any) -> Producer:
+        return Producer(self.redis_url, workspace, key_prefix=self.prefix, **options)
+
+
+def write_workspaces(path: Path, workspaces: dict[str, dict[str, Any]]) -> Path:
+    lines = []
+    for name, options in workspaces.items():
+        lines.append(f"[workspaces.{name}]")
+        for key, value in options.items():
+            lines.append(f"{key} = {value!r}" if not isinstance(value, bool) else f"{key} = {str(value).lower()}")
+    path.write_text("\n".join(lines).replace("'", '"') + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def stand_in() -> Iterator[FakeCustomerIO]:
+    fake = FakeCustomerIO(credentials={"site-a": "key-a", "site-b": "key-b", "site-c": "key-c"}).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def make_fleet(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
+    fleets: list[Fleet] = []
+
+    def make(workspaces: dict[str, dict[str, Any]], **env: str) -> Fleet:
+        log_dir = tmp_path / f"logs-{len(fleets)}"
+        log_dir.mkdir()
+        path = write_workspaces(tmp_path / f"workspaces-{len(fleets)}.toml", workspaces)
+        fleet = Fleet(redis_url, key_prefix, path, log_dir, env=dict(env))
+        fleets.append(fleet)
+        return fleet
+
+    yield make
+    for fleet in fleets:
+        fleet.stop()
+
+
+def standin_workspaces(url: str, names: str = "abc", **options: Any) -> dict[str, dict[str, Any]]:
+    return {
+        f"ws{name}": {"site_id": f"site-{name}", "api_key": f"key-{name}", "track_url": url, **options}
+        for name in names
+    }
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def backlog(client: redis.Redis, prefix: str, workspace: str, partitions: int = 16) -> int:
+    return sum(int(client.xlen(stream_key(prefix, workspace, p))) for p in range(partitions))
