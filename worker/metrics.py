@@ -1,0 +1,375 @@
+"""Prometheus metrics of a worker process, each defined once, plus a collector that reads fleet state from Redis.
+
+Two kinds of numbers:
+
+* **What this process did** (counters and histograms on ``FleetMetrics``): events delivered, skipped,
+  rejected and dead-lettered, requests by status, batch sizes, request and end-to-end latency, rate limiter
+  waits, auth failures. Prometheus sums them over the fleet's processes.
+* **What the fleet's Redis holds** (``RedisStateCollector``, read at scrape time): events enqueued (each
+  partition stream's ``entries-added``, which counts producers in any process or language), backlog, age of
+  the oldest waiting event, pauses, dead letters and the dead-letter alarm. Every process reports the same
+  values; aggregate them with ``max by (workspace)``, not ``sum``.
+
+Labels are bounded: ``workspace`` (configured names), ``type`` (the six Segment types or ``other``),
+``status`` (an HTTP status or ``error`` when no response came), ``outcome`` (the dead-letter outcomes) and
+``reason`` (``throttled`` or ``unauthorized``). Never ids, reasons in free text or payloads.
+
+The worker runs Celery's threads pool: one process, many threads, so the default (single process) client
+library mode is right and no ``PROMETHEUS_MULTIPROC_DIR`` is needed. A prefork pool would need multiprocess
+mode.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
+
+from producers._wire import stream_key
+from worker.ratelimit import authpause_key, pause_key
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = [
+    "DEAD_LETTER_OUTCOMES",
+    "EVENT_TYPES",
+    "FleetMetrics",
+    "RedisStateCollector",
+    "WorkspaceState",
+    "entry_time_s",
+    "outcome_label",
+    "start_metrics_server",
+    "state_families",
+    "status_label",
+    "type_label",
+]
+
+log = logging.getLogger(__name__)
+
+#: The values of the ``type`` label; anything else is counted as ``other``.
+EVENT_TYPES: Final = frozenset({"identify", "group", "track", "page", "screen", "alias"})
+#: The values of the ``outcome`` label (docs/architecture.md, dead-letter fields).
+DEAD_LETTER_OUTCOMES: Final = frozenset({"rejected", "failed_after_retries", "item_rejected"})
+#: The label value for anything outside a bounded set.
+OTHER: Final = "other"
+#: ``status`` label of a request that got no HTTP response (timeout, connection error).
+NO_RESPONSE: Final = "error"
+
+_BATCH_EVENT_BUCKETS: Final = (1, 2, 5, 10, 25, 50, 100, 200, 500, 1000, 5000)
+_BATCH_BYTE_BUCKETS: Final = (1e3, 5e3, 1e4, 5e4, 1e5, 2e5, 3e5, 4e5, 5e5)
+_REQUEST_BUCKETS: Final = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30)
+_LATENCY_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
+_WAIT_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120)
+
+
+def type_label(event_type: str | None) -> str:
+    """The bounded ``type`` label of a Segment event type."""
+    return event_type if event_type in EVENT_TYPES else OTHER
+
+
+def outcome_label(outcome: str) -> str:
+    """The bounded ``outcome`` label of a dead-letter outcome."""
+    return outcome if outcome in DEAD_LETTER_OUTCOMES else OTHER
+
+
+def status_label(status: int | None) -> str:
+    """The bounded ``status`` label: the HTTP status, or ``error`` when no response came."""
+    if status is None:
+        return NO_RESPONSE
+    return str(status) if 100 <= status <= 599 else OTHER
+
+
+def entry_time_s(entry_id: str | bytes) -> float:
+    """When Redis appended a stream entry, in unix seconds, read from its id (``<ms>-<seq>``)."""
+    text = entry_id.decode("ascii") if isinstance(entry_id, bytes) else entry_id
+    return int(text.split("-", 1)[0]) / 1000
+
+
+def _histogram(name: str, documentation: str, buckets: tuple[float, ...], registry: CollectorRegistry) -> Histogram:
+    return Histogram(name, documentation, ["workspace"], buckets=buckets, registry=registry)
+
+
+class FleetMetrics:
+    """Every metric of a worker process, on a registry of its own (tests may build several)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        """Define the metrics.
+
+        Args:
+            registry: Where to register them; a new ``CollectorRegistry`` when omitted.
+        """
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r, ws_type = self.registry, ["workspace", "type"]
+        self.events_delivered = Counter("cio_fleet_events_delivered", "Events accepted.", ws_type, registry=r)
+        self.events_skipped = Counter("cio_fleet_events_skipped", "Events skipped by the mapping.", ws_type, registry=r)
+        self.events_rejected = Counter("cio_fleet_events_rejected", "Events refused for good.", ws_type, registry=r)
+        self.events_dead_lettered = Counter(
+            "cio_fleet_events_dead_lettered", "Events written to the DLQ.", ["workspace", "outcome"], registry=r
+        )
+        self.requests = Counter("cio_fleet_requests", "Track API requests.", ["workspace", "status"], registry=r)
+        self.auth_failures = Counter("cio_fleet_auth_failures", "Requests answered 401/403.", ["workspace"], registry=r)
+        self.batch_events = _histogram("cio_fleet_batch_events", "Events per batch request.", _BATCH_EVENT_BUCKETS, r)
+        self.batch_bytes = _histogram("cio_fleet_batch_bytes", "Body bytes per batch request.", _BATCH_BYTE_BUCKETS, r)
+        self.request_duration = _histogram(
+            "cio_fleet_request_duration_seconds", "Track API request duration.", _REQUEST_BUCKETS, r
+        )
+        self.end_to_end_latency = _histogram(
+            "cio_fleet_end_to_end_latency_seconds", "Enqueue (entry id) to acceptance.", _LATENCY_BUCKETS, r
+        )
+        self.limiter_wait_seconds = _histogram(
+            "cio_fleet_rate_limiter_wait_seconds", "Waits imposed by the fleet-wide limiter.", _WAIT_BUCKETS, r
+        )
+
+    def delivered(self, workspace: str, type: str, n: int = 1) -> None:
+        """Count events Customer.io accepted."""
+        self.events_delivered.labels(workspace, type_label(type)).inc(n)
+
+    def skipped(self, workspace: str, type: str, n: int = 1) -> None:
+        """Count events the mapping skipped on purpose."""
+        self.events_skipped.labels(workspace, type_label(type)).inc(n)
+
+    def rejected(self, workspace: str, type: str, n: int = 1) -> None:
+        """Count events refused permanently (before or by Customer.io)."""
+        self.events_rejected.labels(workspace, type_label(type)).inc(n)
+
+    def dead_lettered(self, workspace: str, outcome: str, n: int = 1) -> None:
+        """Count events written to the dead-letter queue."""
+        self.events_dead_lettered.labels(workspace, outcome_label(outcome)).inc(n)
+
+    def request(self, workspace: str, status: int | None, seconds: float, events: int, nbytes: int) -> None:
+        """Record one Track API request: its status, duration and batch size.
+
+        Args:
+            workspace: The workspace's name.
+            status: The HTTP status, or None when no response came.
+            seconds: How long the request took.
+            events: Operations in the batch.
+            nbytes: Bytes of the request body.
+        """
+        self.requests.labels(workspace, status_label(status)).inc()
+        self.request_duration.labels(workspace).observe(seconds)
+        self.batch_events.labels(workspace).observe(events)
+        self.batch_bytes.labels(workspace).observe(nbytes)
+
+    def end_to_end(self, workspace: str, seconds: float) -> None:
+        """Record one event's time from enqueue to acceptance."""
+        self.end_to_end_latency.labels(workspace).observe(max(0.0, seconds))
+
+    def end_to_end_from_ids(self, workspace: str, entry_ids: Iterable[str | bytes], accepted_at_s: float) -> None:
+        """Record the end-to-end latency of accepted stream entries, enqueue time read from their ids.
+
+        Args:
+            workspace: The workspace's name.
+            entry_ids: Stream entry ids of the accepted events.
+            accepted_at_s: Unix time of the acceptance (the worker's clock; hosts should run NTP).
+        """
+        histogram = self.end_to_end_latency.labels(workspace)
+        for entry_id in entry_ids:
+            histogram.observe(max(0.0, accepted_at_s - entry_time_s(entry_id)))
+
+    def limiter_wait(self, workspace: str, seconds: float) -> None:
+        """Record a wait imposed by the rate limiter or a fleet-wide pause."""
+        self.limiter_wait_seconds.labels(workspace).observe(seconds)
+
+    def auth_failure(self, workspace: str) -> None:
+        """Count a 401/403 answer."""
+        self.auth_failures.labels(workspace).inc()
+
+    def prepare(self, workspaces: Iterable[str]) -> None:
+        """Create the zero series of configured workspaces, so rates exist before the first event."""
+        for workspace in workspaces:
+            for event_type in sorted(EVENT_TYPES):
+                self.events_delivered.labels(workspace, event_type)
+                self.events_rejected.labels(workspace, event_type)
+            self.auth_failures.labels(workspace)
+
+    def watch_redis(
+        self,
+        client: redis.Redis[Any],
+        prefix: str,
+        workspaces: Mapping[str, int],
+        dlq_max_entries: int,
+        dlq_alarm_ratio: float,
+    ) -> RedisStateCollector:
+        """Register a ``RedisStateCollector`` on this registry and return it."""
+        collector = RedisStateCollector(client, prefix, workspaces, dlq_max_entries, dlq_alarm_ratio)
+        self.registry.register(collector)
+        return collector
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceState:
+    """What Redis holds for one workspace at one instant."""
+
+    enqueued: int
+    backlog: int
+    oldest_entry_ms: int | None
+    throttled: bool
+    unauthorized: bool
+    dead_letters: int
+
+
+def dlq_key(prefix: str, workspace: str) -> str:
+    """The dead-letter stream of a workspace (docs/architecture.md)."""
+    return f"{prefix}:dlq:{workspace}"
+
+
+def _stream_reading(info: Any) -> tuple[int, int, int | None]:
+    """(entries added, length, first entry ms) from an XINFO STREAM reply; a missing stream reads as zeros."""
+    if not isinstance(info, Mapping):
+        return 0, 0, None
+    length = int(info.get("length") or 0)
+    first = info.get("first-entry")
+    first_id = first[0] if first else info.get("recorded-first-entry-id")
+    first_ms = int(entry_time_s(first_id) * 1000) if length and first_id else None
+    return int(info.get("entries-added") or 0), length, first_ms
+
+
+def _workspace_state(stream_infos: list[Any], pause_ms: Any, auth_exists: Any, dlq_len: Any) -> WorkspaceState:
+    readings = [_stream_reading(info) for info in stream_infos]
+    oldest = [first for _, _, first in readings if first is not None]
+    return WorkspaceState(
+        enqueued=sum(added for added, _, _ in readings),
+        backlog=sum(length for _, length, _ in readings),
+        oldest_entry_ms=min(oldest) if oldest else None,
+        throttled=isinstance(pause_ms, int) and pause_ms > 0,
+        unauthorized=bool(auth_exists) and not isinstance(auth_exists, Exception),
+        dead_letters=dlq_len if isinstance(dlq_len, int) else 0,
+    )
+
+
+def read_state(
+    client: redis.Redis[Any], prefix: str, workspaces: Mapping[str, int]
+) -> tuple[int, dict[str, WorkspaceState]]:
+    """Redis's time in ms and every workspace's state, read in one pipelined round trip.
+
+    Raises:
+        RedisError: Redis did not answer.
+    """
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    for workspace, partitions in workspaces.items():
+        for partition in range(partitions):
+            pipe.xinfo_stream(stream_key(prefix, workspace, partition))
+        pipe.pttl(pause_key(prefix, workspace))
+        pipe.exists(authpause_key(prefix, workspace))
+        pipe.xlen(dlq_key(prefix, workspace))
+    replies = pipe.execute(raise_on_error=False)
+    if isinstance(replies[0], Exception):
+        raise replies[0]
+    seconds, micros = replies[0]
+    states, at = {}, 1
+    for workspace, partitions in workspaces.items():
+        streams, (pause_ms, auth, dlq_len) = (
+            replies[at : at + partitions],
+            replies[at + partitions : at + partitions + 3],
+        )
+        states[workspace] = _workspace_state(streams, pause_ms, auth, dlq_len)
+        at += partitions + 3
+    return int(seconds) * 1000 + int(micros) // 1000, states
+
+
+def state_families(
+    now_ms: int, states: Mapping[str, WorkspaceState], dlq_max_entries: int, dlq_alarm_ratio: float
+) -> list[Metric]:
+    """The metric families of a Redis state reading (pure)."""
+    enqueued = CounterMetricFamily(
+        "cio_fleet_events_enqueued",
+        "Events appended to the workspace's streams (XINFO entries-added).",
+        labels=["workspace"],
+    )
+    backlog = GaugeMetricFamily("cio_fleet_backlog_events", "Events waiting in the streams.", labels=["workspace"])
+    age = GaugeMetricFamily(
+        "cio_fleet_oldest_event_age_seconds", "Age of the oldest waiting event (0 when none).", labels=["workspace"]
+    )
+    paused = GaugeMetricFamily(
+        "cio_fleet_workspace_paused", "1 while the workspace is paused fleet-wide.", labels=["workspace", "reason"]
+    )
+    dead = GaugeMetricFamily("cio_fleet_dead_letter_entries", "Entries in the dead-letter queue.", labels=["workspace"])
+    alarm = GaugeMetricFamily(
+        "cio_fleet_dead_letter_alarm",
+        "1 when the DLQ is past dlq_alarm_ratio of dlq_max_entries.",
+        labels=["workspace"],
+    )
+    threshold = dlq_alarm_ratio * dlq_max_entries
+    for workspace, state in states.items():
+        enqueued.add_metric([workspace], state.enqueued)
+        backlog.add_metric([workspace], state.backlog)
+        oldest = state.oldest_entry_ms
+        age.add_metric([workspace], max(0.0, (now_ms - oldest) / 1000) if oldest is not None else 0.0)
+        paused.add_metric([workspace, "throttled"], int(state.throttled))
+        paused.add_metric([workspace, "unauthorized"], int(state.unauthorized))
+        dead.add_metric([workspace], state.dead_letters)
+        alarm.add_metric([workspace], int(state.dead_letters >= threshold))
+    return [enqueued, backlog, age, paused, dead, alarm]
+
+
+class RedisStateCollector(Collector):
+    """Reads the fleet's Redis at scrape time: one pipelined round trip per scrape."""
+
+    def __init__(
+        self,
+        redis: redis.Redis[Any],
+        prefix: str,
+        workspaces: Mapping[str, int],
+        dlq_max_entries: int,
+        dlq_alarm_ratio: float,
+    ) -> None:
+        """Remember what to read.
+
+        Args:
+            redis: A client of the fleet's Redis.
+            prefix: The fleet's key prefix.
+            workspaces: Workspace name to its number of partitions.
+            dlq_max_entries: ``Settings.dlq_max_entries``.
+            dlq_alarm_ratio: ``Settings.dlq_alarm_ratio``.
+        """
+        self._redis = redis
+        self._prefix = prefix
+        self._workspaces = dict(workspaces)
+        self._dlq_max_entries = dlq_max_entries
+        self._dlq_alarm_ratio = dlq_alarm_ratio
+
+    def describe(self) -> Iterable[Metric]:
+        """The families' names without reading Redis (registration does no I/O)."""
+        return [*state_families(0, {}, self._dlq_max_entries, self._dlq_alarm_ratio), _redis_up(True)]
+
+    def collect(self) -> Iterator[Metric]:
+        """Read Redis; when it does not answer, report ``cio_fleet_redis_up 0`` instead of failing the scrape."""
+        try:
+            now_ms, states = read_state(self._redis, self._prefix, self._workspaces)
+        except RedisError as exc:
+            log.warning("metrics: Redis state unreadable: %s", type(exc).__name__)
+            yield _redis_up(False)
+            return
+        yield from state_families(now_ms, states, self._dlq_max_entries, self._dlq_alarm_ratio)
+        yield _redis_up(True)
+
+
+def _redis_up(up: bool) -> GaugeMetricFamily:
+    return GaugeMetricFamily("cio_fleet_redis_up", "1 when the last scrape could read Redis.", value=int(up))
+
+
+def start_metrics_server(metrics: FleetMetrics, port: int, addr: str = "0.0.0.0") -> WSGIServer | None:
+    """Serve ``/metrics`` of this process's registry on a daemon thread.
+
+    Args:
+        metrics: The process's metrics.
+        port: TCP port; 0 turns the endpoint off.
+        addr: Address to bind (all interfaces by default, for Kubernetes scrapes).
+
+    Returns:
+        The server (``shutdown()`` then ``server_close()`` stop it), or None when ``port`` is 0.
+    """
+    if port == 0:
+        return None
+    server, _thread = start_http_server(port, addr, registry=metrics.registry)
+    return server
