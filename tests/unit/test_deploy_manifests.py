@@ -16,9 +16,11 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import redis
 import yaml
 
 from tests.unit.test_compose import REPO, parse_duration
+from worker.metrics import FleetMetrics, RedisStateCollector
 from worker.settings import Settings
 
 DEPLOY = REPO / "deploy"
@@ -28,8 +30,8 @@ OVERLAY = DEPLOY / "overlays" / "production"
 KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
 #: API groups served by CRDs, validated structurally rather than against the Kubernetes schemas.
 CRD_API_VERSIONS = {"keda.sh/v1alpha1", "monitoring.coreos.com/v1"}
-#: Metric names the workers export (the lead's worker/metrics.py); alerts and KEDA may use only these and ``up``.
-KNOWN_METRICS = {
+#: Metrics the alerts, KEDA and dashboards rely on (ops' contract with worker/metrics.py).
+OPS_METRICS = {
     "cio_fleet_backlog_events",
     "cio_fleet_oldest_event_age_seconds",
     "cio_fleet_dead_letter_entries",
@@ -38,8 +40,20 @@ KNOWN_METRICS = {
     "cio_fleet_requests_total",
     "cio_fleet_dead_letter_alarm",
     "cio_fleet_end_to_end_latency_seconds_bucket",
-    "up",
+    "cio_fleet_redis_up",
 }
+#: Series names each Prometheus metric type exposes, by suffix.
+_SAMPLE_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+
+
+def exported_metric_names() -> set[str]:
+    """Series names a worker exposes: its own metrics and the Redis state collector's, plus Prometheus' ``up``."""
+    collector = RedisStateCollector(redis.Redis(), "cio", {}, dlq_max_entries=1, dlq_alarm_ratio=0.8)
+    families = [*FleetMetrics().registry.collect(), *collector.describe()]
+    return {f"{f.name}{suffix}" for f in families for suffix in _SAMPLE_SUFFIXES[f.type]} | {"up"}
+
+
+KNOWN_METRICS = exported_metric_names()
 #: List fields the overlay patches, with the key kubectl's strategic merge matches their items on.
 MERGE_KEYS = {
     "containers": "name",
@@ -420,7 +434,7 @@ def test_the_redis_list_alternative_watches_the_drain_queue() -> None:
 
 
 _PROMQL_WORDS = {"sum", "max", "min", "by", "on", "unless", "or", "and", "rate", "increase", "absent", "vector"}
-_PROMQL_WORDS |= {"histogram_quantile", "le", "job", "status", "workspace", "reason", "outcome"}
+_PROMQL_WORDS |= {"histogram_quantile", "le", "job", "instance", "status", "workspace", "reason", "outcome"}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -460,6 +474,11 @@ def test_alert_rules_are_complete_and_use_exported_metrics(rule: Resource) -> No
 def test_the_alerts_cover_what_on_call_needs(subject: str) -> None:
     """Backlog age, dead-letter growth, paused workspaces, 5xx rate and the dead-letter alarm are alerted on."""
     assert any(subject in rule["expr"] for rule in alert_rules())
+
+
+def test_the_workers_export_every_metric_ops_rely_on() -> None:
+    """Renaming a metric in worker/metrics.py breaks this test, not the alerts in production."""
+    assert sorted(OPS_METRICS - KNOWN_METRICS) == []
 
 
 def test_metric_name_extraction_sees_a_misspelt_metric() -> None:
