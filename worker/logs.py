@@ -51,9 +51,7 @@ MASK: Final = "[redacted]"
 #: Shorter values are not treated as secrets: masking "1" or "us" everywhere would garble every line.
 MIN_SECRET_CHARS: Final = 6
 #: Mapping keys whose values are always masked, whatever they hold.
-SENSITIVE_KEYS: Final = frozenset(
-    {"authorization", "proxy-authorization", "api_key", "password", "x-api-key"}
-)
+SENSITIVE_KEYS: Final = frozenset({"authorization", "proxy-authorization", "api_key", "password", "x-api-key"})
 
 _AUTH_HEADER = re.compile(r"(?i)(\b(?:proxy-)?authorization\b[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,;}]+")
 _CREDENTIAL = re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~\-]{8,}")

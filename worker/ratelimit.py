@@ -239,9 +239,7 @@ class WorkspaceLimiter:
 
     def auth_pause(self, workspace: str) -> AuthPause | None:
         """The workspace's auth pause, or None when it has none."""
-        fields = {
-            _text(k): _text(v) for k, v in self._redis.hgetall(authpause_key(self._prefix, workspace)).items()
-        }
+        fields = {_text(k): _text(v) for k, v in self._redis.hgetall(authpause_key(self._prefix, workspace)).items()}
         if not fields:
             return None
         return AuthPause(

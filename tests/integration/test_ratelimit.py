@@ -73,9 +73,7 @@ def test_workspaces_have_separate_limits(limiter: WorkspaceLimiter) -> None:
     assert limiter.acquire("fast", rps=1, burst=1) == 0.0
 
 
-def test_the_rate_key_expires_once_idle(
-    limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str
-) -> None:
+def test_the_rate_key_expires_once_idle(limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str) -> None:
     """The TAT key carries a TTL, so idle workspaces leave nothing behind."""
     limiter.acquire("acme", rps=10, burst=1)
     assert 0 < redis_client.pttl(rate_key(key_prefix, "acme")) <= 1_200
@@ -137,9 +135,7 @@ def test_requests_refused_during_a_pause_take_no_slot(
     assert [limiter.acquire("acme", rps=1, burst=3) for _ in range(3)] == [0.0, 0.0, 0.0]
 
 
-def test_the_pause_key_holds_the_reason(
-    limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str
-) -> None:
+def test_the_pause_key_holds_the_reason(limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str) -> None:
     """The value of the pause key says why, for `cio-fleet status`."""
     limiter.pause("acme", 5.0, "throttled")
     assert redis_client.get(pause_key(key_prefix, "acme")) == b"throttled"
@@ -180,9 +176,7 @@ def test_an_auth_pause_does_not_block_the_rate_limiter(limiter: WorkspaceLimiter
     assert limiter.acquire("acme", rps=10, burst=1) == 0.0
 
 
-@pytest.mark.parametrize(
-    ("site_id", "api_key"), [("site", "key-1"), ("site", "key-2"), ("other", "key-1"), ("s", "")]
-)
+@pytest.mark.parametrize(("site_id", "api_key"), [("site", "key-1"), ("site", "key-2"), ("other", "key-1"), ("s", "")])
 def test_the_credentials_fingerprint_is_short_stable_and_hides_the_key(site_id: str, api_key: str) -> None:
     """16 hex characters, the same for the same pair, never containing the key."""
     fingerprint = credentials_fingerprint(site_id, api_key)
@@ -222,8 +216,7 @@ def fleet_grants(redis_url: str, key_prefix: str) -> Iterator[list[int]]:
     context = multiprocessing.get_context("spawn")
     ready, start, results = context.Semaphore(0), context.Event(), context.Queue()
     processes = [
-        context.Process(target=hammer, args=(redis_url, key_prefix, ready, start, results))
-        for _ in range(PROCESSES)
+        context.Process(target=hammer, args=(redis_url, key_prefix, ready, start, results)) for _ in range(PROCESSES)
     ]
     for process in processes:
         process.start()

@@ -49,9 +49,7 @@ def test_full_jitter_may_pick_no_delay_at_all() -> None:
         (1, 0.5, 10 * 24 * 3600.0, 4 * 3600.0),  # bounded by the retry window
     ],
 )
-def test_retry_after_is_a_floor_never_shortened(
-    attempt: int, rand: float, retry_after: float, expected: float
-) -> None:
+def test_retry_after_is_a_floor_never_shortened(attempt: int, rand: float, retry_after: float, expected: float) -> None:
     """A 429's Retry-After is never undercut by the jittered backoff."""
     assert next_delay(attempt, POLICY, retry_after=retry_after, rand=fixed(rand)) == pytest.approx(expected)
 
@@ -78,9 +76,7 @@ def test_an_attempt_below_one_is_a_programmer_error(attempt: int) -> None:
         (1_000, 1_000 + 5 * 3600 * 1000, True),
     ],
 )
-def test_the_window_closes_window_s_after_the_first_failure(
-    first_ms: int, now_ms: int, exhausted: bool
-) -> None:
+def test_the_window_closes_window_s_after_the_first_failure(first_ms: int, now_ms: int, exhausted: bool) -> None:
     """Past window_s the caller dead-letters instead of retrying."""
     assert window_exhausted(first_ms, now_ms, POLICY) is exhausted
 
