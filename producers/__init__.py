@@ -10,7 +10,7 @@ with Producer("redis://127.0.0.1:6379/0", "acme") as producer:
 ``producers`` never imports the worker; it needs only Redis (and Celery, imported on the first kick).
 """
 
-from pydantic import BaseModel
+from pydantic import BaseModel as _BaseModel
 
 from producers._async import AsyncProducer
 from producers._events import (
@@ -57,5 +57,5 @@ __all__ = [
 # annotations are resolved in their own module).
 for _name in __all__:
     _member = globals()[_name]
-    if isinstance(_member, type) and not issubclass(_member, BaseModel):
+    if isinstance(_member, type) and not issubclass(_member, _BaseModel):
         _member.__module__ = "producers"

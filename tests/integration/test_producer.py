@@ -1,0 +1,306 @@
+"""``Producer`` against the real Redis: the wire format, partitioning, backpressure and the kick."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from producers import EnqueueResult, InvalidEventError, Producer, QueueFull, partition_for
+from producers._wire import config_key, drain_queue, lease_key, stream_key
+
+WS = "acme"
+
+
+@pytest.fixture
+def producer(redis_url: str, key_prefix: str) -> Iterator[Producer]:
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=8, kick=False) as made:
+        yield made
+
+
+def entries(client: redis.Redis[bytes], prefix: str, partitions: int = 8) -> list[tuple[int, dict[bytes, bytes]]]:
+    """Every entry of the workspace's streams, with its partition, in stream order per partition."""
+    found = []
+    for partition in range(partitions):
+        found += [(partition, fields) for _, fields in client.xrange(stream_key(prefix, WS, partition))]
+    return found
+
+
+def events_in(client: redis.Redis[bytes], prefix: str, partitions: int = 8) -> list[dict[str, Any]]:
+    return [orjson.loads(fields[b"event"]) for _, fields in entries(client, prefix, partitions)]
+
+
+def drain_messages(client: redis.Redis[bytes], prefix: str) -> list[dict[str, Any]]:
+    return [orjson.loads(raw) for raw in client.lrange(drain_queue(prefix), 0, -1)]
+
+
+def test_an_entry_holds_the_version_and_the_event_plus_its_stamps(
+    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+) -> None:
+    event = {"type": "track", "userId": "u1", "event": "Signed Up", "odd-field": {"nested": [1, None, "ü"]}}
+    message_id = producer.enqueue(event)
+    [(partition, fields)] = entries(redis_client, key_prefix)
+    assert partition == partition_for(event, 8)
+    assert set(fields) == {b"v", b"event"}
+    assert fields[b"v"] == b"1"
+    written = orjson.loads(fields[b"event"])
+    assert written == {**event, "messageId": message_id, "timestamp": written["sentAt"], "sentAt": written["sentAt"]}
+    sent_at = dt.datetime.fromisoformat(written["sentAt"])
+    assert written["sentAt"].endswith("Z")
+    assert abs((dt.datetime.now(dt.UTC) - sent_at).total_seconds()) < 60
+
+
+def test_a_given_message_id_and_timestamp_are_kept(
+    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+) -> None:
+    event = {"type": "identify", "userId": 7, "messageId": "m-1", "timestamp": "2020-02-02T00:00:00Z"}
+    assert producer.enqueue(event) == "m-1"
+    [written] = events_in(redis_client, key_prefix)
+    assert (written["messageId"], written["timestamp"], written["userId"]) == ("m-1", "2020-02-02T00:00:00Z", 7)
+
+
+def test_a_bad_event_raises_and_enqueues_nothing(
+    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+) -> None:
+    with pytest.raises(InvalidEventError, match=r"^event: required for track$"):
+        producer.enqueue({"type": "track", "userId": "u1"})
+    assert entries(redis_client, key_prefix) == []
+    assert producer.backlog() == 0
+
+
+def test_one_persons_events_share_a_stream_in_order(
+    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+) -> None:
+    names = [f"step {n}" for n in range(20)]
+    for name in names:
+        producer.track("same-person", name)
+    producer.track("someone-else", "noise")
+    streams = {
+        partition for partition, fields in entries(redis_client, key_prefix) if b"same-person" in fields[b"event"]
+    }
+    assert streams == {partition_for({"userId": "same-person"}, 8)}
+    ours = [e["event"] for e in events_in(redis_client, key_prefix) if e["userId"] == "same-person"]
+    assert ours == names
+
+
+def test_enqueue_many_enqueues_the_good_events_and_reports_the_bad_by_index(
+    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+) -> None:
+    events = [
+        {"type": "track", "userId": "u1", "event": "A"},
+        {"type": "track", "userId": "u1"},
+        {"type": "alias", "userId": "u1", "previousId": "a1"},
+        "not an object",
+        {"type": "group", "groupId": "g1", "messageId": "given"},
+    ]
+    result = producer.enqueue_many(events)
+    assert result.enqueued == 3
+    assert result.message_ids[1] is None and result.message_ids[3] is None
+    assert result.message_ids[4] == "given"
+    assert {index: (error.field, error.index) for index, error in result.errors.items()} == {
+        1: ("event", 1),
+        3: ("(event)", 3),
+    }
+    written = {event["messageId"] for event in events_in(redis_client, key_prefix)}
+    assert written == {result.message_ids[0], result.message_ids[2], "given"}
+
+
+def test_enqueue_many_spans_several_chunks_in_input_order(
+    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+) -> None:
+    result = producer.enqueue_many({"type": "track", "userId": "one", "event": str(n)} for n in range(2_500))
+    assert result == EnqueueResult(2_500, result.message_ids, {})
+    assert [event["event"] for event in events_in(redis_client, key_prefix)] == [str(n) for n in range(2_500)]
+
+
+def test_a_full_backlog_raises_queue_full_and_adds_nothing(redis_url: str, key_prefix: str) -> None:
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=4, backlog_cap=3, kick=False) as producer:
+        for n in range(3):
+            producer.track(f"user-{n}", "fill")
+        with pytest.raises(QueueFull) as caught:
+            producer.track("user-9", "one too many")
+        assert (caught.value.workspace, caught.value.backlog, caught.value.cap) == (WS, 3, 3)
+        assert caught.value.result is None
+        assert producer.backlog() == 3
+
+
+def test_enqueue_many_fills_up_to_the_cap_in_input_order_then_raises(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    events = [{"type": "track", "userId": f"u{n}", "event": str(n)} for n in range(6)]
+    events.insert(1, {"type": "track", "event": "no person"})
+    with (
+        Producer(redis_url, WS, key_prefix=key_prefix, partitions=4, backlog_cap=4, kick=False) as producer,
+        pytest.raises(QueueFull) as caught,
+    ):
+        producer.enqueue_many(events)
+    result = caught.value.result
+    assert result is not None
+    assert result.enqueued == 4
+    assert [message_id is not None for message_id in result.message_ids] == [True, False, True, True, True] + [
+        False
+    ] * 2
+    assert list(result.errors) == [1]
+    assert sorted(e["event"] for e in events_in(redis_client, key_prefix, 4)) == ["0", "1", "2", "3"]
+
+
+def test_no_cap_means_no_backpressure(redis_url: str, key_prefix: str) -> None:
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=2, backlog_cap=None, kick=False) as producer:
+        assert producer.enqueue_many({"type": "page", "userId": n} for n in range(50)).enqueued == 50
+        assert producer.backlog() == 50
+
+
+def test_the_partition_count_published_by_the_workers_is_read_once(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    redis_client.hset(config_key(key_prefix, WS), "partitions", "3")
+    with Producer(redis_url, WS, key_prefix=key_prefix, kick=False) as producer:
+        producer.track("u1", "first")
+        redis_client.hset(config_key(key_prefix, WS), "partitions", "64")
+        producer.track("u1", "second")
+    partition = partition_for({"userId": "u1"}, 3)
+    assert redis_client.xlen(stream_key(key_prefix, WS, partition)) == 2
+
+
+@pytest.mark.parametrize("published", [None, "0", "lots"])
+def test_without_a_usable_published_count_the_default_16_partitions_apply(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str, published: str | None
+) -> None:
+    if published is not None:
+        redis_client.hset(config_key(key_prefix, WS), "partitions", published)
+    with Producer(redis_url, WS, key_prefix=key_prefix, kick=False) as producer:
+        producer.track("u-abc", "x")
+    assert redis_client.xlen(stream_key(key_prefix, WS, partition_for({"userId": "u-abc"}, 16))) == 1
+
+
+def test_the_first_event_of_an_idle_partition_kicks_one_drain_task(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=8) as producer:
+        producer.track("u1", "first")
+        producer.track("u1", "second")
+    partition = partition_for({"userId": "u1"}, 8)
+    assert redis_client.get(lease_key(key_prefix, WS, partition)) == b"kicked"
+    assert 0 < redis_client.pttl(lease_key(key_prefix, WS, partition)) <= 30_000
+    [message] = drain_messages(redis_client, key_prefix)
+    assert message["headers"]["task"] == "worker.drain"
+    assert message["headers"]["argsrepr"] == repr([WS, partition])
+    assert message["content-type"] == "application/json"
+    args, kwargs, _ = orjson.loads(base64.b64decode(message["body"]))
+    assert (args, kwargs) == ([WS, partition], {})
+
+
+def test_a_partition_with_a_lease_is_not_kicked_again(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    partition = partition_for({"userId": "u1"}, 8)
+    redis_client.set(lease_key(key_prefix, WS, partition), "owner-token", px=30_000)
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=8) as producer:
+        producer.track("u1", "x")
+    assert redis_client.get(lease_key(key_prefix, WS, partition)) == b"owner-token"
+    assert drain_messages(redis_client, key_prefix) == []
+
+
+def test_enqueue_many_kicks_each_idle_partition_it_touched_once(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    users = [f"user-{n}" for n in range(12)]
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=4) as producer:
+        producer.enqueue_many({"type": "track", "userId": user, "event": "x"} for user in users * 3)
+    touched = sorted({partition_for({"userId": user}, 4) for user in users})
+    kicked = sorted(orjson.loads(base64.b64decode(m["body"]))[0][1] for m in drain_messages(redis_client, key_prefix))
+    assert kicked == touched
+
+
+def test_kick_false_leaves_the_partition_to_the_sweeper(
+    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+) -> None:
+    producer.track("u1", "x")
+    assert redis_client.get(lease_key(key_prefix, WS, partition_for({"userId": "u1"}, 8))) is None
+    assert redis_client.exists(drain_queue(key_prefix)) == 0
+
+
+def test_a_failed_kick_is_logged_and_the_event_stays_enqueued(
+    redis_client: redis.Redis[bytes], key_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    broker = "memory://:s3cret@localhost/"  # a broker that takes no Redis queue: publish is swapped below
+    producer = Producer(broker, WS, key_prefix=key_prefix, partitions=8, redis_client=client)
+    assert producer._kicker is not None
+    app = producer._kicker._celery()
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("broker at memory://:s3cret@localhost/ refused")
+
+    app.send_task = refuse
+    with caplog.at_level(logging.WARNING, logger="producers"):
+        message_id = producer.track("u1", "x")
+    producer.close()
+    client.close()
+    [event] = events_in(redis_client, key_prefix)
+    assert event["messageId"] == message_id
+    assert "sweeper will pick it up" in caplog.text
+    assert "s3cret" not in caplog.text
+
+
+def test_the_call_shapes_write_segment_events(
+    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+) -> None:
+    moment = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    producer.identify("u1", {"email": "a@x.io"}, context={"ip": "1.2.3.4"}, timestamp=moment, plan="pro")
+    producer.track("u1", "Bought", {"total": 3}, message_id="m-track")
+    producer.page("u1", "Home", {"url": "https://x.io"}, category="docs")
+    producer.screen("u1", "Settings", anonymous_id="anon")
+    producer.group("u1", "g1", {"name": "G"}, integrations={"All": True})
+    producer.alias("anon", "u1")
+    written = {event["type"]: event for event in events_in(redis_client, key_prefix)}
+    assert written["identify"]["traits"] == {"email": "a@x.io"}
+    assert (written["identify"]["timestamp"], written["identify"]["plan"]) == ("2026-01-02T03:04:05Z", "pro")
+    assert written["identify"]["context"] == {"ip": "1.2.3.4"}
+    assert (written["track"]["event"], written["track"]["messageId"]) == ("Bought", "m-track")
+    assert (written["page"]["name"], written["page"]["category"]) == ("Home", "docs")
+    assert (written["screen"]["name"], written["screen"]["anonymousId"]) == ("Settings", "anon")
+    assert (written["group"]["groupId"], written["group"]["integrations"]) == ("g1", {"All": True})
+    assert (written["alias"]["previousId"], written["alias"]["userId"]) == ("anon", "u1")
+    assert all(uuid.UUID(event["messageId"]) for event in written.values() if event["type"] != "track")
+
+
+def test_a_call_shape_with_a_missing_field_raises_before_anything_is_sent(
+    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+) -> None:
+    with pytest.raises(InvalidEventError, match=r"^previousId: required for alias$"):
+        producer.alias(None, "u1")
+    with pytest.raises(InvalidEventError, match=r"^userId: userId, anonymousId or email required for track$"):
+        producer.track(event="Anonymous click")
+    assert producer.backlog() == 0
+
+
+def test_a_model_can_be_enqueued_directly(
+    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+) -> None:
+    from producers import Track
+
+    producer.enqueue(Track(userId="u1", event="Typed", properties={"a": 1}, custom="kept"))
+    [written] = events_in(redis_client, key_prefix)
+    assert (written["event"], written["custom"], written["properties"]) == ("Typed", "kept", {"a": 1})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"workspace": None}, "workspace"),
+        ({"workspace": "a:b"}, "workspace"),
+        ({"workspace": WS, "partitions": 0}, "partitions"),
+        ({"workspace": WS, "backlog_cap": 0}, "backlog_cap"),
+    ],
+)
+def test_bad_arguments_are_refused_at_construction(redis_url: str, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Producer(redis_url, **kwargs)
