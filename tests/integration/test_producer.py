@@ -93,7 +93,7 @@ def test_one_persons_events_share_a_stream_in_order(
 def test_enqueue_many_enqueues_the_good_events_and_reports_the_bad_by_index(
     producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
 ) -> None:
-    events = [
+    events: list[Any] = [
         {"type": "track", "userId": "u1", "event": "A"},
         {"type": "track", "userId": "u1"},
         {"type": "alias", "userId": "u1", "previousId": "a1"},

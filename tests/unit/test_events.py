@@ -105,7 +105,8 @@ def test_the_error_message_reads_field_colon_reason() -> None:
 def test_invalid_event_error_is_a_producer_error_and_survives_pickling() -> None:
     error = InvalidEventError("event", "required for track", index=3)
     copy = pickle.loads(pickle.dumps(error))
-    assert isinstance(copy, ProducerError)
+    assert isinstance(copy, InvalidEventError)
+    assert issubclass(InvalidEventError, ProducerError)
     assert (copy.field, copy.reason, copy.index, str(copy)) == ("event", "required for track", 3, str(error))
 
 

@@ -59,7 +59,7 @@ def test_the_partition_is_crc32_of_the_utf8_person_key_modulo_partitions(key: st
 
 
 def test_one_persons_events_go_to_one_partition_whatever_the_event() -> None:
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "identify", "userId": "u-77", "traits": {"email": "x@y.io"}},
         {"type": "track", "userId": "u-77", "event": "A", "anonymousId": "other"},
         {"type": "page", "userId": "u-77"},

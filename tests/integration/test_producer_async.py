@@ -1,0 +1,120 @@
+"""``AsyncProducer`` against the real Redis: the same behaviour as ``Producer`` through ``redis.asyncio``."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+import pytest
+import redis
+
+from producers import AsyncProducer, InvalidEventError, QueueFull, partition_for
+from producers._wire import config_key, drain_queue, lease_key, stream_key
+
+WS = "acme"
+T = TypeVar("T")
+
+
+def run(redis_url: str, prefix: str, scenario: Callable[[AsyncProducer], Awaitable[T]], **options: Any) -> T:
+    """Run ``scenario`` with a fresh producer inside its own event loop, closing the producer afterwards."""
+
+    async def main() -> T:
+        async with AsyncProducer(redis_url, WS, key_prefix=prefix, **options) as producer:
+            return await scenario(producer)
+
+    return asyncio.run(main())
+
+
+def events_in(client: redis.Redis[bytes], prefix: str, partitions: int) -> list[dict[str, Any]]:
+    found = []
+    for partition in range(partitions):
+        found += [orjson.loads(fields[b"event"]) for _, fields in client.xrange(stream_key(prefix, WS, partition))]
+    return found
+
+
+def test_an_event_is_written_with_its_stamps(redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str) -> None:
+    event = {"type": "track", "userId": 5, "event": "Async", "extra": [1, 2]}
+    message_id = run(redis_url, key_prefix, lambda p: p.enqueue(event), partitions=4, kick=False)
+    [written] = events_in(redis_client, key_prefix, 4)
+    assert written == {**event, "messageId": message_id, "timestamp": written["sentAt"], "sentAt": written["sentAt"]}
+    assert redis_client.xlen(stream_key(key_prefix, WS, partition_for(event, 4))) == 1
+
+
+def test_a_bad_event_raises_and_enqueues_nothing(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    async def scenario(producer: AsyncProducer) -> int:
+        with pytest.raises(InvalidEventError, match=r"^groupId: required for group$"):
+            await producer.group("u1", None)
+        return await producer.backlog()
+
+    assert run(redis_url, key_prefix, scenario, partitions=4, kick=False) == 0
+
+
+def test_enqueue_many_reports_bad_events_by_index(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    events = [{"type": "page", "userId": "u"}, {"type": "page"}, {"type": "screen", "userId": "u", "name": "S"}]
+    result = run(redis_url, key_prefix, lambda p: p.enqueue_many(events), partitions=4, kick=False)
+    assert (result.enqueued, list(result.errors), result.message_ids[1]) == (2, [1], None)
+    assert [e["type"] for e in events_in(redis_client, key_prefix, 4)] == ["page", "screen"]
+
+
+def test_a_full_backlog_raises_queue_full(redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str) -> None:
+    async def scenario(producer: AsyncProducer) -> QueueFull:
+        await producer.track("u1", "one")
+        with pytest.raises(QueueFull) as caught:
+            await producer.enqueue_many([{"type": "track", "userId": "u2", "event": n} for n in ("two", "three")])
+        return caught.value
+
+    full = run(redis_url, key_prefix, scenario, partitions=2, backlog_cap=2, kick=False)
+    assert (full.backlog, full.cap, full.result and full.result.enqueued) == (2, 2, 1)
+    assert [e["event"] for e in events_in(redis_client, key_prefix, 2)] == ["one", "two"]
+
+
+def test_the_published_partition_count_is_used(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    redis_client.hset(config_key(key_prefix, WS), "partitions", "5")
+    run(redis_url, key_prefix, lambda p: p.identify("someone"), kick=False)
+    assert redis_client.xlen(stream_key(key_prefix, WS, partition_for({"userId": "someone"}, 5))) == 1
+
+
+def test_the_first_event_kicks_one_drain_task(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    async def scenario(producer: AsyncProducer) -> None:
+        await producer.track("u1", "first")
+        await producer.track("u1", "second")
+
+    run(redis_url, key_prefix, scenario, partitions=4)
+    partition = partition_for({"userId": "u1"}, 4)
+    assert redis_client.get(lease_key(key_prefix, WS, partition)) == b"kicked"
+    [raw] = redis_client.lrange(drain_queue(key_prefix), 0, -1)
+    message = orjson.loads(raw)
+    assert message["headers"]["task"] == "worker.drain"
+    assert orjson.loads(base64.b64decode(message["body"]))[0] == [WS, partition]
+
+
+def test_kick_false_queues_no_task(redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str) -> None:
+    run(redis_url, key_prefix, lambda p: p.alias("anon", "u1"), partitions=4, kick=False)
+    assert redis_client.get(lease_key(key_prefix, WS, partition_for({"userId": "u1"}, 4))) is None
+    assert redis_client.exists(drain_queue(key_prefix)) == 0
+
+
+def test_the_call_shapes_are_awaitable(redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str) -> None:
+    async def scenario(producer: AsyncProducer) -> list[str]:
+        return list(
+            await asyncio.gather(
+                producer.identify("u1", {"plan": "pro"}),
+                producer.page("u1", "Home"),
+                producer.screen("u1", "Main"),
+                producer.group("u1", "g1"),
+            )
+        )
+
+    ids = run(redis_url, key_prefix, scenario, partitions=4, kick=False)
+    assert sorted(e["messageId"] for e in events_in(redis_client, key_prefix, 4)) == sorted(ids)
