@@ -153,3 +153,20 @@ def _failure_reason(tags: Any) -> str | None:
     else:
         reason = None
     return str(reason) if reason else None
+
+
+def report_permanent_failure(workspace: str, outcome: str, status: int | None, count: int) -> None:
+    """Tell Sentry that events were dead-lettered, grouped by a bounded reason (never the payload or reason text).
+
+    Args:
+        workspace: The workspace's name.
+        outcome: The dead-letter outcome (``rejected``, ``item_rejected``, ``failed_after_retries``).
+        status: The HTTP status involved, if any.
+        count: How many events this report stands for.
+    """
+    reason = f"{outcome}:{status}" if status else outcome
+    with sentry_sdk.new_scope() as scope:
+        scope.set_tag("failure_reason", reason)
+        scope.set_tag("workspace", workspace)
+        scope.set_extra("events", count)
+        sentry_sdk.capture_message(f"events dead-lettered: {reason}", level="warning")

@@ -10,7 +10,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from worker.partitions import Entry
 from worker.planning import PlannedEntry, plan_entries
@@ -21,6 +21,10 @@ from worker.settings import WorkspaceConfig
 from worker.transform import TransformOptions
 
 log = logging.getLogger("cio_fleet.pipeline")
+
+
+#: When a workspace already holds all its drain slots in this process, its next drain waits this long.
+BUSY_WORKSPACE_RETRY_S: Final = 0.2
 
 
 class LeaseLost(Exception):
@@ -44,7 +48,10 @@ def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
             extra={"workspace": workspace_name, "partition": partition},
         )
         return DrainResult("done")
-    return PartitionDrainer(deps, workspace, partition).run()
+    with deps.slots.hold(workspace_name) as held:
+        if not held:
+            return DrainResult("later", BUSY_WORKSPACE_RETRY_S)
+        return PartitionDrainer(deps, workspace, partition).run()
 
 
 class PartitionDrainer:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from worker.slots import WorkspaceSlots
+
 if TYPE_CHECKING:
     from worker.delivery import BatchResponse
     from worker.partitions import PartitionStore
@@ -28,7 +30,7 @@ class Metrics(Protocol):
     def skipped(self, workspace: str, type: str, n: int = 1) -> None: ...
     def rejected(self, workspace: str, type: str, n: int = 1) -> None: ...
     def dead_lettered(self, workspace: str, outcome: str, n: int = 1) -> None: ...
-    def request(self, workspace: str, status: int, seconds: float, events: int, nbytes: int) -> None: ...
+    def request(self, workspace: str, status: int | None, seconds: float, events: int, nbytes: int) -> None: ...
     def end_to_end(self, workspace: str, seconds: float) -> None: ...
     def limiter_wait(self, workspace: str, seconds: float) -> None: ...
     def auth_failure(self, workspace: str) -> None: ...
@@ -49,7 +51,7 @@ class NullMetrics:
     def dead_lettered(self, workspace: str, outcome: str, n: int = 1) -> None:
         """Ignore."""
 
-    def request(self, workspace: str, status: int, seconds: float, events: int, nbytes: int) -> None:
+    def request(self, workspace: str, status: int | None, seconds: float, events: int, nbytes: int) -> None:
         """Ignore."""
 
     def end_to_end(self, workspace: str, seconds: float) -> None:
@@ -74,6 +76,7 @@ class Deps:
     host: str = ""
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
+    slots: WorkspaceSlots = field(default_factory=lambda: WorkspaceSlots(8))
     #: Set when the worker is shutting down: drainers stop after the batch in flight.
     stopping: Callable[[], bool] = lambda: False
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from urllib.parse import urlsplit
 
 import redis
 
 from worker.delivery import CustomerIOClient
+from worker.logs import settings_secrets
 from worker.metrics import FleetMetrics, start_metrics_server
 from worker.partitions import PartitionStore
 from worker.ports import Deps, Metrics, NullMetrics
 from worker.ratelimit import WorkspaceLimiter
 from worker.settings import Settings
+from worker.slots import WorkspaceSlots
 
 _lock = threading.Lock()
 _deps: Deps | None = None
@@ -43,6 +44,7 @@ def build_deps(settings: Settings, metrics: Metrics | None = None) -> Deps:
         metrics=metrics or NullMetrics(),
         host=socket.gethostname(),
         stopping=_stopping.is_set,
+        slots=WorkspaceSlots(settings.workspace_max_drains),
     )
 
 
@@ -77,13 +79,7 @@ def start_metrics(settings: Settings) -> None:
 
 def secrets(settings: Settings) -> list[str]:
     """Every secret value of the configuration, for log and Sentry scrubbing."""
-    values = [ws.api_key.get_secret_value() for ws in settings.workspaces.values()]
-    password = urlsplit(settings.redis_url.get_secret_value()).password
-    if password:
-        values.append(password)
-    if settings.sentry_dsn is not None:
-        values.append(settings.sentry_dsn.get_secret_value())
-    return [value for value in values if value]
+    return settings_secrets(settings)
 
 
 def request_stop() -> None:

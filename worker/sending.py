@@ -18,6 +18,7 @@ from worker.deadletter import DeadLetter, Outcome, describe_event, dlq_key
 from worker.delivery import Accepted, SplitNeeded, classify
 from worker.errors import Rejected as RejectedError
 from worker.errors import RetryableError, Throttled, Unauthorized, WorkerError
+from worker.observability import report_permanent_failure
 from worker.partitions import RetryState
 from worker.planning import PlannedEntry
 from worker.ports import Deps, observe_settled
@@ -193,6 +194,25 @@ class BatchSender:
             clear_retry=clear_retry,
         )
         observe_settled(self.deps, name, delivered, [(entry, failure.outcome) for entry, failure in dead])
+        if dead:
+            self._report_dead(dead)
+
+    def _report_dead(self, dead: Sequence[tuple[PlannedEntry, Failure]]) -> None:
+        groups: dict[tuple[str, int | None], int] = {}
+        for _, failure in dead:
+            groups[(failure.outcome, failure.status)] = groups.get((failure.outcome, failure.status), 0) + 1
+        for (outcome, status), count in groups.items():
+            log.warning(
+                "events dead-lettered",
+                extra={
+                    "workspace": self.workspace.name,
+                    "partition": self.partition,
+                    "outcome": outcome,
+                    "status": status,
+                    "events": count,
+                },
+            )
+            report_permanent_failure(self.workspace.name, outcome, status, count)
 
     def _letter(self, entry: PlannedEntry, failure: Failure, attempts: int, now: int) -> DeadLetter:
         message_id, event_type, event_name = describe_event(entry.raw)
