@@ -1,9 +1,128 @@
-"""`cio-fleet` commands of this group (not written yet)."""
+"""`cio-fleet transform`: show what the worker would do with each event of a JSON Lines file, offline.
+
+One output line per input line, in order: ``{"outcome":"deliver","operations":[...]}``,
+``{"outcome":"skip","reason":"..."}`` or ``{"outcome":"reject","reason":"..."}``. Output is streamed, so
+``tail -f events.jsonl | cio-fleet transform -w acme`` works. Nothing is sent anywhere; the workspace only
+supplies its mapping options, and its API key is never printed.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, BinaryIO, NoReturn
+
+import orjson
 import typer
+
+from worker.settings import ConfigError, Settings, load_settings
+from worker.transform import Deliver, Outcome, Reject, Skip, TransformOptions, transform_raw
+
+#: Exit status for a bad configuration, an unknown workspace or an unreadable input file.
+EXIT_USAGE = 2
+#: The reason given for a blank input line (kept as a line so that output lines match input lines).
+EMPTY_LINE_REASON = "line is empty"
+
+
+def encode_outcome(outcome: Outcome) -> bytes:
+    """One output line (without its newline) for one outcome.
+
+    Args:
+        outcome: What the transform decided.
+
+    Returns:
+        The JSON object, reusing the operations' own encodings.
+    """
+    if isinstance(outcome, Deliver):
+        return b'{"outcome":"deliver","operations":[' + b",".join(outcome.encoded) + b"]}"
+    kind = "skip" if isinstance(outcome, Skip) else "reject"
+    return orjson.dumps({"outcome": kind, "reason": outcome.reason})
+
+
+def transform_lines(lines: Iterator[bytes], options: TransformOptions) -> Iterator[bytes]:
+    """Transform each JSON line; a blank line is rejected as ``line is empty``.
+
+    Args:
+        lines: Raw input lines, with or without their line endings.
+        options: The workspace's mapping options.
+
+    Yields:
+        One encoded outcome per input line, in order.
+    """
+    for line in lines:
+        if not line.strip():
+            yield encode_outcome(Reject(EMPTY_LINE_REASON))
+        else:
+            yield encode_outcome(transform_raw(line, options))
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _load_settings(workspaces_file: Path | None) -> Settings:
+    """The settings; ``--workspaces`` wins over ``$CIO_WORKSPACES_FILE``, which the settings source reads first."""
+    if workspaces_file is None:
+        return load_settings()
+    saved = os.environ.pop("CIO_WORKSPACES_FILE", None)
+    try:
+        return load_settings(workspaces_file=workspaces_file)
+    finally:
+        if saved is not None:
+            os.environ["CIO_WORKSPACES_FILE"] = saved
+
+
+@contextmanager
+def _open_input(file: str) -> Iterator[BinaryIO]:
+    if file == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        handle = Path(file).open("rb")  # noqa: SIM115 - closed by the with below; only opening errors are caught
+    except OSError as exc:
+        _fail(f"input file {file!r} cannot be read: {exc.strerror}")
+    with handle:
+        yield handle
+
+
+def _write_all(outputs: Iterator[bytes]) -> None:
+    out = sys.stdout.buffer
+    try:
+        for line in outputs:
+            out.write(line + b"\n")
+            out.flush()
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def transform_command(
+    workspace: Annotated[
+        str, typer.Option("--workspace", "-w", help="Workspace whose mapping options apply.", show_default=False)
+    ],
+    file: Annotated[str, typer.Argument(help="JSON Lines input; '-' or absent reads stdin.")] = "-",
+    workspaces: Annotated[
+        Path | None,
+        typer.Option("--workspaces", help="Workspaces TOML file (default: $CIO_WORKSPACES_FILE).", show_default=False),
+    ] = None,
+) -> None:
+    """Map Segment events (JSON Lines) to Customer.io operations and print one outcome line per event.
+
+    Exit codes: 0 done (rejected events are output, not errors); 2 invalid configuration, unknown workspace or
+    unreadable input file.
+    """
+    try:
+        options = TransformOptions.for_workspace(_load_settings(workspaces).workspace(workspace))
+    except ConfigError as exc:
+        _fail(str(exc))
+    with _open_input(file) as handle:
+        _write_all(transform_lines(iter(handle), options))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to ``app``."""
+    """Add ``transform`` to ``app``."""
+    app.command("transform")(transform_command)
