@@ -61,8 +61,7 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
     async def _resolve(self) -> Layout:
         return self._layout or self._make_layout(await self._redis.hget(self._config_key, "partitions"))
 
-    async def _run(self, layout: Layout, pairs: list[Any]) -> Reply:
-        args = layout.evalsha_args(pairs)
+    async def _run(self, args: list[Any]) -> Reply:
         try:
             raw = await self._command("EVALSHA", *args)
         except redis.exceptions.NoScriptError:
@@ -86,7 +85,7 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
         """
         layout = await self._resolve()
         message_id, partition, data = prepare(event, layout.partitions, now_iso())
-        reply = await self._run(layout, [partition, data])
+        reply = await self._run(layout.evalsha_args([f"{partition}:{len(data)}"], [data]))
         if reply.added == 0:
             raise self._full(reply)
         return message_id
@@ -103,7 +102,8 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
         """
         layout, tally = await self._resolve(), Tally()
         for chunk in chunks(events, layout.partitions):
-            reply = await self._run(layout, chunk.pairs) if chunk.pairs else Reply(0, 0, [])
+            args = layout.evalsha_args(chunk.index, chunk.blobs)
+            reply = await self._run(args) if chunk.good else Reply(0, 0, [])
             tally.settle(chunk, reply.added)
             if reply.added < len(chunk.good):
                 raise self._full(reply, tally.result())

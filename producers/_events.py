@@ -107,6 +107,9 @@ def _person_rule(kind: str) -> Callable[[Mapping[str, Any]], InvalidEventError |
     return rule
 
 
+_track_person_rule: Final = _person_rule("track")
+
+
 def _required_id(event: Mapping[str, Any], field: str, kind: str) -> InvalidEventError | None:
     value = event.get(field)
     if value is None or value == "":
@@ -122,7 +125,7 @@ def _track_rule(event: Mapping[str, Any]) -> InvalidEventError | None:
         return InvalidEventError("event", "required for track")
     if not isinstance(name, str):
         return InvalidEventError("event", "must be a string")
-    return _person_rule("track")(event)
+    return _track_person_rule(event)
 
 
 def _group_rule(event: Mapping[str, Any]) -> InvalidEventError | None:
@@ -156,7 +159,9 @@ def _id_type_problem(name: str, value: Any) -> InvalidEventError | None:
 
 
 def _object_problem(name: str, value: Any) -> InvalidEventError | None:
-    return None if isinstance(value, Mapping) else InvalidEventError(name, "must be an object")
+    if type(value) is dict or isinstance(value, Mapping):
+        return None
+    return InvalidEventError(name, "must be an object")
 
 
 def _time_problem(name: str, value: Any) -> InvalidEventError | None:
@@ -178,14 +183,14 @@ _FIELD_CHECKS: Final[dict[str, Callable[[str, Any], InvalidEventError | None]]] 
     **dict.fromkeys(_TIME_FIELDS, _time_problem),
     "messageId": _message_id_problem,
 }
-_CHECKED_FIELDS: Final = frozenset(_FIELD_CHECKS)
+_FIELD_CHECK_ITEMS: Final = tuple(_FIELD_CHECKS.items())
 
 
 def _shape_problem(event: Mapping[str, Any]) -> InvalidEventError | None:
     """The JSON types of the common fields that are present, in a fixed order."""
-    for name in sorted(_CHECKED_FIELDS.intersection(event)):
-        value = event[name]
-        problem = None if value is None else _FIELD_CHECKS[name](name, value)
+    for name, check in _FIELD_CHECK_ITEMS:
+        value = event.get(name)
+        problem = None if value is None else check(name, value)
         if problem is not None:
             return problem
     return None
@@ -193,7 +198,7 @@ def _shape_problem(event: Mapping[str, Any]) -> InvalidEventError | None:
 
 def find_problem(event: Any) -> InvalidEventError | None:
     """The first thing wrong with an event's fields, or ``None`` (size is checked when it is serialised)."""
-    if not isinstance(event, Mapping):
+    if type(event) is not dict and not isinstance(event, Mapping):  # the fast test first: most events are dicts
         return InvalidEventError(WHOLE_EVENT, "must be a JSON object")
     kind = event.get("type")
     rule = _RULES.get(kind) if isinstance(kind, str) else None

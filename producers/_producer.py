@@ -290,7 +290,8 @@ class Producer(ProducerBase, CallShapes[str]):
         backlog_cap: ``QueueFull`` once this many events wait in the workspace; ``None``: no cap.
         kick: Queue a drain task when a partition goes from idle to busy; with ``False`` the workers'
             sweeper finds the partition.
-        redis_client: A client to use instead of one built from ``redis_url`` (not closed by ``close``).
+        redis_client: A client to use instead of one built from ``redis_url`` (not closed by ``close``);
+            kicks still publish to ``redis_url``.
 
     Raises:
         ValueError: An argument is out of range.
@@ -319,8 +320,7 @@ class Producer(ProducerBase, CallShapes[str]):
     def _resolve(self) -> Layout:
         return self._layout or self._make_layout(self._redis.hget(self._config_key, "partitions"))
 
-    def _run(self, layout: Layout, pairs: list[Any]) -> Reply:
-        args = layout.evalsha_args(pairs)
+    def _run(self, args: list[Any]) -> Reply:
         try:
             raw = self._redis.execute_command("EVALSHA", *args)
         except redis.exceptions.NoScriptError:
@@ -344,7 +344,7 @@ class Producer(ProducerBase, CallShapes[str]):
         """
         layout = self._resolve()
         message_id, partition, data = prepare(event, layout.partitions, now_iso())
-        reply = self._run(layout, [partition, data])
+        reply = self._run(layout.evalsha_args([f"{partition}:{len(data)}"], [data]))
         if reply.added == 0:
             raise self._full(reply)
         return message_id
@@ -365,7 +365,7 @@ class Producer(ProducerBase, CallShapes[str]):
         """
         layout, tally = self._resolve(), Tally()
         for chunk in chunks(events, layout.partitions):
-            reply = self._run(layout, chunk.pairs) if chunk.pairs else Reply(0, 0, [])
+            reply = self._run(layout.evalsha_args(chunk.index, chunk.blobs)) if chunk.good else Reply(0, 0, [])
             tally.settle(chunk, reply.added)
             if reply.added < len(chunk.good):
                 raise self._full(reply, tally.result())
