@@ -304,3 +304,19 @@ def test_a_model_can_be_enqueued_directly(
 def test_bad_arguments_are_refused_at_construction(redis_url: str, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Producer(redis_url, **kwargs)
+
+
+def test_a_script_missing_from_the_server_cache_is_loaded_and_the_call_retried(
+    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A variant of the script the server has never seen, as after a restart; SCRIPT FLUSH would disturb others.
+    import hashlib
+
+    import producers._kick
+    import producers._producer
+
+    fresh = producers._kick.ENQUEUE_SCRIPT + f"\n-- {uuid.uuid4()}\n"
+    monkeypatch.setattr(producers._producer, "ENQUEUE_SCRIPT", fresh)
+    monkeypatch.setattr(producers._kick, "ENQUEUE_SHA", hashlib.sha1(fresh.encode()).hexdigest())
+    producer.track("u1", "after a restart")
+    assert [e["event"] for e in events_in(redis_client, key_prefix)] == ["after a restart"]
