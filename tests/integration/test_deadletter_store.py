@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from worker.deadletter import (
@@ -146,3 +147,22 @@ def test_stats_over_several_chunks_count_every_entry_once(redis_client: redis.Re
     pipe.execute()
     result = stats(redis_client, key_prefix, ["acme"], now_ms=NOW_MS * 2)
     assert (result.total, result.by_status["400"], result.by_age[">7d"]) == (total, total, total)
+
+
+@pytest.mark.parametrize(
+    ("flt", "expected"),
+    [
+        (DeadLetterFilter(reason_contains="ÉCHEC"), ["m1"]),
+        (DeadLetterFilter(reason_contains="Timeout"), ["m2"]),
+        (DeadLetterFilter(status=400, event_name="E"), ["m1"]),
+        (DeadLetterFilter(outcome="failed_after_retries", event_type="track"), ["m2"]),
+        (DeadLetterFilter(event_type="identify"), []),
+    ],
+)
+def test_filters_evaluated_inside_redis_agree_with_python(
+    redis_client: redis.Redis, key_prefix: str, flt: DeadLetterFilter, expected: list[str]
+) -> None:
+    put(redis_client, key_prefix, letter(n=1, reason="échec de livraison"))
+    put(redis_client, key_prefix, letter(n=2, reason="TIMEOUT", status=503, outcome="failed_after_retries"))
+    found = iter_entries(redis_client, key_prefix, ["acme"], flt, newest_first=False)
+    assert [e.letter.message_id for e in found] == expected

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -17,6 +17,9 @@ import redis
 
 from worker.deadletter.filters import DeadLetterFilter
 from worker.deadletter.records import DeadLetter, DeadLetterEntry, dlq_key, split_id
+
+#: One stream entry as redis-py gives it: (id, fields).
+_Row = tuple[bytes, dict[bytes, bytes]]
 
 #: Entries fetched per ``XRANGE`` call.
 SCAN_CHUNK: Final = 1_000
@@ -60,6 +63,32 @@ for _, group in ipairs({'outcome', 'reason', 'status', 'age'}) do
   local flat = {}
   for k, v in pairs(counts[group]) do flat[#flat + 1] = k; flat[#flat + 1] = v end
   out[#out + 1] = flat
+end
+return out
+"""
+
+#: KEYS: dead-letter stream. ARGV: low, high, count, newest first ('1'/'0'), then the wanted outcome, status,
+#: type, name ('' for any) and a lower-case ASCII reason fragment ('' for any). Returns the number of entries
+#: read, the last id read, then the matching entries: only those travel back.
+_SCAN_LUA: Final = """
+local rows
+if ARGV[4] == '1' then
+  rows = redis.call('XREVRANGE', KEYS[1], ARGV[2], ARGV[1], 'COUNT', tonumber(ARGV[3]))
+else
+  rows = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', tonumber(ARGV[3]))
+end
+local want = {outcome = ARGV[5], status = ARGV[6], type = ARGV[7], name = ARGV[8]}
+local reason = ARGV[9]
+local out = {#rows, ''}
+if #rows > 0 then out[2] = rows[#rows][1] end
+for _, row in ipairs(rows) do
+  local f, seen, ok = row[2], {}, true
+  for i = 1, #f, 2 do seen[f[i]] = f[i + 1] end
+  for name, value in pairs(want) do
+    if value ~= '' and seen[name] ~= value then ok = false; break end
+  end
+  if ok and reason ~= '' then ok = string.find(string.lower(seen['reason'] or ''), reason, 1, true) ~= nil end
+  if ok then out[#out + 1] = row end
 end
 return out
 """
@@ -115,7 +144,7 @@ def get_entry(client: redis.Redis[bytes], prefix: str, dead_letter_id: str) -> D
     return _entry(workspace, rows[0]) if rows else None
 
 
-def _entry(workspace: str, row: tuple[bytes, dict[bytes, bytes]]) -> DeadLetterEntry:
+def _entry(workspace: str, row: _Row) -> DeadLetterEntry:
     stream_id, fields = row
     letter = DeadLetter.from_fields(fields)
     if letter.workspace != workspace:  # the stream, not the field, says where the entry lives
@@ -129,25 +158,59 @@ def _bounds(flt: DeadLetterFilter) -> tuple[str, str]:
     return low, high
 
 
+def _server_filter(flt: DeadLetterFilter) -> list[str]:
+    """The filter's exact-match conditions for the scan script; Python re-checks every entry it returns."""
+    reason = flt.reason_contains or ""
+    return [
+        flt.outcome or "",
+        "" if flt.status is None else str(flt.status),
+        flt.event_type or "",
+        flt.event_name or "",
+        reason.lower() if reason.isascii() else "",  # non-ASCII case folding is left to Python
+    ]
+
+
 def scan_stream(
     client: redis.Redis[bytes], prefix: str, workspace: str, flt: DeadLetterFilter, *, newest_first: bool
 ) -> Iterator[DeadLetterEntry]:
-    """Every entry of one workspace's dead-letter stream that ``flt`` matches, in id order, chunk by chunk."""
-    key = dlq_key(prefix, workspace)
+    """Every entry of one workspace's dead-letter stream that ``flt`` matches, in id order, chunk by chunk.
+
+    Redis pre-filters each chunk (a short script), so non-matching entries never travel.
+    """
+    read = _chunk_reader(client, dlq_key(prefix, workspace), flt, newest_first=newest_first)
     low, high = _bounds(flt)
     while True:
-        if newest_first:
-            rows = client.xrevrange(key, high, low, count=SCAN_CHUNK)
-        else:
-            rows = client.xrange(key, low, high, count=SCAN_CHUNK)
+        scanned, last, rows = read(low, high)
         for row in rows:
             entry = _entry(workspace, row)
             if flt.matches(entry):
                 yield entry
-        if len(rows) < SCAN_CHUNK:
+        if scanned < SCAN_CHUNK:
             return
-        last = "(" + rows[-1][0].decode()
-        high, low = (last, low) if newest_first else (high, last)
+        high, low = ("(" + last, low) if newest_first else (high, "(" + last)
+
+
+def _chunk_reader(
+    client: redis.Redis[bytes], key: str, flt: DeadLetterFilter, *, newest_first: bool
+) -> Callable[[str, str], tuple[int, str, list[_Row]]]:
+    """A reader of one chunk between two ids: (entries read, last id read, candidate rows)."""
+    wanted = _server_filter(flt)
+    script = client.register_script(_SCAN_LUA)
+
+    def plain(low: str, high: str) -> tuple[int, str, list[_Row]]:
+        if newest_first:
+            rows = client.xrevrange(key, high, low, count=SCAN_CHUNK)
+        else:
+            rows = client.xrange(key, low, high, count=SCAN_CHUNK)
+        return len(rows), rows[-1][0].decode() if rows else "", rows
+
+    def filtered(low: str, high: str) -> tuple[int, str, list[_Row]]:
+        args = [low, high, SCAN_CHUNK, "1" if newest_first else "0", *wanted]
+        reply = script(keys=[key], args=args)
+        rows = [(sid, dict(zip(flat[::2], flat[1::2], strict=True))) for sid, flat in reply[2:]]
+        return int(reply[0]), reply[1].decode(), rows
+
+    return filtered if any(wanted) else plain
 
 
 def _order(entry: DeadLetterEntry) -> tuple[int, int]:
