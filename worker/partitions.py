@@ -181,6 +181,14 @@ class PartitionStore:
             pipe.delete(self.retry_key(workspace, partition))
         pipe.execute()
 
+    def end_retry_timers(self, workspace: str, partitions: int) -> None:
+        """Free every partition of the workspace that waits for a retry timer (its cause went away)."""
+        for partition in range(partitions):
+            key = self.lease(workspace, partition)
+            if self._redis.get(key) == RETRY.encode():
+                self._redis.delete(key)
+        self._redis.delete(f"{self.prefix}:authprobe:{workspace}")
+
     def claim_probe(self, workspace: str, interval_ms: int) -> float | None:
         """Claim the right to probe a credentials-paused workspace: None if claimed, else seconds to wait."""
         key = f"{self.prefix}:authprobe:{workspace}"

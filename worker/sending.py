@@ -23,7 +23,7 @@ from worker.partitions import RetryState
 from worker.planning import PlannedEntry
 from worker.ports import Deps, observe_settled
 from worker.ratelimit import credentials_fingerprint
-from worker.retry import next_delay
+from worker.retry import backoff_ceiling, next_delay
 from worker.settings import WorkspaceConfig
 
 log = logging.getLogger("cio_fleet.delivery")
@@ -149,9 +149,13 @@ class BatchSender:
             self._dead_letter(expired, failure, attempts)
             if len(expired) == len(run):
                 return
-        delay = next_delay(attempts, self.deps.settings.retry, retry_after=exc.retry_after)
+        policy = self.deps.settings.retry
+        delay = next_delay(attempts, policy, retry_after=exc.retry_after)
         if isinstance(exc, Throttled):
-            self.deps.limiter.pause(name, delay, "throttled")
+            # The whole fleet holds the workspace: for Retry-After, else for the backoff's full (unjittered) step.
+            pause = exc.retry_after if exc.retry_after is not None else backoff_ceiling(attempts, policy)
+            self.deps.limiter.pause(name, pause, "throttled")
+            delay = max(delay, pause)
         store.record_failure(name, self.partition, RetryState(attempts, first_failed), str(exc))
         level = logging.DEBUG if isinstance(exc, Throttled) else logging.WARNING
         log.log(level, "delivery failed; will retry", extra=self._extra(exc, attempts, delay))

@@ -201,7 +201,7 @@ class WorkspacesFileSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        path = os.environ.get("CIO_WORKSPACES_FILE") or self.current_state.get("workspaces_file")
+        path = self.current_state.get("workspaces_file") or os.environ.get("CIO_WORKSPACES_FILE")
         if not path:
             return {}
         return {"workspaces": read_workspaces_file(Path(path))}

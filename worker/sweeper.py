@@ -15,7 +15,8 @@ from collections.abc import Callable
 import redis
 
 from worker.partitions import PartitionStore
-from worker.settings import Settings
+from worker.ratelimit import WorkspaceLimiter, credentials_fingerprint
+from worker.settings import Settings, WorkspaceConfig
 
 log = logging.getLogger("cio_fleet.sweeper")
 
@@ -27,12 +28,27 @@ def workers_key(prefix: str) -> str:
     return f"{prefix}:workers"
 
 
-def sweep_once(settings: Settings, store: PartitionStore, kick: Kick) -> int:
+def resume_if_credentials_changed(limiter: WorkspaceLimiter, store: PartitionStore, workspace: WorkspaceConfig) -> bool:
+    """Lift a 401/403 pause whose credentials are not the configured ones any more; True when lifted."""
+    pause = limiter.auth_pause(workspace.name)
+    if pause is None:
+        return False
+    current = credentials_fingerprint(workspace.site_id, workspace.api_key.get_secret_value())
+    if pause.fingerprint == current:
+        return False
+    limiter.clear_auth_pause(workspace.name)
+    store.end_retry_timers(workspace.name, workspace.partitions)
+    log.info("credentials changed; resuming the paused workspace", extra={"workspace": workspace.name})
+    return True
+
+
+def sweep_once(settings: Settings, store: PartitionStore, limiter: WorkspaceLimiter, kick: Kick) -> int:
     """Kick every partition that has entries and no lease; returns how many were kicked."""
     ttl_ms = int(settings.lease_ttl_s * 1000)
     kicked = 0
     for name, workspace in settings.workspaces.items():
         store.publish_partitions(name, workspace.partitions)
+        resume_if_credentials_changed(limiter, store, workspace)
         for partition, length, leased in store.pending(name, workspace.partitions):
             if length and not leased and store.kick_if_idle(name, partition, ttl_ms):
                 kick(name, partition)
@@ -47,6 +63,7 @@ class Sweeper:
         self.settings = settings
         self.client = client
         self.store = PartitionStore(client, settings.key_prefix)
+        self.limiter = WorkspaceLimiter(client, settings.key_prefix)
         self.kick = kick
         self.identity = identity
         self._stop = threading.Event()
@@ -72,7 +89,7 @@ class Sweeper:
         interval_ms = max(int(self.settings.sweep_interval_s * 900), 1)
         if not self.client.set(f"{prefix}:sweeper", self.identity, nx=True, px=interval_ms):
             return 0
-        return sweep_once(self.settings, self.store, self.kick)
+        return sweep_once(self.settings, self.store, self.limiter, self.kick)
 
     def _loop(self) -> None:
         while True:

@@ -1,0 +1,181 @@
+"""Delivery guarantees with real worker processes: rate limits, 429, credentials, poison, shutdown, isolation."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import orjson
+import pytest
+
+from producers._wire import partition_for, stream_key
+from tests.e2e.conftest import Fleet, backlog, standin_workspaces, wait_for, write_workspaces
+from worker.deadletter import DeadLetter, dlq_key
+from worker.ratelimit import authpause_key
+
+pytestmark = pytest.mark.e2e
+
+
+def track(n: int, user: str = "u", **extra) -> dict:
+    return {"type": "track", "userId": f"{user}{n % 97}", "event": "Ordered", "messageId": f"m{n}", **extra}
+
+
+def ids(accepted: list[dict]) -> list[str]:
+    return [record["operation"]["id"] for record in accepted]
+
+
+def site_requests(fake, site: str) -> list[dict]:
+    return sorted((r for r in fake.requests() if r["site_id"] == site), key=lambda r: r["time"])
+
+
+def dead_letters(client, prefix: str, workspace: str) -> list[DeadLetter]:
+    return [DeadLetter.from_fields(fields) for _, fields in client.xrange(dlq_key(prefix, workspace))]
+
+
+def test_three_workers_hold_a_workspace_to_its_fleet_wide_rate(stand_in, make_fleet):
+    # Given a workspace limited to 20 requests/s, batches of 5 events, and a backlog of 160 requests
+    fleet = make_fleet(
+        standin_workspaces(stand_in.url, "a", rate_limit_rps=20, rate_limit_burst=1),
+        CIO_BATCHING__MAX_EVENTS="5",
+        CIO_BATCHING__LINGER_MS="0",
+    )
+    with fleet.producer("wsa", kick=False) as producer:
+        producer.enqueue_many([track(n) for n in range(800)])
+    # When three worker processes drain it together
+    fleet.start(3)
+    wait_for(lambda: len(stand_in.accepted("site-a")) >= 800, 60, "800 events delivered")
+    # Then no 1-second window at the stand-in holds more than 20 requests, and ≥ 90 % of the rate was used
+    times = [r["time"] for r in site_requests(stand_in, "site-a")]
+    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert busiest <= 20
+    first_five_seconds = sum(1 for t in times if t < times[0] + 5.0)
+    assert first_five_seconds >= 0.9 * 20 * 5
+    assert sorted(ids(stand_in.accepted("site-a"))) == sorted(f"m{n}" for n in range(800))
+
+
+@pytest.mark.parametrize("retry_after", ["2", None])
+def test_a_429_pauses_the_workspace_across_the_fleet_and_loses_nothing(stand_in, make_fleet, retry_after):
+    # Given two workers, and Customer.io answering 429 (with or without Retry-After) for a while
+    rule = {"site_id": "site-a", "force_status": 429}
+    if retry_after:
+        rule["retry_after"] = retry_after
+    stand_in.set_faults([rule])
+    fleet = make_fleet(standin_workspaces(stand_in.url, "a"), CIO_RETRY__BASE_S="2")
+    fleet.start(2)
+    with fleet.producer("wsa") as producer:
+        producer.enqueue_many([track(n) for n in range(60)])
+    wait_for(lambda: any(r["status"] == 429 for r in stand_in.requests()), 20, "a 429")
+    first_429 = min(r["time"] for r in stand_in.requests() if r["status"] == 429)
+    time.sleep(2.5)
+    stand_in.set_faults([])
+    # Then, once in-flight requests are answered, nobody asks again until the 2-second pause is over
+    quiet = [r for r in site_requests(stand_in, "site-a") if first_429 + 0.5 <= r["time"] < first_429 + 1.9]
+    assert quiet == []
+    # And every event is delivered once the throttling ends
+    wait_for(lambda: len(set(ids(stand_in.accepted("site-a")))) >= 60, 40, "60 events delivered")
+    assert sorted(set(ids(stand_in.accepted("site-a")))) == sorted(f"m{n}" for n in range(60))
+
+
+def test_refused_credentials_pause_the_workspace_until_its_key_is_fixed(
+    stand_in, make_fleet, redis_client, key_prefix, tmp_path
+):
+    # Given a workspace configured with a wrong API key
+    workspaces = standin_workspaces(stand_in.url, "a")
+    workspaces["wsa"]["api_key"] = "wrong-key"
+    fleet = make_fleet(workspaces)
+    fleet.start(1)
+    with fleet.producer("wsa") as producer:
+        producer.enqueue_many([track(n) for n in range(20)])
+    # When Customer.io answers 401
+    wait_for(lambda: redis_client.exists(authpause_key(key_prefix, "wsa")), 20, "the workspace to pause")
+    # Then the events are kept, not dead-lettered
+    assert backlog(redis_client, key_prefix, "wsa") == 20
+    assert dead_letters(redis_client, key_prefix, "wsa") == []
+    assert "wrong-key" not in fleet.logs()
+    # And once the key is fixed and the workers restarted, they are delivered and the pause lifted
+    fleet.stop()
+    write_workspaces(fleet.workspaces_file, standin_workspaces(stand_in.url, "a"))
+    fleet.start(1)
+    wait_for(lambda: len(stand_in.accepted("site-a")) >= 20, 30, "20 events delivered")
+    assert sorted(ids(stand_in.accepted("site-a"))) == sorted(f"m{n}" for n in range(20))
+    assert not redis_client.exists(authpause_key(key_prefix, "wsa"))
+
+
+def test_poison_written_straight_into_a_stream_is_dead_lettered_without_blocking(
+    stand_in, make_fleet, redis_client, key_prefix
+):
+    # Given good events around malformed JSON and an invalid event in the same partition, written by raw XADD
+    fleet = make_fleet(standin_workspaces(stand_in.url, "a"))
+    stream = stream_key(key_prefix, "wsa", partition_for({"userId": "p"}, 16))
+    redis_client.xadd(stream, {"v": "1", "event": orjson.dumps(track(1, user="p", userId="p"))})
+    redis_client.xadd(stream, {"v": "1", "event": b'{"type": "track", "userId": '})
+    redis_client.xadd(stream, {"v": "1", "event": orjson.dumps({"type": "track", "userId": "p"})})
+    redis_client.xadd(stream, {"v": "1", "event": orjson.dumps(track(2, user="p", userId="p"))})
+    # When a worker drains the partition
+    fleet.start(1)
+    wait_for(lambda: len(stand_in.accepted("site-a")) >= 2, 20, "the good events")
+    wait_for(lambda: len(dead_letters(redis_client, key_prefix, "wsa")) >= 2, 10, "two dead letters")
+    # Then the good events are delivered in order and the poison is dead-lettered with its reason
+    assert ids(stand_in.accepted("site-a")) == ["m1", "m2"]
+    reasons = sorted(letter.reason for letter in dead_letters(redis_client, key_prefix, "wsa"))
+    assert reasons[0].startswith("event: not valid JSON")
+    assert reasons[1] == "event: required for track"
+    assert backlog(redis_client, key_prefix, "wsa") == 0
+
+
+def test_sigterm_during_a_batch_finishes_it_and_loses_or_duplicates_nothing(
+    stand_in, make_fleet, redis_client, key_prefix
+):
+    # Given a slow Customer.io (1.5 s per request) and one worker with a batch in flight
+    stand_in.set_faults([{"latency_ms": 1500}])
+    fleet = make_fleet(standin_workspaces(stand_in.url, "a"))
+    (worker,) = fleet.start(1)
+    with fleet.producer("wsa") as producer:
+        producer.enqueue_many([track(n) for n in range(300)])
+    time.sleep(0.7)
+    # When the worker is asked to stop mid-request
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=25) == 0
+    delivered_before_restart = len(stand_in.accepted("site-a"))
+    assert delivered_before_restart > 0
+    # Then a new worker delivers the rest, and no event arrives twice
+    stand_in.set_faults([])
+    fleet.start(1)
+    wait_for(lambda: len(stand_in.accepted("site-a")) >= 300, 30, "300 events delivered")
+    assert sorted(ids(stand_in.accepted("site-a"))) == sorted(f"m{n}" for n in range(300))
+    assert backlog(redis_client, key_prefix, "wsa") == 0
+
+
+def latencies_at_steady_rate(fleet: Fleet, fake, workspace: str, site: str, count: int, rate: float) -> list[float]:
+    sent: dict[str, float] = {}
+    with fleet.producer(workspace) as producer:
+        start = time.monotonic()
+        for n in range(count):
+            time.sleep(max(0.0, start + n / rate - time.monotonic()))
+            message_id = f"{workspace}-lat-{n}"
+            sent[message_id] = time.time()
+            producer.track(user_id=f"person-{n % 50}", event="Tick", message_id=message_id)
+    wanted = set(sent)
+    wait_for(lambda: wanted <= set(ids(fake.accepted(site))), 30, "every timed event")
+    arrived = {r["operation"]["id"]: r["received_at"] for r in fake.accepted(site) if r["operation"]["id"] in wanted}
+    return sorted(arrived[m] - sent[m] for m in wanted)
+
+
+def p99(values: list[float]) -> float:
+    return values[min(len(values) - 1, int(len(values) * 0.99))]
+
+
+def test_a_hanging_workspace_does_not_slow_the_others_down(stand_in, make_fleet):
+    # Given one worker, and workspace B's latency at a steady rate while it is alone
+    fleet = make_fleet(standin_workspaces(stand_in.url, "ab"), CIO_HTTP__TIMEOUT_S="2")
+    fleet.start(1, concurrency=16)
+    alone = latencies_at_steady_rate(fleet, stand_in, "wsb", "site-b", 300, 100)
+    # When workspace A's endpoint hangs past the client timeout with a backlog on every partition
+    stand_in.set_faults([{"site_id": "site-a", "hang_rate": 1.0, "hang_s": 5}])
+    with fleet.producer("wsa") as producer:
+        producer.enqueue_many([track(n, user="a") for n in range(2000)])
+    time.sleep(1.0)
+    together = latencies_at_steady_rate(fleet, stand_in, "wsb", "site-b", 300, 100)
+    # Then B's p99 stays within twice its value alone (with 50 ms of slack for timer noise)
+    assert p99(together) <= 2 * p99(alone) + 0.05, (p99(alone), p99(together))
+    stand_in.set_faults([])
