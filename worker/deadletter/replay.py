@@ -124,6 +124,18 @@ def move_chunk(client: redis.Redis[bytes], prefix: str, targets: Sequence[Replay
     return sum(int(moved) for moved in pipe.execute())
 
 
+def _move_all(
+    client: redis.Redis[bytes], prefix: str, targets: Sequence[ReplayTarget], pacer: _Pacer, progress: Progress | None
+) -> int:
+    moved = 0
+    for start in range(0, len(targets), pacer.chunk):
+        pacer.wait_for(start)
+        moved += move_chunk(client, prefix, targets[start : start + pacer.chunk])
+        if progress:
+            progress(min(start + pacer.chunk, len(targets)), len(targets))
+    return moved
+
+
 def replay(
     client: redis.Redis[bytes],
     prefix: str,
@@ -159,16 +171,9 @@ def replay(
         The counts, and the partitions that received entries (to kick their drain tasks).
     """
     targets = snapshot(client, prefix, flt, partitions_of, workspaces=workspaces, limit=limit)
-    moved = 0
     if progress:
         progress(0, len(targets))
-    if not dry_run:
-        pacer = _Pacer(rate, clock, sleep)
-        for start in range(0, len(targets), pacer.chunk):
-            pacer.wait_for(start)
-            moved += move_chunk(client, prefix, targets[start : start + pacer.chunk])
-            if progress:
-                progress(min(start + pacer.chunk, len(targets)), len(targets))
+    moved = 0 if dry_run else _move_all(client, prefix, targets, _Pacer(rate, clock, sleep), progress)
     count = len(targets) if dry_run else moved
     record_audit(client, prefix, action="replay", filters=flt.describe(), count=count, dry_run=dry_run, actor=actor)
     touched = frozenset((t.workspace, t.partition) for t in targets) if not dry_run else frozenset()
