@@ -82,16 +82,11 @@ def _is_id(value: Any) -> bool:
 
 
 def _has_email(event: Mapping[str, Any]) -> bool:
-    if _is_id(event.get("email")):
-        return True
-    for holder in (event.get("traits"), _nested_traits(event.get("context"))):
+    context = event.get("context")
+    for holder in (event, event.get("traits"), context.get("traits") if isinstance(context, Mapping) else None):
         if isinstance(holder, Mapping) and isinstance(holder.get("email"), str) and holder["email"].strip():
             return True
     return False
-
-
-def _nested_traits(context: Any) -> Any:
-    return context.get("traits") if isinstance(context, Mapping) else None
 
 
 def _has_person(event: Mapping[str, Any]) -> bool:
