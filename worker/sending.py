@@ -100,7 +100,7 @@ class BatchSender:
     def _wait_for_limiter(self) -> None:
         name = self.workspace.name
         while True:
-            wait = self.deps.limiter.acquire(name, self.workspace.rate_limit_rps, self.workspace.burst)
+            wait = self.deps.limiter.acquire(name, self.workspace.limiter_rps, self.workspace.rate_limit_burst)
             if wait <= 0:
                 return
             self.deps.metrics.limiter_wait(name, wait)

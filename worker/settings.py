@@ -51,7 +51,10 @@ class WorkspaceConfig(BaseModel):
     region: Literal["us", "eu"] = "us"
     track_url: str | None = None
     rate_limit_rps: float = Field(default=DEFAULT_RATE_LIMIT_RPS, gt=0)
-    rate_limit_burst: int | None = Field(default=None, ge=1)
+    rate_limit_burst: int = Field(default=1, ge=1)
+    #: The limiter aims this fraction under ``rate_limit_rps``, so that scheduling jitter between granting a
+    #: request and sending it never puts more than ``rate_limit_rps`` requests in one second at Customer.io.
+    rate_limit_headroom: float = Field(default=0.03, ge=0, lt=0.5)
     convert_timestamps: bool = True
     partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=1024)
     object_type_id: str = "1"
@@ -92,9 +95,9 @@ class WorkspaceConfig(BaseModel):
         return self.track_url or REGION_BASE_URLS[self.region]
 
     @property
-    def burst(self) -> int:
-        """How many requests may go out at once before the rate applies."""
-        return self.rate_limit_burst or max(1, int(self.rate_limit_rps // 10))
+    def limiter_rps(self) -> float:
+        """The rate the fleet-wide limiter enforces: the configured rate less the headroom."""
+        return self.rate_limit_rps * (1 - self.rate_limit_headroom)
 
 
 class RetryPolicy(BaseModel):

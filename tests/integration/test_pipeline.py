@@ -234,7 +234,9 @@ def test_a_partition_owned_by_another_drainer_is_left_alone(redis_client, key_pr
 
 
 def test_work_left_after_the_time_slice_is_handed_back_as_kicked(redis_client, key_prefix, stand_in):
-    deps = make_deps(redis_client, key_prefix, stand_in.url, max_events=1, read_count=1, drain_slice_s=0.000001)
+    deps = make_deps(redis_client, key_prefix, stand_in.url, max_events=1, read_count=1, drain_slice_s=1.0)
+    clock = iter([0.0, 0.5, 5.0, 6.0, 7.0])
+    deps.monotonic = lambda: next(clock)
     put(redis_client, key_prefix, track(0), track(1))
     assert drain(deps, "ws", 0).action == "requeue"
     assert redis_client.get(lease_key(key_prefix, "ws", 0)) == b"kicked"
