@@ -164,10 +164,11 @@ def test_worker_memory_stays_flat_over_a_million_events(stand_in, make_fleet, re
             ("RSS min (MiB)", rss["min"]),
             ("RSS max (MiB)", rss["max"]),
             ("RSS last (MiB)", rss["last"]),
-            ("RSS mean of first fifth (MiB)", rss["first_fifth"]),
+            ("RSS mean of second fifth (MiB)", rss["second_fifth"]),
             ("RSS mean of last fifth (MiB)", rss["last_fifth"]),
-            ("grew (last fifth > first fifth + 10%)", str(rss["last_fifth"] > rss["first_fifth"] * 1.1)),
+            ("grew (last fifth > second fifth + 10%)", str(rss["last_fifth"] > rss["second_fifth"] * 1.1)),
             ("samples", len(sampler.samples)),
         ],
     )
+    print("  RSS trajectory (MiB):", sampler.trajectory())
     assert stand_in.client.stats()["accepted"] == total

@@ -164,17 +164,24 @@ def watch_throughput(client: FakeCioClient, target: int, timeout_s: float, site_
         AssertionError: fewer than ``target`` arrived within ``timeout_s``.
     """
     deadline = time.monotonic() + timeout_s
-    first: tuple[float, int] | None = None
+    first: tuple[float, int, dict[str, Any]] | None = None
     while time.monotonic() < deadline:
         stats = client.stats()
         accepted = int(stats["accepted_by_site"].get(site_id, 0))
         now = time.monotonic()
         if first is None and accepted > 0:
-            first = (now, accepted)
+            first = (now, accepted, stats)
         if accepted >= target and first is not None:
-            return Throughput(target - first[1], now - first[0], stats["requests"], stats["requests_by_status"])
+            return between(first[2], stats, now - first[0], target - first[1])
         time.sleep(0.05)
     raise AssertionError(f"only {accepted} of {target} operations accepted within {timeout_s:.0f} s")
+
+
+def between(before: dict[str, Any], after: dict[str, Any], seconds: float, events: int) -> Throughput:
+    """The requests and statuses the stand-in counted from ``before`` to ``after`` (its ``stats()``)."""
+    statuses0 = before["requests_by_status"]
+    statuses = {k: v - statuses0.get(k, 0) for k, v in after["requests_by_status"].items()}
+    return Throughput(events, seconds, after["requests"] - before["requests"], statuses)
 
 
 def count_in_window(client: FakeCioClient, seconds: float, site_id: str = SITE_ID) -> Throughput:
@@ -183,13 +190,11 @@ def count_in_window(client: FakeCioClient, seconds: float, site_id: str = SITE_I
     while int(stats["accepted_by_site"].get(site_id, 0)) == 0:
         time.sleep(0.05)
         stats = client.stats()
-    began, accepted0, requests0 = time.monotonic(), stats["accepted_by_site"][site_id], stats["requests"]
-    statuses0 = dict(stats["requests_by_status"])
+    began, before = time.monotonic(), stats
     time.sleep(seconds)
     stats = client.stats()
-    statuses = {k: v - statuses0.get(k, 0) for k, v in stats["requests_by_status"].items()}
-    events = int(stats["accepted_by_site"][site_id]) - accepted0
-    return Throughput(events, time.monotonic() - began, stats["requests"] - requests0, statuses)
+    events = int(stats["accepted_by_site"][site_id]) - int(before["accepted_by_site"][site_id])
+    return between(before, stats, time.monotonic() - began, events)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -237,10 +242,21 @@ class RssSampler:
             self._stop.wait(self.interval_s)
 
     def summary(self) -> dict[str, float]:
+        """Min, max and last RSS (MiB), and the means of the second and last fifths of the run."""
         mib = [kib / 1024 for _, kib in self.samples]
-        head = statistics.mean(mib[: max(1, len(mib) // 5)])
-        tail = statistics.mean(mib[-max(1, len(mib) // 5) :])
-        return {"min": min(mib), "max": max(mib), "last": mib[-1], "first_fifth": head, "last_fifth": tail}
+        fifth = max(1, len(mib) // 5)
+        return {
+            "min": min(mib),
+            "max": max(mib),
+            "last": mib[-1],
+            "second_fifth": statistics.mean(mib[fifth : 2 * fifth] or mib),
+            "last_fifth": statistics.mean(mib[-fifth:]),
+        }
+
+    def trajectory(self, points: int = 12) -> str:
+        """About ``points`` samples spread over the run, as ``t=…s:…MiB`` pairs."""
+        step = max(1, len(self.samples) // points)
+        return ", ".join(f"{t:.0f}s:{kib / 1024:.0f}" for t, kib in self.samples[::step])
 
 
 def report(title: str, rows: Iterable[tuple[str, Any]]) -> None:
