@@ -76,10 +76,12 @@ class BatchSender:
     def _send_run(self, run: list[PlannedEntry]) -> None:
         items = [op for entry in run for op in entry.operations]
         owners = [index for index, entry in enumerate(run) for _ in entry.operations]
-        self._wait_for_limiter()
+        body = batch_body(items)
         self._renew()
+        # Nothing but the request itself between the grant and the send, so the rate seen upstream stays even.
+        self._wait_for_limiter()
         try:
-            response = self.deps.client.post_batch(self.workspace, batch_body(items))
+            response = self.deps.client.post_batch(self.workspace, body)
             self.deps.metrics.request(
                 self.workspace.name, response.status, response.elapsed_s, len(run), sum(map(len, items))
             )

@@ -33,16 +33,17 @@ def dead_letters(client, prefix: str, workspace: str) -> list[DeadLetter]:
 
 
 def test_three_workers_hold_a_workspace_to_its_fleet_wide_rate(stand_in, make_fleet):
-    # Given a workspace limited to 20 requests/s, batches of 5 events, and a backlog of 160 requests
-    fleet = make_fleet(
-        standin_workspaces(stand_in.url, "a", rate_limit_rps=20, rate_limit_burst=1),
-        CIO_BATCHING__MAX_EVENTS="5",
-        CIO_BATCHING__LINGER_MS="0",
-    )
-    with fleet.producer("wsa", kick=False) as producer:
-        producer.enqueue_many([track(n) for n in range(800)])
-    # When three worker processes drain it together
+    # Given three warmed-up workers (connections open, code paths loaded by another workspace's traffic)
+    workspaces = standin_workspaces(stand_in.url, "ab")
+    workspaces["wsa"].update(rate_limit_rps=20, rate_limit_burst=1)
+    fleet = make_fleet(workspaces, CIO_BATCHING__MAX_EVENTS="5", CIO_BATCHING__LINGER_MS="0")
     fleet.start(3)
+    with fleet.producer("wsb") as producer:
+        producer.enqueue_many([track(n) for n in range(1_000)])
+    wait_for(lambda: len(stand_in.accepted("site-b")) >= 1_000, 30, "the warm-up traffic")
+    # When a backlog of 160 requests (batches of 5) waits for a workspace limited to 20 requests/s
+    with fleet.producer("wsa") as producer:
+        producer.enqueue_many([track(n) for n in range(800)])
     wait_for(lambda: len(stand_in.accepted("site-a")) >= 800, 60, "800 events delivered")
     # Then no 1-second window at the stand-in holds more than 20 requests, and ≥ 90 % of the rate was used
     times = [r["time"] for r in site_requests(stand_in, "site-a")]
