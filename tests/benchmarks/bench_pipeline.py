@@ -11,9 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+import redis
 
 from tests.benchmarks.conftest import (
     WORKSPACE,
@@ -50,8 +52,13 @@ def unlimited_fleet(make_fleet: Callable[..., Fleet], stand_in: FakeCioProcess) 
 
 
 def test_throughput_of_one_worker_against_the_naive_baseline(
-    stand_in, make_fleet, redis_client, redis_url, key_prefix, tmp_path: Path
-):
+    stand_in: FakeCioProcess,
+    make_fleet: Callable[..., Fleet],
+    redis_client: redis.Redis[bytes],
+    redis_url: str,
+    key_prefix: str,
+    tmp_path: Path,
+) -> None:
     events, naive_events = env_int("BENCH_EVENTS", 200_000), env_int("BENCH_NAIVE_EVENTS", 20_000)
     concurrency = env_int("BENCH_CONCURRENCY", 8)
     # Given the events waiting in Redis before the worker starts
@@ -86,7 +93,7 @@ def test_throughput_of_one_worker_against_the_naive_baseline(
     assert stand_in.client.stats()["accepted"] == naive_operations
 
 
-def count_operations(events: list[dict]) -> int:
+def count_operations(events: list[dict[str, Any]]) -> int:
     options = TransformOptions()
     return sum(len(outcome.operations) for e in events if isinstance(outcome := transform(e, options), Deliver))
 
@@ -95,7 +102,7 @@ def run_naive(
     redis_url: str,
     prefix: str,
     stand_in: FakeCioProcess,
-    sample: list,
+    sample: list[dict[str, Any]],
     operations: int,
     concurrency: int,
     tmp_path: Path,

@@ -11,10 +11,13 @@ Knobs: ``BENCH_EVENTS`` (300,000), ``BENCH_PARTITIONS`` (32), ``BENCH_CONCURRENC
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+import redis
 
 from tests.benchmarks.conftest import (
     WORKSPACE,
@@ -30,7 +33,7 @@ from tests.benchmarks.conftest import (
     workspace_options,
 )
 from tests.benchmarks.naive.app import create_app, send_events
-from tests.e2e.conftest import backlog, wait_for
+from tests.e2e.conftest import Fleet, backlog, wait_for
 from tests.support.fake_cio import FakeCioProcess
 from worker.localfleet import stop_worker
 
@@ -60,8 +63,14 @@ LAYOUTS = [
 
 @pytest.mark.parametrize(("workers", "concurrency", "max_drains"), LAYOUTS)
 def test_rate_limited_throughput_of_one_workspace(
-    stand_in, make_fleet, redis_client, workers: int, concurrency: int, max_drains: str, key_prefix
-):
+    stand_in: FakeCioProcess,
+    make_fleet: Callable[..., Fleet],
+    redis_client: redis.Redis[bytes],
+    workers: int,
+    concurrency: int,
+    max_drains: str,
+    key_prefix: str,
+) -> None:
     events, partitions = env_int("BENCH_EVENTS", 300_000), env_int("BENCH_PARTITIONS", 32)
     # Given a slow stand-in that refuses more than 100 requests/s, and a backlog waiting before the fleet starts
     stand_in.client.set_faults(SLOW_AND_LIMITED)
@@ -89,7 +98,7 @@ def test_rate_limited_throughput_of_one_workspace(
     assert stand_in.client.stats()["accepted"] == events
 
 
-def test_rate_limited_naive_baseline(stand_in, redis_url, key_prefix, tmp_path: Path):
+def test_rate_limited_naive_baseline(stand_in: FakeCioProcess, redis_url: str, key_prefix: str, tmp_path: Path) -> None:
     # Given the same slow, rate-limited stand-in
     stand_in.client.set_faults(SLOW_AND_LIMITED)
     sample = [track_event(index, people=5_000) for index in range(env_int("BENCH_NAIVE_EVENTS", 5_000))]
@@ -102,7 +111,9 @@ def test_rate_limited_naive_baseline(stand_in, redis_url, key_prefix, tmp_path: 
     assert naive.events > 0
 
 
-def run_naive(redis_url: str, prefix: str, stand_in: FakeCioProcess, sample: list, tmp_path: Path) -> Throughput:
+def run_naive(
+    redis_url: str, prefix: str, stand_in: FakeCioProcess, sample: list[dict[str, Any]], tmp_path: Path
+) -> Throughput:
     app = create_app(redis_url, prefix)
     try:
         send_events(app, prefix, (orjson.dumps(event).decode() for event in sample))

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -102,7 +103,7 @@ def test_partitions_of_a_killed_worker_resume_after_the_lease_ttl(
     fleet.stop()
 
 
-def partition_gaps(accepted: list[dict], killed_at: float) -> dict[int, float]:
+def partition_gaps(accepted: list[dict[str, Any]], killed_at: float) -> dict[int, float]:
     """Per partition, seconds from the kill to its first acceptance afterwards."""
     first_after: dict[int, float] = {}
     for record in accepted:

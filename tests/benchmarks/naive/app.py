@@ -68,7 +68,7 @@ def _worker_app() -> Celery:
     )
     options = TransformOptions()
 
-    @app.task(
+    @app.task(  # type: ignore[untyped-decorator]  # Celery ships no type hints
         name=TASK,
         autoretry_for=(httpx.HTTPError,),
         retry_backoff=1,
