@@ -60,10 +60,18 @@ _sweeper: Any = None
 
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
+    """Our logging, not Celery's (connecting this signal stops Celery from configuring its own)."""
+    from worker import celery_output
     from worker.logs import configure_logging, register_secrets
 
     configure_logging(settings.log_format, settings.log_level)
     register_secrets(runtime.secrets(settings))
+    celery_output.install(settings.log_format, settings.log_level)
+
+
+# Configured once more here, as the app loads, so that warnings Celery emits before its setup_logging signal
+# (such as running as root) are logged in the configured format too.
+_setup_logging()
 
 
 @signals.worker_init.connect

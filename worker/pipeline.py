@@ -131,7 +131,7 @@ class PartitionDrainer:
         for entry in rejected:
             self.deps.metrics.rejected(name, entry.event_type)
         dead = [(entry, Failure("rejected", entry.reject or "")) for entry in rejected]
-        self.sender.settle(skipped, dead)
+        self.sender.settle([], dead, skipped=skipped)
 
     def _check_credentials_pause(self) -> None:
         """Hold a workspace whose credentials were refused, until they change or a probe is due."""

@@ -15,9 +15,9 @@ from typing import Final
 
 from worker.batching import batch_body, pack
 from worker.deadletter import DeadLetter, Outcome, describe_event, dlq_key
-from worker.delivery import Accepted, SplitNeeded, classify
+from worker.delivery import Accepted, BatchResponse, SplitNeeded, classify
 from worker.errors import Rejected as RejectedError
-from worker.errors import RetryableError, Throttled, Unauthorized, WorkerError
+from worker.errors import RetryableError, Throttled, TransportFailure, Unauthorized, WorkerError
 from worker.observability import report_permanent_failure
 from worker.partitions import RetryState
 from worker.planning import PlannedEntry
@@ -81,11 +81,7 @@ class BatchSender:
         # Nothing but the request itself between the grant and the send, so the rate seen upstream stays even.
         self._wait_for_limiter()
         try:
-            response = self.deps.client.post_batch(self.workspace, body)
-            self.deps.metrics.request(
-                self.workspace.name, response.status, response.elapsed_s, len(run), sum(map(len, items))
-            )
-            verdict = classify(response, len(items))
+            verdict = classify(self._post(body, len(items)), len(items))
         except RetryableError as exc:
             self._on_transient(run, exc)
             return
@@ -98,6 +94,20 @@ class BatchSender:
             self._split(run, verdict)
             return
         self._on_accepted(run, owners, verdict)
+
+    def _post(self, body: bytes, items: int) -> BatchResponse:
+        """POST the body; count and log the request whatever happens to it."""
+        name, started = self.workspace.name, self.deps.monotonic()
+        try:
+            response = self.deps.client.post_batch(self.workspace, body)
+        except TransportFailure:
+            self.deps.metrics.request(name, None, self.deps.monotonic() - started, items, len(body))
+            raise
+        self.deps.metrics.request(name, response.status, response.elapsed_s, items, len(body))
+        extra = {"workspace": name, "partition": self.partition, "batch_size": items, "bytes": len(body)}
+        extra.update(status=response.status, duration_ms=round(response.elapsed_s * 1000, 1))
+        log.info("batch sent", extra=extra)
+        return response
 
     def _wait_for_limiter(self) -> None:
         name = self.workspace.name
@@ -183,14 +193,16 @@ class BatchSender:
         delivered: Sequence[PlannedEntry],
         dead: Sequence[tuple[PlannedEntry, Failure]],
         *,
+        skipped: Sequence[PlannedEntry] = (),
         attempts: int = 1,
         clear_retry: bool = False,
     ) -> None:
-        """Delete ``delivered`` and write ``dead`` to the dead-letter queue, in one transaction."""
+        """Delete ``delivered`` and ``skipped`` and write ``dead`` to the dead-letter queue, in one transaction."""
         name, store = self.workspace.name, self.deps.store
         now = store.now_ms() if dead else 0
         letters = [self._letter(entry, failure, attempts, now) for entry, failure in dead]
-        done_ids = [entry.entry.id for entry in delivered] + [entry.entry.id for entry, _ in dead]
+        settled = [*delivered, *skipped, *(entry for entry, _ in dead)]
+        done_ids = [entry.entry.id for entry in settled]
         dlq = dlq_key(store.prefix, name)
         store.settle(
             name,
