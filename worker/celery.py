@@ -38,7 +38,13 @@ def create_app(settings: Settings) -> Celery:
         # A task that raised was handled by the pipeline (its partition deferred); do not redeliver it too.
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            # Unacknowledged drain tasks are kept under the fleet's own prefix, so fleets sharing a Redis stay apart.
+            "unacked_key": f"{settings.key_prefix}.unacked",
+            "unacked_index_key": f"{settings.key_prefix}.unacked_index",
+            "unacked_mutex_key": f"{settings.key_prefix}.unacked_mutex",
+        },
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         accept_content=["json"],
@@ -46,7 +52,7 @@ def create_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_default_queue=drain_queue(settings.key_prefix),
         worker_pool="threads",
-        worker_concurrency=16,
+        worker_concurrency=32,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
@@ -75,9 +81,10 @@ _setup_logging()
 
 
 @signals.worker_init.connect
-def _init_sentry(**_: Any) -> None:
+def _init_sentry(sender: Any = None, **_: Any) -> None:
     from worker.observability import init_sentry
 
+    runtime.set_concurrency(int(getattr(sender, "concurrency", 0) or app.conf.worker_concurrency))
     init_sentry(settings, runtime.secrets(settings))
 
 

@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from producers._wire import stream_key
+from worker.deadletter.records import dlq_key
 from worker.ratelimit import authpause_key, pause_key
 
 if TYPE_CHECKING:
@@ -215,11 +216,6 @@ class WorkspaceState:
     throttled: bool
     unauthorized: bool
     dead_letters: int
-
-
-def dlq_key(prefix: str, workspace: str) -> str:
-    """The dead-letter stream of a workspace (docs/architecture.md)."""
-    return f"{prefix}:dlq:{workspace}"
 
 
 def _stream_reading(info: Any) -> tuple[int, int, int | None]:

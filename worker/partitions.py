@@ -14,6 +14,7 @@ from typing import Any, Final
 import redis
 
 from producers._wire import KICKED, config_key, lease_key, stream_key
+from worker.deadletter.records import dlq_key
 
 #: Lease value of a partition waiting for its retry timer.
 RETRY: Final = "retry"
@@ -199,6 +200,10 @@ class PartitionStore:
     def hold_probe(self, workspace: str, interval_ms: int) -> None:
         """No probe of a credentials-paused workspace for ``interval_ms``."""
         self._redis.set(f"{self.prefix}:authprobe:{workspace}", "1", px=interval_ms)
+
+    def dead_letter_count(self, workspace: str) -> int:
+        """Entries in the workspace's dead-letter queue."""
+        return int(self._redis.xlen(dlq_key(self.prefix, workspace)))
 
     def publish_partitions(self, workspace: str, partitions: int) -> None:
         """Tell producers how many partitions the workspace has."""

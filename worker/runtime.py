@@ -21,6 +21,8 @@ _lock = threading.Lock()
 _deps: Deps | None = None
 _metrics: FleetMetrics | None = None
 _stopping = threading.Event()
+#: Threads of this worker process, as Celery started it (``set_concurrency``).
+_concurrency = 32
 
 
 def identity() -> str:
@@ -44,7 +46,7 @@ def build_deps(settings: Settings, metrics: Metrics | None = None) -> Deps:
         metrics=metrics or NullMetrics(),
         host=socket.gethostname(),
         stopping=_stopping.is_set,
-        slots=WorkspaceSlots(settings.workspace_max_drains),
+        slots=WorkspaceSlots(max(1, int(_concurrency * settings.workspace_max_share))),
     )
 
 
@@ -80,6 +82,12 @@ def start_metrics(settings: Settings) -> None:
 def secrets(settings: Settings) -> list[str]:
     """Every secret value of the configuration, for log and Sentry scrubbing."""
     return settings_secrets(settings)
+
+
+def set_concurrency(threads: int) -> None:
+    """Record how many threads this worker process runs (from Celery's ``worker_init``)."""
+    global _concurrency
+    _concurrency = max(1, threads)
 
 
 def request_stop() -> None:

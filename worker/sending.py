@@ -32,6 +32,10 @@ log = logging.getLogger("cio_fleet.delivery")
 MAX_LIMITER_SLEEP_S: Final = 0.25
 
 
+#: How long a partition waits when its workspace's dead-letter queue is full.
+DLQ_FULL_RETRY_S: Final = 60.0
+
+
 class Deferred(Exception):
     """The partition must wait ``delay_s`` before it is drained again."""
 
@@ -197,8 +201,15 @@ class BatchSender:
         attempts: int = 1,
         clear_retry: bool = False,
     ) -> None:
-        """Delete ``delivered`` and ``skipped`` and write ``dead`` to the dead-letter queue, in one transaction."""
+        """Delete ``delivered`` and ``skipped`` and write ``dead`` to the dead-letter queue, in one transaction.
+
+        Raises:
+            Deferred: the dead-letter queue is full; ``dead`` stays at the head of the partition, never evicted.
+        """
         name, store = self.workspace.name, self.deps.store
+        if dead and self._dead_letter_queue_full(len(dead)):
+            self.settle(delivered, [], skipped=skipped, clear_retry=clear_retry)
+            raise Deferred(DLQ_FULL_RETRY_S, "dead-letter queue full")
         now = store.now_ms() if dead else 0
         letters = [self._letter(entry, failure, attempts, now) for entry, failure in dead]
         settled = [*delivered, *skipped, *(entry for entry, _ in dead)]
@@ -214,6 +225,17 @@ class BatchSender:
         observe_settled(self.deps, name, delivered, [(entry, failure.outcome) for entry, failure in dead])
         if dead:
             self._report_dead(dead)
+
+    def _dead_letter_queue_full(self, adding: int) -> bool:
+        limit = self.deps.settings.dlq_max_entries
+        size = self.deps.store.dead_letter_count(self.workspace.name)
+        if size + adding <= limit:
+            return False
+        log.error(
+            "dead-letter queue full: events stay in their partition until it is drained",
+            extra={"workspace": self.workspace.name, "partition": self.partition, "dead_letters": size},
+        )
+        return True
 
     def _report_dead(self, dead: Sequence[tuple[PlannedEntry, Failure]]) -> None:
         groups: dict[tuple[str, int | None], int] = {}

@@ -147,9 +147,9 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     #: How long one drain task works on a partition before yielding the worker slot.
     drain_slice_s: float = Field(default=2.0, gt=0)
-    #: Drains of one workspace that may run at once in one worker process (the rest wait in the queue), so that
-    #: a hanging or slow workspace never holds every thread. Keep it below the worker's concurrency.
-    workspace_max_drains: int = Field(default=8, ge=1)
+    #: The share of a worker process's threads that drains of one workspace may hold at once (the rest wait in
+    #: the queue), so that a hanging or slow workspace never holds every thread.
+    workspace_max_share: float = Field(default=0.75, gt=0, le=1)
     #: A partition lease not renewed for this long is taken over by another worker.
     lease_ttl_s: float = Field(default=30.0, ge=1)
     #: How often the sweeper looks for partitions with work and no drainer.

@@ -53,11 +53,10 @@ def describe(name: str, result: Throughput) -> list[tuple[str, object]]:
     ]
 
 
-#: Fleet layouts: (worker processes, threads each, CIO_WORKSPACE_MAX_DRAINS or "" for the default of 8).
+#: Fleet layouts: (worker processes, threads each, CIO_WORKSPACE_MAX_SHARE or "" for the default of 0.75).
 LAYOUTS = [
-    pytest.param(1, 32, "", id="1x32-default-max-drains"),
-    pytest.param(1, 32, "32", id="1x32-max-drains-32"),
-    pytest.param(3, 16, "", id="3x16-default-max-drains"),
+    pytest.param(1, 32, "", id="1x32-default-share"),
+    pytest.param(3, 16, "", id="3x16-default-share"),
 ]
 
 
@@ -79,7 +78,7 @@ def test_rate_limited_throughput_of_one_workspace(
     with fleet.producer(WORKSPACE, partitions=partitions, backlog_cap=None) as producer:
         enqueue_bulk(producer, sample)
     # When the fleet drains it: a steady window first, then everything
-    overrides = {"CIO_WORKSPACE_MAX_DRAINS": max_drains} if max_drains else {}
+    overrides = {"CIO_WORKSPACE_MAX_SHARE": max_drains} if max_drains else {}
     fleet.start(workers, concurrency=concurrency, **overrides)
     steady = count_in_window(stand_in.client, env_int("BENCH_WINDOW_S", 10))
     whole = watch_throughput(stand_in.client, events, timeout_s=600)
@@ -87,7 +86,7 @@ def test_rate_limited_throughput_of_one_workspace(
     # Then every event arrived; and the figures are printed
     report(
         f"rate-limited: 150 ms answers, 100 req/s limit; {workers} worker(s) x{concurrency}, {partitions} partitions, "
-        f"workspace_max_drains={max_drains or 8}",
+        f"workspace_max_share={max_drains or 0.75}",
         [
             ("events", events),
             *describe(f"cio-fleet, first {steady.seconds:.0f} s", steady),

@@ -80,7 +80,7 @@ def test_ten_thousand_events_over_three_workspaces_arrive_once_in_order(stand_in
 
 
 def event_seq(event: dict) -> int:
-    return (event.get("properties") or event.get("traits"))["seq"]
+    return int((event.get("properties") or event.get("traits") or {})["seq"])
 
 
 def assert_per_person_order(accepted: list[dict]) -> None:

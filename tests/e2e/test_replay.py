@@ -50,7 +50,7 @@ def test_replay_returns_still_failing_events_once_and_delivers_them_after_the_fi
     assert {x.attempts for x in letters(redis_client, key_prefix)} == {2}
     time.sleep(1.0)  # a replay that looped would move them again by now
     assert {x.attempts for x in letters(redis_client, key_prefix)} == {2}
-    assert sorted(x.message_id for x in letters(redis_client, key_prefix)) == sorted(f"bad-{n}" for n in range(10))
+    assert sorted(str(x.message_id) for x in letters(redis_client, key_prefix)) == sorted(f"bad-{n}" for n in range(10))
     # When the cause is fixed and they are replayed again
     stand_in.set_faults([])
     assert replay(fleet).returncode == 0

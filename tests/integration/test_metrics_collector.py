@@ -8,7 +8,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from producers._wire import stream_key
-from worker.metrics import FleetMetrics, dlq_key
+from worker.deadletter import dlq_key
+from worker.metrics import FleetMetrics
 from worker.ratelimit import WorkspaceLimiter
 
 PARTITIONS = 4

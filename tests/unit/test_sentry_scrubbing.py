@@ -34,7 +34,7 @@ class CapturingTransport(Transport):
         self.envelopes.append(envelope)
 
     def events(self) -> list[dict[str, Any]]:
-        return [e.get_event() for e in self.envelopes if e.get_event() is not None]
+        return [dict(event) for e in self.envelopes if (event := e.get_event()) is not None]
 
 
 @pytest.fixture(autouse=True)
