@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Final
 
 import redis
 
@@ -21,6 +22,9 @@ from worker.settings import Settings, WorkspaceConfig
 log = logging.getLogger("cio_fleet.sweeper")
 
 Kick = Callable[[str, int], None]
+
+#: How often the dead-letter alarm is logged again while it lasts.
+ALARM_EVERY_S: Final = 60.0
 
 
 def workers_key(prefix: str) -> str:
@@ -40,6 +44,13 @@ def resume_if_credentials_changed(limiter: WorkspaceLimiter, store: PartitionSto
     store.end_retry_timers(workspace.name, workspace.partitions)
     log.info("credentials changed; resuming the paused workspace", extra={"workspace": workspace.name})
     return True
+
+
+def dead_letter_alarms(settings: Settings, store: PartitionStore) -> list[tuple[str, int]]:
+    """Workspaces whose dead-letter queue is past the alarm threshold, with their sizes."""
+    threshold = settings.dlq_max_entries * settings.dlq_alarm_ratio
+    sizes = [(name, store.dead_letter_count(name)) for name in settings.workspaces]
+    return [(name, size) for name, size in sizes if size >= threshold]
 
 
 def sweep_once(settings: Settings, store: PartitionStore, limiter: WorkspaceLimiter, kick: Kick) -> int:
@@ -67,6 +78,7 @@ class Sweeper:
         self.kick = kick
         self.identity = identity
         self._stop = threading.Event()
+        self._alarmed: dict[str, float] = {}
         self._thread = threading.Thread(target=self._loop, name="cio-fleet-sweeper", daemon=True)
 
     def start(self) -> None:
@@ -89,7 +101,19 @@ class Sweeper:
         interval_ms = max(int(self.settings.sweep_interval_s * 900), 1)
         if not self.client.set(f"{prefix}:sweeper", self.identity, nx=True, px=interval_ms):
             return 0
+        self._alarm_dead_letters()
         return sweep_once(self.settings, self.store, self.limiter, self.kick)
+
+    def _alarm_dead_letters(self) -> None:
+        """Log an error, at most once a minute per workspace, while its dead-letter queue is past the alarm."""
+        now = time.monotonic()
+        for name, size in dead_letter_alarms(self.settings, self.store):
+            if now - self._alarmed.get(name, -ALARM_EVERY_S) >= ALARM_EVERY_S:
+                self._alarmed[name] = now
+                log.error(
+                    "dead-letter queue near its limit: drain it with `cio-fleet dlq`",
+                    extra={"workspace": name, "dead_letters": size, "limit": self.settings.dlq_max_entries},
+                )
 
     def _loop(self) -> None:
         while True:

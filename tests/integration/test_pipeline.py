@@ -245,3 +245,27 @@ def test_work_left_after_the_time_slice_is_handed_back_as_kicked(redis_client, k
 
 def test_partition_of_an_event_is_its_person(redis_client):
     assert partition_for(track(0), 16) == partition_for(track(1), 16)
+
+
+def test_a_full_dead_letter_queue_keeps_failing_events_in_their_partition(redis_client, key_prefix, stand_in):
+    # Given a dead-letter queue already at its limit of one entry
+    deps = make_deps(redis_client, key_prefix, stand_in.url, dlq_max_entries=1)
+    redis_client.xadd(dlq_key(key_prefix, "ws"), {"event": b"{}", "outcome": "rejected"})
+    put(redis_client, key_prefix, track(0), {"type": "track", "userId": "u1"}, track(2))
+    # When a drain meets an event it must dead-letter
+    result = drain(deps, "ws", 0)
+    # Then nothing is evicted or lost: the partition keeps its events and waits for the queue to be drained
+    assert result.action == "later"
+    assert stream_len(redis_client, key_prefix) == 3
+    assert redis_client.xlen(dlq_key(key_prefix, "ws")) == 1
+
+
+def test_the_sweeper_reports_dead_letter_queues_past_the_alarm(redis_client, key_prefix, stand_in):
+    from worker.sweeper import dead_letter_alarms
+
+    deps = make_deps(redis_client, key_prefix, stand_in.url, dlq_max_entries=10, dlq_alarm_ratio=0.5)
+    for _ in range(5):
+        redis_client.xadd(dlq_key(key_prefix, "ws"), {"event": b"{}", "outcome": "rejected"})
+    assert dead_letter_alarms(deps.settings, deps.store) == [("ws", 5)]
+    redis_client.xtrim(dlq_key(key_prefix, "ws"), maxlen=4, approximate=False)
+    assert dead_letter_alarms(deps.settings, deps.store) == []
