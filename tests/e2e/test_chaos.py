@@ -7,8 +7,10 @@ import signal
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
+import redis
 
 from tests.e2e.conftest import Fleet, backlog, standin_workspaces, wait_for
 from worker.deadletter import DeadLetter, dlq_key
@@ -43,6 +45,10 @@ def kill_and_restart_until_drained(fleet: Fleet, fake: FakeCustomerIO, expected:
             fleet.start(1)
             kills += 1
     raise AssertionError(f"not every event was delivered within the deadline after {kills} kills")
+
+
+def streams_empty(client: redis.Redis, prefix: str, workspace: str) -> bool:
+    return backlog(client, prefix, workspace) == 0
 
 
 def delivered_ids(accepted: list[dict]) -> set[str]:
@@ -102,6 +108,6 @@ def test_sigkills_5xx_and_hangs_lose_nothing_and_keep_per_person_order(
         assert all(letter.status is None or letter.status < 500 for letter in letters)
         assert delivered | {letter.message_id for letter in letters} == expected[name]
         # (an accepted batch whose worker was killed before settling it is redelivered after the lease TTL)
-        wait_for(lambda name=name: backlog(redis_client, key_prefix, name) == 0, 30, f"{name}'s streams to empty")
+        wait_for(partial(streams_empty, redis_client, key_prefix, name), 30, f"{name}'s streams to empty")
     # And no person's events were delivered out of order
     assert first_delivery_order_is_per_person_order(fast_stand_in.accepted()) == []
