@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from producers import Producer
 from producers._wire import stream_key
-from worker.examples import origin_examples, synthetic_events
+from worker.examples import edge_cases, origin_examples, synthetic_events
 from worker.localfleet import start_worker, stop_worker, wait_until_registered
 from worker.settings import Settings, WorkspaceConfig
 
@@ -202,7 +202,7 @@ def _run(
     try:
         wait_until_registered(client, prefix, 1)
         say("worker started; enqueueing the origin document's examples and synthetic events")
-        events = origin_examples() + synthetic_events(synthetic)
+        events = origin_examples() + edge_cases() + synthetic_events(synthetic)
         started = time.monotonic()
         summary.sent = enqueue(settings, prefix, workspace, events)
         summary.refused_by_producer = len(events) - summary.sent

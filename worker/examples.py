@@ -105,3 +105,12 @@ def synthetic_events(count: int, *, seed: int = 7, people: int = 500) -> list[di
     """``count`` synthetic events over ``people`` persons, reproducible for a given seed."""
     rng = random.Random(seed)
     return [synthetic_event(rng, index, people) for index in range(count)]
+
+
+def edge_cases() -> list[dict[str, Any]]:
+    """Events that show the other outcomes: skipped by the mapping's rules, or rejected to the dead-letter queue."""
+    return [
+        {"type": "identify", "anonymousId": "visitor-1", "traits": {"plan": "trial"}, "messageId": "edge-skip-1"},
+        {"type": "identify", "anonymousId": "visitor-2", "traits": {"plan": "trial"}, "messageId": "edge-skip-2"},
+        {"type": "page", "userId": "97980cfea0067", "name": "No URL", "messageId": "edge-reject-1"},
+    ]

@@ -41,8 +41,8 @@ def demo(
         typer.echo(f"refused by producer  {summary.refused_by_producer}")
     typer.echo(f"delivered            {summary.delivered}")
     typer.echo(f"skipped              {summary.skipped}")
-    typer.echo(f"rejected (to DLQ)    {summary.rejected}")
-    typer.echo(f"dead-lettered        {summary.dead_lettered}")
+    typer.echo(f"rejected by mapping  {summary.rejected}")
+    typer.echo(f"dead-lettered        {summary.dead_lettered}  (rejected by the mapping or by Customer.io)")
     typer.echo(f"requests made        {summary.requests}  {summary.requests_by_status}")
     if summary.accepted_by_standin is not None:
         typer.echo(f"stand-in accepted    {summary.accepted_by_standin} operations")
