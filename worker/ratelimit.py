@@ -66,6 +66,35 @@ redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', string.format('%
 return {0, now}
 """
 
+#: KEYS: rate, pause. ARGV: interval (us), burst, longest reservation (us). Returns {wait_us, reserved}.
+#: Like _ACQUIRE_LUA, but a slot up to the longest reservation ahead is taken for the caller, who sleeps until it:
+#: concurrent callers get distinct, evenly spaced slots instead of all polling for the next one.
+_RESERVE_LUA: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local paused_ms = redis.call('PTTL', KEYS[2])
+if paused_ms > 0 then
+  return {paused_ms * 1000, 0}
+end
+local interval = tonumber(ARGV[1])
+local tolerance = interval * (tonumber(ARGV[2]) - 1)
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then
+  tat = now
+end
+local wait = tat - tolerance - now
+if wait < 0 then
+  wait = 0
+end
+if wait > tonumber(ARGV[3]) then
+  return {wait, 0}
+end
+local next_tat = tat + interval
+local ttl_ms = math.ceil((next_tat - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', string.format('%d', ttl_ms))
+return {wait, 1}
+"""
+
 #: KEYS: pause. ARGV: milliseconds, reason. Never shortens a longer pause. Returns the pause's ms left.
 _PAUSE_LUA: Final = """
 local wanted = tonumber(ARGV[1])
@@ -165,6 +194,7 @@ class WorkspaceLimiter:
         self._redis = redis
         self._prefix = prefix
         self._acquire = redis.register_script(_ACQUIRE_LUA)
+        self._reserve = redis.register_script(_RESERVE_LUA)
         self._pause = redis.register_script(_PAUSE_LUA)
         self._auth_pause = redis.register_script(_AUTH_PAUSE_LUA)
 
@@ -205,6 +235,30 @@ class WorkspaceLimiter:
             ValueError: ``rps`` or ``burst`` is out of range.
         """
         return self.try_acquire(workspace, rps, burst).wait_s
+
+    def reserve(self, workspace: str, rps: float, burst: int, max_wait_s: float) -> tuple[bool, float]:
+        """Take the workspace's next free slot if it is at most ``max_wait_s`` away.
+
+        Args:
+            workspace: The workspace's name.
+            rps: Requests per second allowed fleet-wide (> 0).
+            burst: Requests that may go at once after an idle spell (>= 1).
+            max_wait_s: The furthest slot the caller is willing to sleep for.
+
+        Returns:
+            ``(True, wait)``: the slot is the caller's; send after sleeping ``wait`` seconds.
+            ``(False, wait)``: nothing was taken (the next slot is further away, or the workspace is paused);
+            come back after ``wait`` seconds.
+
+        Raises:
+            ValueError: ``rps`` or ``burst`` is out of range.
+        """
+        if not rps > 0 or burst < 1:
+            raise ValueError(f"need rps > 0 and burst >= 1, got rps={rps} burst={burst}")
+        interval_us = max(1, math.ceil(1_000_000 / rps))
+        keys = [rate_key(self._prefix, workspace), pause_key(self._prefix, workspace)]
+        wait_us, reserved = self._reserve(keys=keys, args=[interval_us, burst, int(max_wait_s * 1_000_000)])
+        return bool(int(reserved)), int(wait_us) / 1_000_000
 
     def pause(self, workspace: str, seconds: float, reason: str) -> None:
         """Hold the workspace's requests fleet-wide; a longer pause already in place is kept.

@@ -29,7 +29,9 @@ from worker.settings import WorkspaceConfig
 log = logging.getLogger("cio_fleet.delivery")
 
 #: Longest the sender sleeps for the rate limiter inside a task; longer waits defer the partition instead.
-MAX_LIMITER_SLEEP_S: Final = 0.25
+MAX_LIMITER_SLEEP_S: Final = 0.5
+#: How late after its reserved slot a request may still go.
+LATE_SEND_TOLERANCE_S: Final = 0.010
 
 
 #: How long a partition waits when its workspace's dead-letter queue is full.
@@ -114,15 +116,26 @@ class BatchSender:
         return response
 
     def _wait_for_limiter(self) -> None:
-        name = self.workspace.name
+        """Reserve the workspace's next request slot and sleep until it; defer the partition if it is far off.
+
+        A thread that wakes up well after its slot gives the slot up and takes a later one: sending late would
+        bunch this request with the next one and break the rate seen by Customer.io.
+        """
+        name, workspace = self.workspace.name, self.workspace
         while True:
-            wait = self.deps.limiter.acquire(name, self.workspace.limiter_rps, self.workspace.rate_limit_burst)
+            reserved, wait = self.deps.limiter.reserve(
+                name, workspace.limiter_rps, workspace.rate_limit_burst, MAX_LIMITER_SLEEP_S
+            )
+            if wait > 0:
+                self.deps.metrics.limiter_wait(name, wait)
+            if not reserved:
+                raise Deferred(wait, "waiting for the rate limiter")
             if wait <= 0:
                 return
-            self.deps.metrics.limiter_wait(name, wait)
-            if wait > MAX_LIMITER_SLEEP_S:
-                raise Deferred(wait, "waiting for the rate limiter")
+            started = self.deps.monotonic()
             self.deps.sleep(wait)
+            if self.deps.monotonic() - started - wait <= LATE_SEND_TOLERANCE_S:
+                return
 
     def _on_accepted(self, run: list[PlannedEntry], owners: list[int], verdict: Accepted) -> None:
         failed_entries: dict[int, str] = {}

@@ -118,7 +118,9 @@ class BatchingSettings(BaseModel):
     max_bytes: int = Field(default=500_000, ge=1_000, le=500_000)
     max_events: int = Field(default=200, ge=1, le=10_000)
     linger_ms: int = Field(default=50, ge=0, le=5_000)
-    read_count: int = Field(default=1_000, ge=1)
+    #: Entries read (and transformed) per step of a drain: about one full batch, so that a drain deferred by the
+    #: rate limiter has not transformed events it will read again.
+    read_count: int = Field(default=200, ge=1)
 
 
 class HttpSettings(BaseModel):

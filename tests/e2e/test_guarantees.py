@@ -10,6 +10,7 @@ import pytest
 
 from producers._wire import partition_for, stream_key
 from tests.e2e.conftest import Fleet, backlog, standin_workspaces, wait_for, write_workspaces
+from tests.support.fake_cio import start_fake_cio_process
 from worker.deadletter import DeadLetter, dlq_key
 from worker.ratelimit import authpause_key
 
@@ -32,26 +33,31 @@ def dead_letters(client, prefix: str, workspace: str) -> list[DeadLetter]:
     return [DeadLetter.from_fields(fields) for _, fields in client.xrange(dlq_key(prefix, workspace))]
 
 
-def test_three_workers_hold_a_workspace_to_its_fleet_wide_rate(stand_in, make_fleet):
-    # Given three warmed-up workers (connections open, code paths loaded by another workspace's traffic)
-    workspaces = standin_workspaces(stand_in.url, "ab")
-    workspaces["wsa"].update(rate_limit_rps=20, rate_limit_burst=1)
-    fleet = make_fleet(workspaces, CIO_BATCHING__MAX_EVENTS="5", CIO_BATCHING__LINGER_MS="0")
-    fleet.start(3)
-    with fleet.producer("wsb") as producer:
-        producer.enqueue_many([track(n) for n in range(1_000)])
-    wait_for(lambda: len(stand_in.accepted("site-b")) >= 1_000, 30, "the warm-up traffic")
-    # When a backlog of 160 requests (batches of 5) waits for a workspace limited to 20 requests/s
-    with fleet.producer("wsa") as producer:
-        producer.enqueue_many([track(n) for n in range(800)])
-    wait_for(lambda: len(stand_in.accepted("site-a")) >= 800, 60, "800 events delivered")
+def test_three_workers_hold_a_workspace_to_its_fleet_wide_rate(make_fleet):
+    # Given a stand-in in its own process (its clock undisturbed by the test), and three warmed-up workers
+    with start_fake_cio_process(credentials={"site-a": "key-a", "site-b": "key-b"}, validate=False) as fake:
+        stand_in = fake.client
+        workspaces = standin_workspaces(fake.url, "ab")
+        workspaces["wsa"].update(rate_limit_rps=20, rate_limit_burst=1)
+        fleet = make_fleet(workspaces, CIO_BATCHING__MAX_EVENTS="5", CIO_BATCHING__LINGER_MS="0")
+        fleet.start(3)
+        with fleet.producer("wsb") as producer:
+            producer.enqueue_many([track(n) for n in range(1_000)])
+        stand_in.wait_for_accepted(1_000, timeout=30, site_id="site-b")
+        # When a backlog of 160 requests (batches of 5) waits for a workspace limited to 20 requests/s
+        with fleet.producer("wsa") as producer:
+            producer.enqueue_many([track(n) for n in range(800)])
+        stand_in.wait_for_accepted(800, timeout=60, site_id="site-a")
+        requests = stand_in.requests()
+        accepted = stand_in.accepted("site-a")
+        fleet.stop()
     # Then no 1-second window at the stand-in holds more than 20 requests, and ≥ 90 % of the rate was used
-    times = [r["time"] for r in site_requests(stand_in, "site-a")]
+    times = sorted(r["time"] for r in requests if r["site_id"] == "site-a")
     busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
     assert busiest <= 20
     first_five_seconds = sum(1 for t in times if t < times[0] + 5.0)
     assert first_five_seconds >= 0.9 * 20 * 5
-    assert sorted(ids(stand_in.accepted("site-a"))) == sorted(f"m{n}" for n in range(800))
+    assert sorted(ids(accepted)) == sorted(f"m{n}" for n in range(800))
 
 
 @pytest.mark.parametrize("retry_after", ["2", None])

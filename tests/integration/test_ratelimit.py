@@ -250,3 +250,30 @@ def test_several_processes_never_exceed_the_fleet_rate_and_use_most_of_it(fleet_
     assert busiest_second(fleet_grants) <= FLEET_RPS
     assert span_s > HAMMER_S * 0.8
     assert len(fleet_grants) >= 0.9 * FLEET_RPS * span_s
+
+
+def test_reservations_hand_out_distinct_evenly_spaced_slots(limiter: WorkspaceLimiter) -> None:
+    # Given ten callers asking at once for a 10 requests/s workspace, each willing to wait up to 2 s
+    answers = [limiter.reserve("acme", 10, 1, 2.0) for _ in range(10)]
+    # Then each got its own slot, 100 ms after the previous one
+    assert all(reserved for reserved, _ in answers)
+    waits = [wait for _, wait in answers]
+    assert waits[0] == 0.0
+    gaps = [later - earlier for earlier, later in itertools.pairwise(waits)]
+    assert all(0.09 <= gap <= 0.11 for gap in gaps), gaps
+
+
+def test_a_slot_beyond_the_longest_wait_is_not_reserved(limiter: WorkspaceLimiter) -> None:
+    for _ in range(3):
+        assert limiter.reserve("acme", 10, 1, 0.25)[0]
+    reserved, wait = limiter.reserve("acme", 10, 1, 0.25)
+    assert not reserved and 0.25 < wait <= 0.31
+    # And the refusal took nothing: the next caller willing to wait longer gets that same slot
+    reserved, again = limiter.reserve("acme", 10, 1, 1.0)
+    assert reserved and abs(again - wait) < 0.02
+
+
+def test_a_paused_workspace_reserves_nothing(limiter: WorkspaceLimiter) -> None:
+    limiter.pause("acme", 5, "throttled")
+    reserved, wait = limiter.reserve("acme", 10, 1, 10.0)
+    assert not reserved and 4 < wait <= 5
