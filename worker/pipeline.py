@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Final, Literal
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from worker.partitions import Entry
 from worker.planning import PlannedEntry, plan_entries
@@ -23,20 +23,20 @@ from worker.transform import TransformOptions
 log = logging.getLogger("cio_fleet.pipeline")
 
 
-#: When a workspace already holds all its drain slots in this process, its next drain waits this long.
-BUSY_WORKSPACE_RETRY_S: Final = 0.2
-
-
 class LeaseLost(Exception):
     """Another worker took the partition over (this one stalled past the lease TTL)."""
 
 
 @dataclass(frozen=True, slots=True)
 class DrainResult:
-    """What to do after a drain: ``done``, ``requeue`` now, ``later`` after ``delay_s``, or ``busy``."""
+    """What to do after a drain: ``done``, ``requeue`` now, ``later`` after ``delay_s``, ``busy`` or ``parked``.
 
-    action: Literal["done", "requeue", "later", "busy"]
+    ``unparked`` is a partition of the same workspace that waited for this drain's slot: queue it now.
+    """
+
+    action: Literal["done", "requeue", "later", "busy", "parked"]
     delay_s: float = 0.0
+    unparked: int | None = None
 
 
 def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
@@ -50,8 +50,10 @@ def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
         return DrainResult("done")
     with deps.slots.hold(workspace_name) as held:
         if not held:
-            return DrainResult("later", BUSY_WORKSPACE_RETRY_S)
-        return PartitionDrainer(deps, workspace, partition).run()
+            deps.slots.park(workspace_name, partition)
+            return DrainResult("parked")
+        result = PartitionDrainer(deps, workspace, partition).run()
+    return replace(result, unparked=deps.slots.unpark(workspace_name))
 
 
 class PartitionDrainer:

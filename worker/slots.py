@@ -1,8 +1,14 @@
-"""Per-workspace drain slots of one worker process, so that one slow workspace cannot hold every thread."""
+"""Per-workspace drain slots of one worker process, so that one slow workspace cannot hold every thread.
+
+A drain that finds its workspace's slots all taken does not wait on a thread: its partition is parked here, and
+the next drain of that workspace to finish hands it back (the Celery edge queues it at once). If the process dies
+meanwhile, the partition's ``kicked`` lease expires and the sweeper picks it up.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,6 +20,7 @@ class WorkspaceSlots:
         self.limit = max(1, limit)
         self._lock = threading.Lock()
         self._busy: dict[str, int] = {}
+        self._parked: dict[str, deque[int]] = {}
 
     @contextmanager
     def hold(self, workspace: str) -> Iterator[bool]:
@@ -28,6 +35,19 @@ class WorkspaceSlots:
             if taken:
                 with self._lock:
                     self._busy[workspace] -= 1
+
+    def park(self, workspace: str, partition: int) -> None:
+        """Remember a partition that found no free slot."""
+        with self._lock:
+            waiting = self._parked.setdefault(workspace, deque())
+            if partition not in waiting:
+                waiting.append(partition)
+
+    def unpark(self, workspace: str) -> int | None:
+        """The longest-parked partition of the workspace, if any, to queue again now."""
+        with self._lock:
+            waiting = self._parked.get(workspace)
+            return waiting.popleft() if waiting else None
 
     def busy(self, workspace: str) -> int:
         """Slots the workspace holds now."""

@@ -1,0 +1,21 @@
+"""Per-workspace drain slots of one process."""
+
+from __future__ import annotations
+
+from worker.slots import WorkspaceSlots
+
+
+def test_a_workspace_gets_at_most_its_limit_of_slots_and_others_are_unaffected():
+    slots = WorkspaceSlots(2)
+    with slots.hold("a") as first, slots.hold("a") as second, slots.hold("a") as third, slots.hold("b") as other:
+        assert (first, second, third, other) == (True, True, False, True)
+        assert slots.busy("a") == 2
+    assert slots.busy("a") == 0
+
+
+def test_parked_partitions_come_back_once_in_the_order_they_waited():
+    slots = WorkspaceSlots(1)
+    for partition in (3, 1, 3):
+        slots.park("a", partition)
+    assert [slots.unpark("a"), slots.unpark("a"), slots.unpark("a")] == [3, 1, None]
+    assert slots.unpark("b") is None
