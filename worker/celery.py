@@ -109,5 +109,6 @@ def _start_background(**_: Any) -> None:
 @signals.worker_shutting_down.connect
 def _stop(**_: Any) -> None:
     runtime.request_stop()
+    runtime.shutdown_watchdog(settings).start()
     if _sweeper is not None:
         _sweeper.stop()

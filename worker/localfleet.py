@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import redis
@@ -34,18 +34,22 @@ def start_worker(
         return subprocess.Popen(command, env=full_env, stdout=output, stderr=subprocess.STDOUT)
 
 
-def wait_until_registered(client: redis.Redis[bytes], prefix: str, count: int, timeout_s: float = 30.0) -> None:
-    """Wait until ``count`` workers have sent a heartbeat.
+def wait_until_registered(
+    client: redis.Redis[bytes], prefix: str, count: int = 0, *, pids: Sequence[int] = (), timeout_s: float = 30.0
+) -> None:
+    """Wait until ``count`` workers, and the workers with these ``pids``, have sent a heartbeat.
 
     Raises:
         TimeoutError: they did not within ``timeout_s``.
     """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if client.hlen(workers_key(prefix)) >= count:
+        fields = [field.decode() for field in client.hkeys(workers_key(prefix))]
+        started = {int(field.rsplit(":", 1)[1]) for field in fields if field.rsplit(":", 1)[-1].isdigit()}
+        if len(fields) >= count and set(pids) <= started:
             return
         time.sleep(0.1)
-    raise TimeoutError(f"{count} worker(s) did not register within {timeout_s:.0f} s")
+    raise TimeoutError(f"worker(s) did not register within {timeout_s:.0f} s")
 
 
 def stop_worker(process: subprocess.Popen[bytes], grace_s: float = 30.0) -> int:

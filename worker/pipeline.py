@@ -31,12 +31,12 @@ class LeaseLost(Exception):
 class DrainResult:
     """What to do after a drain: ``done``, ``requeue`` now, ``later`` after ``delay_s``, ``busy`` or ``parked``.
 
-    ``unparked`` is a partition of the same workspace that waited for this drain's slot: queue it now.
+    ``unparked`` are partitions of the same workspace that waited for this drain's slot: queue them now.
     """
 
     action: Literal["done", "requeue", "later", "busy", "parked"]
     delay_s: float = 0.0
-    unparked: int | None = None
+    unparked: tuple[int, ...] = ()
 
 
 def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
@@ -53,7 +53,8 @@ def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
             deps.slots.park(workspace_name, partition)
             return DrainResult("parked")
         result = PartitionDrainer(deps, workspace, partition).run()
-    return replace(result, unparked=deps.slots.unpark(workspace_name))
+    # A parked partition waits for this slot; when the process is stopping, every parked partition goes back.
+    return replace(result, unparked=deps.slots.unpark(workspace_name, every=deps.stopping()))
 
 
 class PartitionDrainer:
@@ -75,6 +76,15 @@ class PartitionDrainer:
         if refusal is not None:
             # Early for a retry timer: come back when it ends. Owned by another drainer: nothing to do.
             return DrainResult("later" if refusal.retry_timer else "busy", refusal.remaining_ms / 1000)
+        lease = (name, self.partition, self.token)
+        self.deps.leases.add(lease)
+        try:
+            return self._work_and_leave()
+        finally:
+            self.deps.leases.discard(lease)
+
+    def _work_and_leave(self) -> DrainResult:
+        store, name = self.deps.store, self.workspace.name
         try:
             self._work()
         except Deferred as deferral:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from worker.shutdown import ActiveLeases
 from worker.slots import WorkspaceSlots
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ class Deps:
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     slots: WorkspaceSlots = field(default_factory=lambda: WorkspaceSlots(8))
+    #: The partition leases this process holds, released by the shutdown watchdog if the grace runs out.
+    leases: ActiveLeases = field(default_factory=ActiveLeases)
     #: Set when the worker is shutting down: drainers stop after the batch in flight.
     stopping: Callable[[], bool] = lambda: False
 

@@ -15,6 +15,7 @@ from worker.partitions import PartitionStore
 from worker.ports import Deps, Metrics, NullMetrics
 from worker.ratelimit import WorkspaceLimiter
 from worker.settings import Settings
+from worker.shutdown import ShutdownWatchdog
 from worker.slots import WorkspaceSlots
 
 _lock = threading.Lock()
@@ -88,6 +89,17 @@ def set_concurrency(threads: int) -> None:
     """Record how many threads this worker process runs (from Celery's ``worker_init``)."""
     global _concurrency
     _concurrency = max(1, threads)
+
+
+def shutdown_watchdog(settings: Settings) -> ShutdownWatchdog:
+    """The watchdog that releases this process's leases and exits when the shutdown grace runs out."""
+    ports = deps(settings)
+
+    def release(lease: tuple[str, int, str]) -> None:
+        workspace, partition, token = lease
+        ports.store.defer(workspace, partition, token, 1)
+
+    return ShutdownWatchdog(settings.shutdown_grace_s, ports.leases, release)
 
 
 def request_stop() -> None:

@@ -43,11 +43,17 @@ class WorkspaceSlots:
             if partition not in waiting:
                 waiting.append(partition)
 
-    def unpark(self, workspace: str) -> int | None:
-        """The longest-parked partition of the workspace, if any, to queue again now."""
+    def unpark(self, workspace: str, *, every: bool = False) -> tuple[int, ...]:
+        """The longest-parked partition of the workspace (or all of them, when shutting down), to queue again now."""
         with self._lock:
             waiting = self._parked.get(workspace)
-            return waiting.popleft() if waiting else None
+            if not waiting:
+                return ()
+            if every:
+                handed = tuple(waiting)
+                waiting.clear()
+                return handed
+            return (waiting.popleft(),)
 
     def busy(self, workspace: str) -> int:
         """Slots the workspace holds now."""

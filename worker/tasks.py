@@ -27,6 +27,6 @@ def drain(workspace: str, partition: int) -> str:
         kick(workspace, partition)
     elif result.action == "later" and result.delay_s <= MAX_COUNTDOWN_S:
         kick(workspace, partition, countdown=max(result.delay_s, 0.001))
-    if result.unparked is not None:
-        kick(workspace, result.unparked)
+    for waiting in result.unparked:
+        kick(workspace, waiting)
     return result.action

@@ -51,7 +51,7 @@ class Fleet:
             self.processes.append(process)
             started.append(process)
         client = redis.Redis.from_url(self.redis_url)
-        wait_until_registered(client, self.prefix, len([p for p in self.processes if p.poll() is None]))
+        wait_until_registered(client, self.prefix, pids=[process.pid for process in started])
         client.close()
         return started
 

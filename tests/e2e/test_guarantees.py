@@ -186,3 +186,27 @@ def test_a_hanging_workspace_does_not_slow_the_others_down(stand_in, make_fleet)
     # Then B's p99 stays within twice its value alone (with 50 ms of slack for timer noise)
     assert p99(together) <= 2 * p99(alone) + 0.05, (p99(alone), p99(together))
     stand_in.set_faults([])
+
+
+def test_a_batch_still_in_flight_when_the_grace_ends_is_released_to_the_fleet(
+    stand_in, make_fleet, redis_client, key_prefix
+):
+    # Given Customer.io hanging every request for 8 s, and a worker whose shutdown grace is 2 s
+    stand_in.set_faults([{"latency_ms": 8000}])
+    fleet = make_fleet(standin_workspaces(stand_in.url, "a"), CIO_SHUTDOWN_GRACE_S="2", CIO_HTTP__TIMEOUT_S="20")
+    (worker,) = fleet.start(1)
+    with fleet.producer("wsa") as producer:
+        producer.enqueue_many([track(n) for n in range(40)])
+    time.sleep(1.0)
+    # When it is asked to stop mid-request
+    worker.send_signal(signal.SIGTERM)
+    # Then within the grace (plus a little) no partition is held by it any more: the fleet may take them over
+    time.sleep(3.0)
+    leases = [redis_client.get(f"{key_prefix}:lease:wsa:{p}") for p in range(16)]
+    assert all(value in (None, b"kicked", b"retry") for value in leases), leases
+    # And a new worker delivers every event while the old one still waits for its hanging request
+    stand_in.set_faults([])
+    fleet.start(1)
+    wait_for(lambda: set(ids(stand_in.accepted("site-a"))) >= {f"m{n}" for n in range(40)}, 20, "all 40 delivered")
+    assert worker.wait(timeout=20) == 0
+    wait_for(lambda: backlog(redis_client, key_prefix, "wsa") == 0, 10, "empty streams")

@@ -17,5 +17,13 @@ def test_parked_partitions_come_back_once_in_the_order_they_waited():
     slots = WorkspaceSlots(1)
     for partition in (3, 1, 3):
         slots.park("a", partition)
-    assert [slots.unpark("a"), slots.unpark("a"), slots.unpark("a")] == [3, 1, None]
-    assert slots.unpark("b") is None
+    assert [slots.unpark("a"), slots.unpark("a"), slots.unpark("a")] == [(3,), (1,), ()]
+    assert slots.unpark("b") == ()
+
+
+def test_every_parked_partition_comes_back_at_once_when_the_process_stops():
+    slots = WorkspaceSlots(1)
+    for partition in (4, 2, 9):
+        slots.park("a", partition)
+    assert slots.unpark("a", every=True) == (4, 2, 9)
+    assert slots.unpark("a") == ()
