@@ -32,7 +32,7 @@ KICKED: Final = "kicked"
 DRAIN_TASK: Final = "worker.drain"
 #: How long a producer's ``kicked`` lease lives: the drain task it queued should start well within it, else the
 #: lease expires and the workers' sweeper kicks the partition again.
-KICK_TTL_MS: Final = 30_000
+KICK_TTL_MS: Final = 5_000
 #: Partitions per workspace when neither the caller nor the workers said otherwise.
 DEFAULT_PARTITIONS: Final = 16
 #: Key prefix when none is configured.

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from producers._wire import KICK_TTL_MS
 from worker.partitions import Entry
 from worker.planning import PlannedEntry, plan_entries
 from worker.ports import Deps
@@ -54,7 +55,12 @@ def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
             return DrainResult("parked")
         result = PartitionDrainer(deps, workspace, partition).run()
     # A parked partition waits for this slot; when the process is stopping, every parked partition goes back.
-    return replace(result, unparked=deps.slots.unpark(workspace_name, every=deps.stopping()))
+    unparked = deps.slots.unpark(workspace_name, every=deps.stopping())
+    if result.action == "requeue" and unparked and not deps.stopping():
+        # Round robin: this partition queues behind the ones that waited, instead of taking the slot again.
+        deps.slots.park(workspace_name, partition)
+        result = replace(result, action="parked")
+    return replace(result, unparked=unparked)
 
 
 class PartitionDrainer:
@@ -96,7 +102,7 @@ class PartitionDrainer:
         except BaseException:
             store.defer(name, self.partition, self.token, 1_000)
             raise
-        more = store.release_lease(name, self.partition, self.token, self.ttl_ms)
+        more = store.release_lease(name, self.partition, self.token, KICK_TTL_MS)
         return DrainResult("requeue" if more else "done")
 
     def renew(self) -> None:

@@ -15,6 +15,7 @@ from typing import Final
 
 import redis
 
+from producers._wire import KICK_TTL_MS
 from worker.partitions import PartitionStore
 from worker.ratelimit import WorkspaceLimiter, credentials_fingerprint
 from worker.settings import Settings, WorkspaceConfig
@@ -55,13 +56,12 @@ def dead_letter_alarms(settings: Settings, store: PartitionStore) -> list[tuple[
 
 def sweep_once(settings: Settings, store: PartitionStore, limiter: WorkspaceLimiter, kick: Kick) -> int:
     """Kick every partition that has entries and no lease; returns how many were kicked."""
-    ttl_ms = int(settings.lease_ttl_s * 1000)
     kicked = 0
     for name, workspace in settings.workspaces.items():
         store.publish_partitions(name, workspace.partitions)
         resume_if_credentials_changed(limiter, store, workspace)
         for partition, length, leased in store.pending(name, workspace.partitions):
-            if length and not leased and store.kick_if_idle(name, partition, ttl_ms):
+            if length and not leased and store.kick_if_idle(name, partition, KICK_TTL_MS):
                 kick(name, partition)
                 kicked += 1
     return kicked

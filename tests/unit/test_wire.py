@@ -28,7 +28,7 @@ def test_key_names_follow_the_documented_layout() -> None:
 
 def test_protocol_constants_are_the_documented_ones() -> None:
     assert (FORMAT_VERSION, KICKED, DRAIN_TASK, DEFAULT_PARTITIONS) == ("1", "kicked", "worker.drain", 16)
-    assert KICK_TTL_MS == 30_000
+    assert KICK_TTL_MS == 5_000
 
 
 @pytest.mark.parametrize(

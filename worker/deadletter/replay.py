@@ -18,7 +18,7 @@ from typing import Final
 import orjson
 import redis
 
-from producers._wire import DEFAULT_PARTITIONS, KICKED, config_key, lease_key, partition_for, stream_key
+from producers._wire import DEFAULT_PARTITIONS, KICK_TTL_MS, KICKED, config_key, lease_key, partition_for, stream_key
 from worker.deadletter.audit import Actor, record_audit
 from worker.deadletter.filters import DeadLetterFilter
 from worker.deadletter.records import DeadLetter, dlq_key
@@ -27,7 +27,7 @@ from worker.deadletter.store import dlq_workspaces, iter_entries
 #: Most entries moved per Redis round trip.
 MOVE_CHUNK: Final = 500
 #: How long a kicked lease waits for its drain task before the sweeper may take over, in ms.
-KICK_LEASE_MS: Final = 30_000
+KICK_LEASE_MS: Final = KICK_TTL_MS
 
 #: KEYS: dead-letter stream, partition stream. ARGV: entry id. Returns 1 moved, 0 already gone.
 _MOVE_LUA: Final = """
