@@ -164,3 +164,22 @@ def test_the_client_runs_without_personal_data_bodies_or_local_variables(transpo
     assert options["max_request_body_size"] == "never"
     assert options["include_local_variables"] is False
     assert options["before_send"] is scrub_event
+
+
+def test_dead_lettered_events_are_reported_grouped_by_a_bounded_reason(transport: CapturingTransport) -> None:
+    from worker.observability import report_permanent_failure
+
+    # When two batches of one kind and one of another are dead-lettered
+    report_permanent_failure("acme", "item_rejected", 207, 3)
+    report_permanent_failure("acme", "item_rejected", 207, 1)
+    report_permanent_failure("acme", "rejected", None, 2)
+    sentry_sdk.flush()
+    # Then Sentry gets one event each, fingerprinted by outcome and status only, with no payload
+    events = transport.events()
+    assert [event["fingerprint"] for event in events] == [
+        ["permanent-failure", "item_rejected:207"],
+        ["permanent-failure", "item_rejected:207"],
+        ["permanent-failure", "rejected"],
+    ]
+    assert all(event["tags"]["workspace"] == "acme" for event in events)
+    assert API_KEY not in json.dumps(events)
