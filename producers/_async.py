@@ -84,11 +84,11 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
             redis.exceptions.ConnectionError: Redis cannot be reached.
         """
         layout = await self._resolve()
-        message_id, partition, data = prepare(event, layout.partitions, now_iso())
-        reply = await self._run(layout.evalsha_args([f"{partition}:{len(data)}"], [data]))
+        prepared = prepare(event, layout.partitions, now_iso())
+        reply = await self._run(layout.evalsha_args([prepared.index], [prepared.data]))
         if reply.added == 0:
             raise self._full(reply)
-        return message_id
+        return prepared.message_id
 
     async def enqueue_many(self, events: Iterable[EventLike]) -> EnqueueResult:
         """Validate, stamp and append many events in input order; see ``Producer.enqueue_many``.

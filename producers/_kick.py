@@ -32,6 +32,7 @@ from producers._wire import (
     KICK_TTL_MS,
     KICKED,
     drain_queue,
+    enqueued_key,
     lease_key,
     partition_for,
     stream_key,
@@ -112,9 +113,9 @@ class Kicker:
 
 
 #: Appends events and claims the kick in one round trip.
-#: KEYS: the P partition streams, then the P partition leases.
+#: KEYS: the P partition streams, then the P partition leases, then the workspace's enqueued-by-type hash.
 #: ARGV: P, backlog cap (-1: none), lease TTL ms, lease value, format version, kick (1/0), the index
-#: ("partition:length,..." in input order) and the events' JSON concatenated in that order. Two arguments for
+#: ("partition:length:type,..." in input order) and the events' JSON concatenated in that order. Two arguments for
 #: the whole chunk instead of two per event: argument packing is the client's largest cost.
 #: Events are appended in order until the workspace's backlog (the sum of XLEN) reaches the cap; the rest are
 #: left out. Each partition that received an event and has no lease gets ``kicked`` with ``SET NX PX``.
@@ -131,9 +132,10 @@ if cap >= 0 then
 end
 local added = 0
 local touched = {}
+local types = {}
 local blob = ARGV[8]
 local pos = 1
-for partition, length in string.gmatch(ARGV[7], '(%d+):(%d+)') do
+for partition, length, kind in string.gmatch(ARGV[7], '(%d+):(%d+):(%a+)') do
   if cap >= 0 and backlog >= cap then
     break
   end
@@ -144,6 +146,10 @@ for partition, length in string.gmatch(ARGV[7], '(%d+):(%d+)') do
   backlog = backlog + 1
   added = added + 1
   touched[n] = true
+  types[kind] = (types[kind] or 0) + 1
+end
+for kind, count in pairs(types) do
+  redis.call('HINCRBY', KEYS[2 * p + 1], kind, count)
 end
 local kicked = {}
 if ARGV[6] == '1' then
@@ -173,7 +179,7 @@ class Layout:
         streams = tuple(stream_key(prefix, workspace, n) for n in range(partitions))
         leases = tuple(lease_key(prefix, workspace, n) for n in range(partitions))
         header = (partitions, -1 if cap is None else cap, KICK_TTL_MS, KICKED, FORMAT_VERSION, int(kick))
-        return cls(partitions, streams + leases, header)
+        return cls(partitions, (*streams, *leases, enqueued_key(prefix, workspace)), header)
 
     @property
     def streams(self) -> tuple[str, ...]:
@@ -207,7 +213,22 @@ def parse_partitions(raw: bytes | str | None) -> int:
     return DEFAULT_PARTITIONS
 
 
-def prepare(event: EventLike, partitions: int, now: str) -> tuple[str, int, bytes]:
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One event, checked, stamped and serialised, with its partition."""
+
+    message_id: str
+    partition: int
+    data: bytes
+    kind: str
+
+    @property
+    def index(self) -> str:
+        """The event's entry in the enqueue script's index: ``partition:length:type``."""
+        return f"{self.partition}:{len(self.data)}:{self.kind}"
+
+
+def prepare(event: EventLike, partitions: int, now: str) -> Prepared:
     """Check, stamp and serialise one event and find its partition.
 
     Raises:
@@ -219,7 +240,7 @@ def prepare(event: EventLike, partitions: int, now: str) -> tuple[str, int, byte
     if problem is not None:
         raise problem
     message_id, data = encode_event(event, now=now)
-    return message_id, partition_for(event, partitions), data
+    return Prepared(message_id, partition_for(event, partitions), data, str(event["type"]))
 
 
 @dataclass
@@ -238,16 +259,16 @@ class Chunk:
         """Prepare the next input event, or record why it is refused."""
         index = self.start + len(self.message_ids)
         try:
-            message_id, partition, data = prepare(event, partitions, now)
+            prepared = prepare(event, partitions, now)
         except InvalidEventError as exc:
             self.errors[index] = exc.at(index)
             self.message_ids.append(None)
             return
         self.good.append(len(self.message_ids))
-        self.message_ids.append(message_id)
-        self.index.append(f"{partition}:{len(data)}")
-        self.blobs.append(data)
-        self.size += len(data)
+        self.message_ids.append(prepared.message_id)
+        self.index.append(prepared.index)
+        self.blobs.append(prepared.data)
+        self.size += len(prepared.data)
 
     @property
     def full(self) -> bool:

@@ -343,11 +343,11 @@ class Producer(ProducerBase, CallShapes[str]):
             redis.exceptions.ConnectionError: Redis cannot be reached.
         """
         layout = self._resolve()
-        message_id, partition, data = prepare(event, layout.partitions, now_iso())
-        reply = self._run(layout.evalsha_args([f"{partition}:{len(data)}"], [data]))
+        prepared = prepare(event, layout.partitions, now_iso())
+        reply = self._run(layout.evalsha_args([prepared.index], [prepared.data]))
         if reply.added == 0:
             raise self._full(reply)
-        return message_id
+        return prepared.message_id
 
     def enqueue_many(self, events: Iterable[EventLike]) -> EnqueueResult:
         """Validate, stamp and append many events, ``CHUNK_EVENTS`` per round trip, in input order.

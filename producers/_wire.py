@@ -11,6 +11,8 @@ Format version 1 (documented in the README, "Wire format"):
 * ``{prefix}:lease:{workspace}:{partition}`` holds ``kicked`` while a drain task is queued for the partition,
   or the owner token of the worker draining it. A producer that finds no lease sets ``kicked`` and queues a
   drain task; a raw ``XADD`` may skip that step, and the workers' sweeper then picks the partition up.
+* ``{prefix}:enqueued:{workspace}`` is a hash of event type → events enqueued, kept by the Python producer
+  (optional for other producers: their events are counted as type ``other`` in metrics).
 * ``{prefix}:config:{workspace}`` is a hash that workers keep up to date with the workspace's ``partitions``.
 """
 
@@ -52,6 +54,11 @@ def lease_key(prefix: str, workspace: str, partition: int) -> str:
 def config_key(prefix: str, workspace: str) -> str:
     """The hash where workers publish a workspace's partition count."""
     return f"{prefix}:config:{workspace}"
+
+
+def enqueued_key(prefix: str, workspace: str) -> str:
+    """The hash counting, per event type, the events producers enqueued (the ``enqueued`` metric)."""
+    return f"{prefix}:enqueued:{workspace}"
 
 
 def drain_queue(prefix: str) -> str:

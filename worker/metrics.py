@@ -32,7 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
-from producers._wire import stream_key
+from producers._wire import enqueued_key, stream_key
 from worker.deadletter.records import dlq_key
 from worker.ratelimit import authpause_key, pause_key
 
@@ -212,6 +212,7 @@ class WorkspaceState:
 
     enqueued: int
     backlog: int
+    enqueued_by_type: Mapping[str, int]
     oldest_entry_ms: int | None
     throttled: bool
     unauthorized: bool
@@ -229,12 +230,24 @@ def _stream_reading(info: Any) -> tuple[int, int, int | None]:
     return int(info.get("entries-added") or 0), length, first_ms
 
 
-def _workspace_state(stream_infos: list[Any], pause_ms: Any, auth_exists: Any, dlq_len: Any) -> WorkspaceState:
+def _by_type(counts: Any) -> dict[str, int]:
+    """The producers' enqueued-by-type hash, with unknown names folded into ``other``."""
+    folded: dict[str, int] = {}
+    for name, count in counts.items() if isinstance(counts, Mapping) else ():
+        label = type_label(name.decode() if isinstance(name, bytes) else str(name))
+        folded[label] = folded.get(label, 0) + int(count)
+    return folded
+
+
+def _workspace_state(
+    stream_infos: list[Any], pause_ms: Any, auth_exists: Any, dlq_len: Any, by_type: Any
+) -> WorkspaceState:
     readings = [_stream_reading(info) for info in stream_infos]
     oldest = [first for _, _, first in readings if first is not None]
     return WorkspaceState(
         enqueued=sum(added for added, _, _ in readings),
         backlog=sum(length for _, length, _ in readings),
+        enqueued_by_type=_by_type(by_type),
         oldest_entry_ms=min(oldest) if oldest else None,
         throttled=isinstance(pause_ms, int) and pause_ms > 0,
         unauthorized=bool(auth_exists) and not isinstance(auth_exists, Exception),
@@ -258,18 +271,19 @@ def read_state(
         pipe.pttl(pause_key(prefix, workspace))
         pipe.exists(authpause_key(prefix, workspace))
         pipe.xlen(dlq_key(prefix, workspace))
+        pipe.hgetall(enqueued_key(prefix, workspace))
     replies = pipe.execute(raise_on_error=False)
     if isinstance(replies[0], Exception):
         raise replies[0]
     seconds, micros = replies[0]
     states, at = {}, 1
     for workspace, partitions in workspaces.items():
-        streams, (pause_ms, auth, dlq_len) = (
+        streams, (pause_ms, auth, dlq_len, by_type) = (
             replies[at : at + partitions],
-            replies[at + partitions : at + partitions + 3],
+            replies[at + partitions : at + partitions + 4],
         )
-        states[workspace] = _workspace_state(streams, pause_ms, auth, dlq_len)
-        at += partitions + 3
+        states[workspace] = _workspace_state(streams, pause_ms, auth, dlq_len, by_type)
+        at += partitions + 4
     return int(seconds) * 1000 + int(micros) // 1000, states
 
 
@@ -279,8 +293,9 @@ def state_families(
     """The metric families of a Redis state reading (pure)."""
     enqueued = CounterMetricFamily(
         "cio_fleet_events_enqueued",
-        "Events appended to the workspace's streams (XINFO entries-added).",
-        labels=["workspace"],
+        "Events appended to the workspace's streams, by type as producers counted them; events of producers "
+        "that keep no count (a raw XADD) and dead letters replayed are type other.",
+        labels=["workspace", "type"],
     )
     backlog = GaugeMetricFamily("cio_fleet_backlog_events", "Events waiting in the streams.", labels=["workspace"])
     age = GaugeMetricFamily(
@@ -297,7 +312,8 @@ def state_families(
     )
     threshold = dlq_alarm_ratio * dlq_max_entries
     for workspace, state in states.items():
-        enqueued.add_metric([workspace], state.enqueued)
+        for event_type, count in enqueued_by_type(state).items():
+            enqueued.add_metric([workspace, event_type], count)
         backlog.add_metric([workspace], state.backlog)
         oldest = state.oldest_entry_ms
         age.add_metric([workspace], max(0.0, (now_ms - oldest) / 1000) if oldest is not None else 0.0)
@@ -306,6 +322,13 @@ def state_families(
         dead.add_metric([workspace], state.dead_letters)
         alarm.add_metric([workspace], int(state.dead_letters >= threshold))
     return [enqueued, backlog, age, paused, dead, alarm]
+
+
+def enqueued_by_type(state: WorkspaceState) -> dict[str, int]:
+    """Enqueued events by type: the producers' counts, the rest of the streams' total as ``other``."""
+    counts = dict(state.enqueued_by_type)
+    counts["other"] = counts.get("other", 0) + max(0, state.enqueued - sum(state.enqueued_by_type.values()))
+    return counts
 
 
 class RedisStateCollector(Collector):

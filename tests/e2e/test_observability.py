@@ -60,6 +60,9 @@ def test_a_real_run_is_counted_by_every_metric_family(stand_in, make_fleet):
     requests = [r for r in stand_in.requests() if r["site_id"] == "site-a"]
     # Then each family shows the right counts
     assert value(samples, "cio_fleet_events_enqueued_total", workspace="wsa") == 50
+    assert value(samples, "cio_fleet_events_enqueued_total", workspace="wsa", type="track") == 32
+    assert value(samples, "cio_fleet_events_enqueued_total", workspace="wsa", type="identify") == 15
+    assert value(samples, "cio_fleet_events_enqueued_total", workspace="wsa", type="page") == 3
     assert value(samples, "cio_fleet_events_delivered_total", workspace="wsa", type="track") == 30
     assert value(samples, "cio_fleet_events_delivered_total", workspace="wsa", type="identify") == 10
     assert value(samples, "cio_fleet_events_skipped_total", workspace="wsa", type="identify") == 5

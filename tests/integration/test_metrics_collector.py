@@ -40,8 +40,22 @@ def test_enqueued_counts_every_entry_ever_added_even_after_delivery(redis_client
     ids = [redis_client.xadd(stream_key(key_prefix, "acme", n % 2), {"v": "1", "event": "{}"}) for n in range(5)]
     redis_client.xdel(stream_key(key_prefix, "acme", 0), ids[0], ids[2])
     metrics = watched(redis_client, key_prefix, acme=PARTITIONS)
-    assert value(metrics, "cio_fleet_events_enqueued_total", workspace="acme") == 5
+    assert value(metrics, "cio_fleet_events_enqueued_total", workspace="acme", type="other") == 5
     assert value(metrics, "cio_fleet_backlog_events", workspace="acme") == 3
+
+
+def test_enqueued_events_are_counted_by_the_type_the_producer_recorded(redis_client: redis.Redis, key_prefix: str):
+    from producers import Producer
+
+    with Producer(redis_client=redis_client, workspace="acme", key_prefix=key_prefix, partitions=2, kick=False) as p:
+        p.track("u1", "Bought")
+        p.track("u2", "Bought")
+        p.identify("u1", {"plan": "pro"})
+    redis_client.xadd(stream_key(key_prefix, "acme", 0), {"v": "1", "event": "{}"})
+    metrics = watched(redis_client, key_prefix, acme=PARTITIONS)
+    assert value(metrics, "cio_fleet_events_enqueued_total", workspace="acme", type="track") == 2
+    assert value(metrics, "cio_fleet_events_enqueued_total", workspace="acme", type="identify") == 1
+    assert value(metrics, "cio_fleet_events_enqueued_total", workspace="acme", type="other") == 1
 
 
 def test_the_oldest_event_age_comes_from_the_first_entry_id(redis_client: redis.Redis, key_prefix: str) -> None:

@@ -141,6 +141,7 @@ def state(**overrides) -> WorkspaceState:
         "throttled": False,
         "unauthorized": False,
         "dead_letters": 0,
+        "enqueued_by_type": {"track": 6, "identify": 1},
     }
     return WorkspaceState(**{**base, **overrides})
 
@@ -149,7 +150,11 @@ def test_state_families_report_backlog_age_and_enqueued() -> None:
     """Counts and age come straight from the reading."""
     found = families_by_name(now_ms=6_500, states={"acme": state()})
     key = (("workspace", "acme"),)
-    assert found["cio_fleet_events_enqueued_total"][key] == 10
+    enqueued = found["cio_fleet_events_enqueued_total"]
+    assert enqueued[(("type", "track"), ("workspace", "acme"))] == 6
+    assert enqueued[(("type", "identify"), ("workspace", "acme"))] == 1
+    # the three the producers did not count (a raw XADD, a replay) are type other
+    assert enqueued[(("type", "other"), ("workspace", "acme"))] == 3
     assert found["cio_fleet_backlog_events"][key] == 4
     assert found["cio_fleet_oldest_event_age_seconds"][key] == 5.5
 
