@@ -119,3 +119,8 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
 
 def backlog(client: redis.Redis, prefix: str, workspace: str, partitions: int = 16) -> int:
     return sum(int(client.xlen(stream_key(prefix, workspace, p))) for p in range(partitions))
+
+
+def wait_until_drained(client: redis.Redis, prefix: str, workspace: str, timeout_s: float = 10) -> None:
+    """Wait until the workspace's streams are empty (a batch is settled just after Customer.io accepts it)."""
+    wait_for(lambda: backlog(client, prefix, workspace) == 0, timeout_s, f"{workspace}'s streams to empty")

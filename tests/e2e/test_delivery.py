@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from producers._wire import partition_for, stream_key
-from tests.e2e.conftest import backlog, standin_workspaces, wait_for
+from tests.e2e.conftest import backlog, standin_workspaces, wait_for, wait_until_drained
 from worker.examples import origin_examples, synthetic_events
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +51,7 @@ def test_origin_document_examples_arrive_as_the_mapping_says(stand_in, make_flee
     assert page["name"] == "http://www.example.com"
     (screen,) = ops["person:screen"]
     assert screen["name"] == "home"
-    assert backlog(redis_client, key_prefix, "wsa") == 0
+    wait_until_drained(redis_client, key_prefix, "wsa")
 
 
 def test_ten_thousand_events_over_three_workspaces_arrive_once_in_order(stand_in, make_fleet, redis_client, key_prefix):
@@ -72,7 +72,7 @@ def test_ten_thousand_events_over_three_workspaces_arrive_once_in_order(stand_in
         assert Counter(seqs) == Counter(event_seq(event) for event in by_workspace[name])
         assert max(Counter(seqs).values()) == 1
         assert_per_person_order(accepted)
-        assert backlog(redis_client, key_prefix, name) == 0
+        wait_until_drained(redis_client, key_prefix, name)
     # And every request was authenticated, under 500,000 bytes, and answered 200
     requests = [r for r in stand_in.requests() if r["path"] == "/api/v2/batch"]
     assert requests and all(r["authorization_ok"] and r["status"] == 200 for r in requests)

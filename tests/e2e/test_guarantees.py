@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from producers._wire import partition_for, stream_key
-from tests.e2e.conftest import Fleet, backlog, standin_workspaces, wait_for, write_workspaces
+from tests.e2e.conftest import Fleet, backlog, standin_workspaces, wait_for, wait_until_drained, write_workspaces
 from tests.support.fake_cio import start_fake_cio_process
 from worker.deadletter import DeadLetter, dlq_key
 from worker.ratelimit import authpause_key
@@ -127,7 +127,7 @@ def test_poison_written_straight_into_a_stream_is_dead_lettered_without_blocking
     reasons = sorted(letter.reason for letter in dead_letters(redis_client, key_prefix, "wsa"))
     assert reasons[0].startswith("event: not valid JSON")
     assert reasons[1] == "event: required for track"
-    assert backlog(redis_client, key_prefix, "wsa") == 0
+    wait_until_drained(redis_client, key_prefix, "wsa")
 
 
 def test_sigterm_during_a_batch_finishes_it_and_loses_or_duplicates_nothing(
@@ -150,7 +150,7 @@ def test_sigterm_during_a_batch_finishes_it_and_loses_or_duplicates_nothing(
     fleet.start(1)
     wait_for(lambda: len(stand_in.accepted("site-a")) >= 300, 30, "300 events delivered")
     assert sorted(ids(stand_in.accepted("site-a"))) == sorted(f"m{n}" for n in range(300))
-    assert backlog(redis_client, key_prefix, "wsa") == 0
+    wait_until_drained(redis_client, key_prefix, "wsa")
 
 
 def latencies_at_steady_rate(fleet: Fleet, fake, workspace: str, site: str, count: int, rate: float) -> list[float]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import backlog, standin_workspaces, wait_for
+from tests.e2e.conftest import standin_workspaces, wait_for, wait_until_drained
 from worker.deadletter import DeadLetter, dlq_key
 
 pytestmark = pytest.mark.e2e
@@ -59,4 +59,4 @@ def test_replay_returns_still_failing_events_once_and_delivers_them_after_the_fi
     delivered = sorted(record["operation"]["id"] for record in stand_in.accepted("site-a"))
     assert delivered == sorted([f"bad-{n}" for n in range(10)] + [f"good-{n}" for n in range(10)])
     assert letters(redis_client, key_prefix) == []
-    assert backlog(redis_client, key_prefix, "wsa") == 0
+    wait_until_drained(redis_client, key_prefix, "wsa")
