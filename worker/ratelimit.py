@@ -198,6 +198,12 @@ class WorkspaceLimiter:
         self._pause = redis.register_script(_PAUSE_LUA)
         self._auth_pause = redis.register_script(_AUTH_PAUSE_LUA)
 
+    def _limit(self, workspace: str, rps: float, burst: int) -> tuple[list[str], int]:
+        """The limiter's keys of a workspace and its emission interval in microseconds."""
+        if not rps > 0 or burst < 1:
+            raise ValueError(f"need rps > 0 and burst >= 1, got rps={rps} burst={burst}")
+        return [rate_key(self._prefix, workspace), pause_key(self._prefix, workspace)], max(1, math.ceil(1e6 / rps))
+
     def try_acquire(self, workspace: str, rps: float, burst: int) -> Grant:
         """Take one request slot if the workspace may send now; also return Redis's time of the decision.
 
@@ -212,10 +218,7 @@ class WorkspaceLimiter:
         Raises:
             ValueError: ``rps`` or ``burst`` is out of range.
         """
-        if not rps > 0 or burst < 1:
-            raise ValueError(f"need rps > 0 and burst >= 1, got rps={rps} burst={burst}")
-        interval_us = max(1, math.ceil(1_000_000 / rps))
-        keys = [rate_key(self._prefix, workspace), pause_key(self._prefix, workspace)]
+        keys, interval_us = self._limit(workspace, rps, burst)
         wait_us, now_us = self._acquire(keys=keys, args=[interval_us, burst])
         return Grant(wait_s=int(wait_us) / 1_000_000, server_time_us=int(now_us))
 
@@ -253,10 +256,7 @@ class WorkspaceLimiter:
         Raises:
             ValueError: ``rps`` or ``burst`` is out of range.
         """
-        if not rps > 0 or burst < 1:
-            raise ValueError(f"need rps > 0 and burst >= 1, got rps={rps} burst={burst}")
-        interval_us = max(1, math.ceil(1_000_000 / rps))
-        keys = [rate_key(self._prefix, workspace), pause_key(self._prefix, workspace)]
+        keys, interval_us = self._limit(workspace, rps, burst)
         wait_us, reserved = self._reserve(keys=keys, args=[interval_us, burst, int(max_wait_s * 1_000_000)])
         return bool(int(reserved)), int(wait_us) / 1_000_000
 
