@@ -100,9 +100,10 @@ def _start_background(**_: Any) -> None:
     from worker.tasks import kick
 
     deps = runtime.deps(settings)
-    runtime.start_metrics(settings)
+    # The sweeper first: delivery machinery never depends on the metrics endpoint starting.
     _sweeper = Sweeper(settings, runtime.redis_client(settings), kick, runtime.identity())
     _sweeper.start()
+    runtime.start_metrics(settings)
     log.info("worker ready", extra={"workspaces": len(settings.workspaces), "host": deps.host})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -17,6 +18,8 @@ from worker.ratelimit import WorkspaceLimiter
 from worker.settings import Settings
 from worker.shutdown import ShutdownWatchdog
 from worker.slots import WorkspaceSlots
+
+log = logging.getLogger("cio_fleet.worker")
 
 _lock = threading.Lock()
 _deps: Deps | None = None
@@ -74,10 +77,26 @@ def fleet_metrics(settings: Settings) -> FleetMetrics:
     return _metrics
 
 
-def start_metrics(settings: Settings) -> None:
-    """Serve ``/metrics`` on the configured port (0: off)."""
-    if settings.metrics_port:
+def start_metrics(settings: Settings) -> bool:
+    """Serve ``/metrics`` on the configured port (0: off); False, with an error logged, when the port is taken.
+
+    A port clash (a second worker process on the same host) never stops the worker: it delivers without
+    ``/metrics`` and the log says which setting to change.
+    """
+    if not settings.metrics_port:
+        return True
+    try:
         start_metrics_server(fleet_metrics(settings), settings.metrics_port)
+    except OSError as exc:
+        log.error(
+            "metrics endpoint not started: port %d cannot be bound (%s); this worker delivers without /metrics. "
+            "Give each worker process on a host its own CIO_METRICS_PORT (or 0 to turn the endpoint off)",
+            settings.metrics_port,
+            exc.strerror or exc,
+            extra={"metrics_port": settings.metrics_port},
+        )
+        return False
+    return True
 
 
 def secrets(settings: Settings) -> list[str]:
