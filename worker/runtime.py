@@ -10,6 +10,7 @@ import threading
 import redis
 
 from worker.delivery import CustomerIOClient
+from worker.health import Health
 from worker.logs import settings_secrets
 from worker.metrics import FleetMetrics, start_metrics_server
 from worker.partitions import PartitionStore
@@ -25,6 +26,8 @@ _lock = threading.Lock()
 _deps: Deps | None = None
 _metrics: FleetMetrics | None = None
 _stopping = threading.Event()
+#: What ``/healthz`` and ``/livez`` report: the Celery consumer's and the sweeper's beats.
+health = Health()
 #: Threads of this worker process, as Celery started it (``set_concurrency``).
 _concurrency = 32
 
@@ -86,7 +89,7 @@ def start_metrics(settings: Settings) -> bool:
     if not settings.metrics_port:
         return True
     try:
-        start_metrics_server(fleet_metrics(settings), settings.metrics_port)
+        start_metrics_server(fleet_metrics(settings), settings.metrics_port, health=health)
     except OSError as exc:
         log.error(
             "metrics endpoint not started: port %d cannot be bound (%s); this worker delivers without /metrics. "
