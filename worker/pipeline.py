@@ -13,10 +13,10 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from producers._wire import KICK_TTL_MS
+from worker.credentials import resume_if_credentials_changed
 from worker.partitions import Entry
 from worker.planning import PlannedEntry, plan_entries
 from worker.ports import Deps
-from worker.ratelimit import credentials_fingerprint
 from worker.sending import BatchSender, Deferred, Failure
 from worker.settings import WorkspaceConfig
 from worker.transform import TransformOptions
@@ -154,13 +154,9 @@ class PartitionDrainer:
     def _check_credentials_pause(self) -> None:
         """Hold a workspace whose credentials were refused, until they change or a probe is due."""
         limiter, name = self.deps.limiter, self.workspace.name
-        pause = limiter.auth_pause(name)
-        if pause is None:
+        if limiter.auth_pause(name) is None:
             return
-        key = self.workspace.api_key.get_secret_value()
-        if pause.fingerprint != credentials_fingerprint(self.workspace.site_id, key):
-            log.info("credentials changed; resuming the paused workspace", extra=self._extra())
-            limiter.clear_auth_pause(name)
+        if resume_if_credentials_changed(limiter, self.deps.store, self.workspace):
             return
         interval_ms = int(self.deps.settings.auth_probe_interval_s * 1000)
         wait_s = self.deps.store.claim_probe(name, interval_ms)

@@ -16,9 +16,10 @@ from typing import Final
 import redis
 
 from producers._wire import KICK_TTL_MS
+from worker.credentials import resume_if_credentials_changed
 from worker.partitions import PartitionStore
-from worker.ratelimit import WorkspaceLimiter, credentials_fingerprint
-from worker.settings import Settings, WorkspaceConfig
+from worker.ratelimit import WorkspaceLimiter
+from worker.settings import Settings
 
 log = logging.getLogger("cio_fleet.sweeper")
 
@@ -31,20 +32,6 @@ ALARM_EVERY_S: Final = 60.0
 def workers_key(prefix: str) -> str:
     """The hash of live workers: ``host:pid`` → last heartbeat (unix seconds)."""
     return f"{prefix}:workers"
-
-
-def resume_if_credentials_changed(limiter: WorkspaceLimiter, store: PartitionStore, workspace: WorkspaceConfig) -> bool:
-    """Lift a 401/403 pause whose credentials are not the configured ones any more; True when lifted."""
-    pause = limiter.auth_pause(workspace.name)
-    if pause is None:
-        return False
-    current = credentials_fingerprint(workspace.site_id, workspace.api_key.get_secret_value())
-    if pause.fingerprint == current:
-        return False
-    limiter.clear_auth_pause(workspace.name)
-    store.end_retry_timers(workspace.name, workspace.partitions)
-    log.info("credentials changed; resuming the paused workspace", extra={"workspace": workspace.name})
-    return True
 
 
 def dead_letter_alarms(settings: Settings, store: PartitionStore) -> list[tuple[str, int]]:

@@ -15,8 +15,9 @@ from worker.fake_customerio import FakeCustomerIO
 from worker.partitions import PartitionStore
 from worker.pipeline import drain
 from worker.ports import Deps
-from worker.ratelimit import WorkspaceLimiter
+from worker.ratelimit import WorkspaceLimiter, authpause_key
 from worker.settings import Settings
+from worker.sweeper import sweep_once
 
 SITE, KEY = "site-p", "key-p"
 
@@ -269,3 +270,23 @@ def test_the_sweeper_reports_dead_letter_queues_past_the_alarm(redis_client, key
     assert dead_letter_alarms(deps.settings, deps.store) == [("ws", 5)]
     redis_client.xtrim(dlq_key(key_prefix, "ws"), maxlen=4, approximate=False)
     assert dead_letter_alarms(deps.settings, deps.store) == []
+
+
+def test_a_drain_that_notices_new_credentials_first_also_ends_the_paused_partitions_timers(
+    redis_client, key_prefix, stand_in
+):
+    # Given a workspace paused for credentials that are not the configured ones any more (a restart with a fixed
+    # key), partition 1 parked behind its retry timer, and partition 0 kicked before the sweeper's first round
+    deps = make_deps(redis_client, key_prefix, stand_in.url, workspace={"partitions": 2})
+    deps.limiter.pause_auth("ws", status=401, reason="refused", fingerprint="fingerprint-of-the-old-key")
+    put(redis_client, key_prefix, track(0))
+    redis_client.xadd(stream_key(key_prefix, "ws", 1), {"v": "1", "event": orjson.dumps(track(1, userId="u2"))})
+    redis_client.set(lease_key(key_prefix, "ws", 1), "retry", px=60_000)
+    # When partition 0's drain lifts the pause
+    assert drain(deps, "ws", 0).action == "done"
+    assert not redis_client.exists(authpause_key(key_prefix, "ws"))
+    # Then partition 1 does not wait out a timer set for the old credentials: the sweeper kicks it at once
+    assert not redis_client.exists(lease_key(key_prefix, "ws", 1))
+    kicked: list[tuple[str, int]] = []
+    sweep_once(deps.settings, deps.store, deps.limiter, lambda ws, p: kicked.append((ws, p)))
+    assert kicked == [("ws", 1)]

@@ -1,0 +1,38 @@
+"""The one rule for lifting a workspace's credentials pause when its configured credentials changed.
+
+A 401/403 pauses the workspace fleet-wide (``WorkspaceLimiter.pause_auth``) with a fingerprint of the credentials
+that failed, and parks its partitions behind retry timers as long as the probe interval. When the configured
+credentials differ from that fingerprint, the pause is lifted *and* those timers end, so every partition drains at
+once. Whoever notices first does both (a drain that starts before the sweeper's first round, or the sweeper), so
+no partition waits out a timer set for credentials that are gone.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from worker.partitions import PartitionStore
+from worker.ratelimit import WorkspaceLimiter, credentials_fingerprint
+from worker.settings import WorkspaceConfig
+
+log = logging.getLogger("cio_fleet.credentials")
+
+
+def configured_fingerprint(workspace: WorkspaceConfig) -> str:
+    """The fingerprint of the workspace's configured site id and API key (never the key itself)."""
+    return credentials_fingerprint(workspace.site_id, workspace.api_key.get_secret_value())
+
+
+def resume_if_credentials_changed(limiter: WorkspaceLimiter, store: PartitionStore, workspace: WorkspaceConfig) -> bool:
+    """Lift a 401/403 pause whose credentials are not the configured ones any more, and end its retry timers.
+
+    Returns:
+        True when the pause was lifted here.
+    """
+    pause = limiter.auth_pause(workspace.name)
+    if pause is None or pause.fingerprint == configured_fingerprint(workspace):
+        return False
+    limiter.clear_auth_pause(workspace.name)
+    store.end_retry_timers(workspace.name, workspace.partitions)
+    log.info("credentials changed; resuming the paused workspace", extra={"workspace": workspace.name})
+    return True
