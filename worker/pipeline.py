@@ -152,15 +152,21 @@ class PartitionDrainer:
         self.sender.settle([], dead, skipped=skipped)
 
     def _check_credentials_pause(self) -> None:
-        """Hold a workspace whose credentials were refused, until they change or a probe is due."""
+        """Hold a workspace whose credentials were refused, until they change or a probe is due.
+
+        Time paused does not count against the retry window: the partition's run of failures ends here, and the
+        first failure after the pause (of the probe, or once resumed) starts a new one.
+        """
         limiter, name = self.deps.limiter, self.workspace.name
         pause = limiter.auth_pause(name)
         if pause is None:
             return
+        self.deps.store.end_retry_run(name, self.partition)
         key = self.workspace.api_key.get_secret_value()
         if pause.fingerprint != credentials_fingerprint(self.workspace.site_id, key):
             log.info("credentials changed; resuming the paused workspace", extra=self._extra())
             limiter.clear_auth_pause(name)
+            self.deps.store.end_retry_timers(name, self.workspace.partitions)
             return
         interval_ms = int(self.deps.settings.auth_probe_interval_s * 1000)
         wait_s = self.deps.store.claim_probe(name, interval_ms)
