@@ -161,3 +161,51 @@ def test_one_event_that_makes_customer_io_fail_is_isolated_and_the_others_are_de
     assert (letter.outcome, letter.status, letter.message_id) == ("failed_after_retries", 500, "m20")
     assert letter.last_failed_at_ms - letter.first_failed_at_ms >= 1000
     assert retry_hash(redis_client, key_prefix) == {}
+
+
+class TakeOverAfterFirstLeaseCommand(redis.Redis):
+    """A Redis client after whose first read or script on a lease another drainer takes that lease over."""
+
+    lease = ""
+    token = ""
+    taken = False
+
+    def execute_command(self, *args, **options):  # type: ignore[no-untyped-def]
+        result = super().execute_command(*args, **options)
+        if not self.taken and args[0] in ("GET", "EVALSHA", "EVAL"):
+            self.taken = True
+            super().execute_command("SET", self.lease, self.token, "PX", 30_000)
+        return result
+
+
+def test_ending_retry_timers_never_frees_a_lease_another_drainer_took_meanwhile(redis_url, redis_client, key_prefix):
+    # Given a partition waiting for its retry timer, and a drainer that takes its lease right after the first look
+    client = TakeOverAfterFirstLeaseCommand(connection_pool=redis.ConnectionPool.from_url(redis_url))
+    client.lease, client.token = lease_key(key_prefix, "ws", 0), "drainer-2"
+    redis_client.set(lease_key(key_prefix, "ws", 0), RETRY, px=30_000)
+    # When the workspace's retry timers are ended (its credentials changed)
+    PartitionStore(client, key_prefix).end_retry_timers("ws", 1)
+    client.close()
+    # Then the new owner still holds the partition: the timer was freed, or left, in one step
+    assert client.taken
+    assert redis_client.get(lease_key(key_prefix, "ws", 0)) == b"drainer-2"
+
+
+def test_ending_retry_timers_frees_timers_only_and_ends_every_run(redis_client, key_prefix):
+    store = PartitionStore(redis_client, key_prefix)
+    leases = {0: RETRY, 1: "kicked", 2: "owner-token"}
+    for partition, value in leases.items():
+        redis_client.set(lease_key(key_prefix, "ws", partition), value, px=30_000)
+        redis_client.hset(f"{key_prefix}:retry:ws:{partition}", mapping={"attempts": 4, "first_failed_at": 1})
+    redis_client.set(f"{key_prefix}:authprobe:ws", "1", px=30_000)
+
+    assert store.end_retry_timers("ws", 4) == 1
+
+    assert [redis_client.get(lease_key(key_prefix, "ws", p)) for p in range(4)] == [
+        None,
+        b"kicked",
+        b"owner-token",
+        None,
+    ]
+    assert [store.retry_state("ws", p) for p in range(4)] == [None] * 4
+    assert not redis_client.exists(f"{key_prefix}:authprobe:ws")
