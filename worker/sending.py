@@ -197,9 +197,7 @@ class BatchSender:
         window_ms = self.deps.settings.retry.window_s * 1000
         expired = [e for e in run if now - max(first_failed, e.entry.enqueued_at_ms) >= window_ms]
         if expired:
-            reason = f"failed after retries: {exc}"
-            failure = Failure("failed_after_retries", reason, exc.status, first_failed_at_ms=first_failed)
-            self.settle([], [(entry, failure) for entry in expired], attempts=attempts, clear_retry=True)
+            self._expire(expired, exc, attempts, first_failed)
             if len(expired) == len(run):
                 self._failing_since_ms = first_failed
                 return
@@ -211,6 +209,12 @@ class BatchSender:
         level = logging.DEBUG if throttled else logging.WARNING
         log.log(level, "delivery failed; will retry", extra=self._extra(exc, attempts, delay))
         raise Deferred(delay, str(exc))
+
+    def _expire(self, expired: Sequence[PlannedEntry], exc: RetryableError, attempts: int, first_failed: int) -> None:
+        """Dead-letter entries whose retry window closed; each failed since the run began, or since it was written."""
+        failure = Failure("failed_after_retries", f"failed after retries: {exc}", exc.status)
+        dead = [(e, replace(failure, first_failed_at_ms=max(first_failed, e.entry.enqueued_at_ms))) for e in expired]
+        self.settle([], dead, attempts=attempts, clear_retry=True)
 
     def _retry_delay(self, exc: RetryableError, attempts: int) -> float:
         """The partition's wait before its next attempt; a 429 also pauses the whole workspace."""

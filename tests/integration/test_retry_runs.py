@@ -209,3 +209,23 @@ def test_ending_retry_timers_frees_timers_only_and_ends_every_run(redis_client, 
     ]
     assert [store.retry_state("ws", p) for p in range(4)] == [None] * 4
     assert not redis_client.exists(f"{key_prefix}:authprobe:ws")
+
+
+def test_when_customer_io_keeps_failing_past_the_window_every_batch_that_waited_it_is_dead_lettered(
+    redis_client, key_prefix, stand_in
+):
+    # Given a run of 503s on a partition with two batches of two events
+    retry = {"base_s": 0.01, "cap_s": 0.02, "window_s": 0.5}
+    deps = make_deps(redis_client, key_prefix, stand_in.url, retry=retry, max_events=2)
+    put(redis_client, key_prefix, *[track(n) for n in range(4)])
+    fail_times(deps, redis_client, key_prefix, stand_in, 1)
+    store = PartitionStore(redis_client, key_prefix)
+    first_failed = int(retry_hash(redis_client, key_prefix)[b"first_failed_at"])
+    while store.now_ms() - first_failed < 600:
+        time.sleep(0.05)
+    # When Customer.io still fails after the window
+    drain_now(deps, redis_client, key_prefix)
+    # Then the head batch expires, and so does the batch behind it, which waited as long in the failing partition
+    assert [letter.message_id for letter in dead_letters(redis_client, key_prefix)] == ["m0", "m1", "m2", "m3"]
+    assert {letter.outcome for letter in dead_letters(redis_client, key_prefix)} == {"failed_after_retries"}
+    assert retry_hash(redis_client, key_prefix) == {}
