@@ -9,10 +9,11 @@ import logging
 import sys
 from typing import Any, Final
 
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
 
 from producers._wire import drain_queue
 from worker import runtime
+from worker.health import CONSUMER_BEAT_S, CONSUMER_STALE_S
 from worker.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("cio_fleet.worker")
@@ -59,8 +60,34 @@ def create_app(settings: Settings) -> Celery:
     return celery_app
 
 
+#: A sweeper loop that has not gone round for this long (or 5 sweep intervals, if longer) is unhealthy.
+SWEEPER_STALE_S: Final = 30.0
+
+
+class ConsumerBeat(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Beats the health check from the consumer's own timer while it consumes; marks it down when it stops."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._timer: Any = None
+
+    def start(self, parent: Any) -> None:
+        runtime.health.beat("consumer")
+        self._timer = parent.timer.call_repeatedly(CONSUMER_BEAT_S, runtime.health.beat, ("consumer",))
+
+    def stop(self, parent: Any) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        runtime.health.down("consumer", "consumer stopped (broker connection lost, or shutting down)")
+
+
 settings = _load()
 app = create_app(settings)
+runtime.health.watch("consumer", CONSUMER_STALE_S)
+app.steps["consumer"].add(ConsumerBeat)
 _sweeper: Any = None
 
 
@@ -100,9 +127,12 @@ def _start_background(**_: Any) -> None:
     from worker.tasks import kick
 
     deps = runtime.deps(settings)
-    runtime.start_metrics(settings)
+    # The sweeper first: delivery machinery never depends on the metrics endpoint starting.
     _sweeper = Sweeper(settings, runtime.redis_client(settings), kick, runtime.identity())
+    runtime.health.watch("sweeper", max(SWEEPER_STALE_S, 5 * settings.sweep_interval_s))
+    _sweeper.on_round = lambda: runtime.health.beat("sweeper")
     _sweeper.start()
+    runtime.start_metrics(settings)
     log.info("worker ready", extra={"workspaces": len(settings.workspaces), "host": deps.host})
 
 

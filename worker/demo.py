@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,12 +22,16 @@ from producers import Producer
 from producers._wire import stream_key
 from worker.examples import edge_cases, origin_examples, synthetic_events
 from worker.localfleet import start_worker, stop_worker, wait_until_registered
-from worker.settings import Settings, WorkspaceConfig
+from worker.settings import ConfigError, Settings, WorkspaceConfig
 
 #: Credentials of the stand-in's demo workspace.
 DEMO_SITE_ID, DEMO_API_KEY = "demo-site", "demo-api-key"
 
 Say = Callable[[str], None]
+#: Where the demo sends: a local stand-in, or Customer.io with a configured workspace.
+Target = Literal["standin", "configured"]
+#: What ``--target`` accepts: ``auto`` picks ``configured`` when workspaces are configured.
+DemoTarget = Literal["auto", "standin", "configured"]
 
 
 @dataclass
@@ -141,27 +145,75 @@ def enqueue(settings: Settings, prefix: str, workspace: WorkspaceConfig, events:
         return producer.enqueue_many(events).enqueued
 
 
-def wait_for_outcomes(port: int, summary: DemoSummary, workspace: str, timeout_s: float) -> None:
-    """Poll the worker's metrics until every enqueued event has an outcome, or the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+#: How often a long wait says how far it got.
+PROGRESS_EVERY_S = 10.0
+
+
+def wait_for_outcomes(port: int, summary: DemoSummary, workspace: str, timeout_s: float, say: Say) -> bool:
+    """Poll the worker's metrics until every enqueued event has an outcome; False (and a message) on timeout."""
+    started = time.monotonic()
+    next_progress = started + PROGRESS_EVERY_S
+    while True:
         with contextlib.suppress(OSError):
             fill_summary(summary, scrape(port, workspace))
         if summary.settled >= summary.sent:
-            return
+            return True
+        now = time.monotonic()
+        if now - started >= timeout_s:
+            say(f"timed out after {timeout_s:.0f} s: {summary.settled} of {summary.sent} events have an outcome")
+            return False
+        if now >= next_progress:
+            say(f"waiting: {summary.settled} of {summary.sent} events have an outcome")
+            next_progress = now + PROGRESS_EVERY_S
         time.sleep(0.2)
 
 
-def run_demo(
-    settings: Settings, *, workspace_name: str | None, synthetic: int, timeout_s: float, say: Say
-) -> DemoSummary:
-    """Run the whole job once and return its summary."""
-    real = bool(settings.workspaces)
-    if real:
+def describe_target(settings: Settings, target: Target, workspace_name: str | None) -> str:
+    """One line that says where the demo's events go, and how to choose otherwise."""
+    if target == "configured":
         name = workspace_name or sorted(settings.workspaces)[0]
-        with _real_target(settings, name) as (workspace, fake):
-            return _run(settings, settings.key_prefix, workspace, fake, synthetic, timeout_s, say, None)
+        return (
+            f"target: Customer.io, configured workspace {name!r} ({settings.workspace(name).base_url}); "
+            "`--target standin` sends to a local stand-in instead"
+        )
+    ignored = f"; {len(settings.workspaces)} configured workspace(s) ignored" if settings.workspaces else ""
+    return f"target: a local Customer.io stand-in{ignored} (`--target configured` sends to Customer.io)"
+
+
+def choose_target(settings: Settings, target: DemoTarget) -> Target:
+    """``auto``: Customer.io when workspaces are configured, else the stand-in.
+
+    Raises:
+        ConfigError: ``configured`` was asked for and no workspace is configured.
+    """
+    if target == "auto":
+        return "configured" if settings.workspaces else "standin"
+    if target == "configured" and not settings.workspaces:
+        raise ConfigError("--target configured: no workspace is configured (CIO_WORKSPACES_FILE or CIO_WORKSPACES__*)")
+    return target
+
+
+def run_demo(
+    settings: Settings, *, target: Target, workspace_name: str | None, synthetic: int, timeout_s: float, say: Say
+) -> DemoSummary:
+    """Run the whole job once, under a key prefix of its own, and return its summary.
+
+    The prefix of its own means no other worker on the same Redis takes the demo's events (or waits for them). With
+    the stand-in its keys are deleted afterwards; with Customer.io they are deleted only once every event has an
+    outcome, and otherwise kept (and named) so that nothing is lost.
+    """
     prefix = f"cio-demo-{uuid.uuid4().hex[:8]}"
+    if target == "configured":
+        workspace = settings.workspace(workspace_name or sorted(settings.workspaces)[0])
+        summary = _run(settings, prefix, workspace, None, synthetic, timeout_s, say, None)
+        if summary.settled >= summary.sent:
+            _forget(settings, prefix)
+        else:
+            say(
+                f"events still waiting are kept under the key prefix {prefix!r}: see them with "
+                f"`CIO_KEY_PREFIX={prefix} cio-fleet status`, finish them with a worker started with that prefix"
+            )
+        return summary
     with standin_workspace(say) as (workspace, fake), tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "workspaces.toml"
         path.write_text(workspaces_toml(workspace), encoding="utf-8")
@@ -169,11 +221,6 @@ def run_demo(
             return _run(settings, prefix, workspace, fake, synthetic, timeout_s, say, str(path))
         finally:
             _forget(settings, prefix)
-
-
-@contextmanager
-def _real_target(settings: Settings, name: str) -> Iterator[tuple[WorkspaceConfig, None]]:
-    yield settings.workspace(name), None
 
 
 def _forget(settings: Settings, prefix: str) -> None:
@@ -206,12 +253,13 @@ def _run(
         started = time.monotonic()
         summary.sent = enqueue(settings, prefix, workspace, events)
         summary.refused_by_producer = len(events) - summary.sent
-        wait_for_outcomes(port, summary, workspace.name, timeout_s)
+        wait_for_outcomes(port, summary, workspace.name, timeout_s, say)
         summary.elapsed_s = time.monotonic() - started
         if fake is not None:
             summary.accepted_by_standin = len(fake.accepted(DEMO_SITE_ID))
-        if backlog(client, prefix, workspace):
-            say("timed out: some events are still waiting (see `cio-fleet status`)")
+        waiting = backlog(client, prefix, workspace)
+        if waiting:
+            say(f"{waiting} event(s) still wait in their partitions")
     finally:
         stop_worker(process)
         client.close()

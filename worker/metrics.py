@@ -22,19 +22,25 @@ mode.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from producers._wire import enqueued_key, stream_key
 from worker.deadletter.records import dlq_key
+from worker.health import Health
 from worker.ratelimit import authpause_key, pause_key
+
+WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
 if TYPE_CHECKING:
     import redis
@@ -377,18 +383,54 @@ def _redis_up(up: bool) -> GaugeMetricFamily:
     return GaugeMetricFamily("cio_fleet_redis_up", "1 when the last scrape could read Redis.", value=int(up))
 
 
-def start_metrics_server(metrics: FleetMetrics, port: int, addr: str = "0.0.0.0") -> WSGIServer | None:
-    """Serve ``/metrics`` of this process's registry on a daemon thread.
+def start_metrics_server(
+    metrics: FleetMetrics, port: int, addr: str = "0.0.0.0", health: Health | None = None
+) -> WSGIServer | None:
+    """Serve ``/metrics`` of this process's registry (and ``/healthz`` when ``health`` is given) on a daemon thread.
 
     Args:
         metrics: The process's metrics.
         port: TCP port; 0 turns the endpoint off.
         addr: Address to bind (all interfaces by default, for Kubernetes scrapes).
+        health: The process's health; ``/healthz`` (ready) and ``/livez`` (alive) answer 200 or 503, with JSON.
 
     Returns:
         The server (``shutdown()`` then ``server_close()`` stop it), or None when ``port`` is 0.
+
+    Raises:
+        OSError: The port cannot be bound.
     """
     if port == 0:
         return None
-    server, _thread = start_http_server(port, addr, registry=metrics.registry)
-    return server
+    if health is None:
+        server, _thread = start_http_server(port, addr, registry=metrics.registry)
+        return server
+    app = with_health(make_wsgi_app(metrics.registry), health)
+    httpd = make_server(addr, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=httpd.serve_forever, name="cio-fleet-metrics", daemon=True).start()
+    return httpd
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log line per scrape or probe."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def with_health(metrics_app: WsgiApp, health: Health) -> WsgiApp:
+    """A WSGI app answering ``/healthz`` and ``/livez`` from ``health``, everything else from ``metrics_app``."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO")
+        if path not in ("/healthz", "/livez"):
+            return metrics_app(environ, start_response)
+        healthy, parts = health.report(live=path == "/livez")
+        body = orjson.dumps(
+            {"healthy": healthy, "parts": {p.name: {"healthy": p.healthy, "detail": p.detail} for p in parts}}
+        )
+        status = "200 OK" if healthy else "503 Service Unavailable"
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app

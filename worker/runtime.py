@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -9,6 +10,7 @@ import threading
 import redis
 
 from worker.delivery import CustomerIOClient
+from worker.health import Health
 from worker.logs import settings_secrets
 from worker.metrics import FleetMetrics, start_metrics_server
 from worker.partitions import PartitionStore
@@ -18,10 +20,14 @@ from worker.settings import Settings
 from worker.shutdown import ShutdownWatchdog
 from worker.slots import WorkspaceSlots
 
+log = logging.getLogger("cio_fleet.worker")
+
 _lock = threading.Lock()
 _deps: Deps | None = None
 _metrics: FleetMetrics | None = None
 _stopping = threading.Event()
+#: What ``/healthz`` and ``/livez`` report: the Celery consumer's and the sweeper's beats.
+health = Health()
 #: Threads of this worker process, as Celery started it (``set_concurrency``).
 _concurrency = 32
 
@@ -74,10 +80,26 @@ def fleet_metrics(settings: Settings) -> FleetMetrics:
     return _metrics
 
 
-def start_metrics(settings: Settings) -> None:
-    """Serve ``/metrics`` on the configured port (0: off)."""
-    if settings.metrics_port:
-        start_metrics_server(fleet_metrics(settings), settings.metrics_port)
+def start_metrics(settings: Settings) -> bool:
+    """Serve ``/metrics`` on the configured port (0: off); False, with an error logged, when the port is taken.
+
+    A port clash (a second worker process on the same host) never stops the worker: it delivers without
+    ``/metrics`` and the log says which setting to change.
+    """
+    if not settings.metrics_port:
+        return True
+    try:
+        start_metrics_server(fleet_metrics(settings), settings.metrics_port, health=health)
+    except OSError as exc:
+        log.error(
+            "metrics endpoint not started: port %d cannot be bound (%s); this worker delivers without /metrics. "
+            "Give each worker process on a host its own CIO_METRICS_PORT (or 0 to turn the endpoint off)",
+            settings.metrics_port,
+            exc.strerror or exc,
+            extra={"metrics_port": settings.metrics_port},
+        )
+        return False
+    return True
 
 
 def secrets(settings: Settings) -> list[str]:

@@ -80,6 +80,8 @@ class Sweeper:
         self._stop = threading.Event()
         self._alarmed: dict[str, float] = {}
         self._thread = threading.Thread(target=self._loop, name="cio-fleet-sweeper", daemon=True)
+        #: Called after every round, failed or not (the health check's beat: the loop is alive).
+        self.on_round: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         """Start sweeping in the background."""
@@ -122,6 +124,7 @@ class Sweeper:
             except Exception:
                 log.exception("sweep failed; trying again next interval")
                 kicked = 0
+            self.on_round()
             if kicked:
                 log.info("sweeper kicked idle partitions", extra={"kicked": kicked})
             if self._stop.wait(self.settings.sweep_interval_s):

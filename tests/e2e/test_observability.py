@@ -103,3 +103,23 @@ def test_logs_of_a_real_run_are_json_lines_without_secrets(stand_in, make_fleet)
     assert "key-a" not in fleet.logs()
     assert "a2V5LWE" not in fleet.logs()  # base64 of the key, as in an Authorization header
     assert not any("Bought" in line for line in lines if '"level": "INFO"' in line)
+
+
+def test_a_metrics_port_clash_never_disables_delivery(stand_in, make_fleet, redis_client, key_prefix):
+    # Given a worker serving metrics on a port, and a second worker on the same host told to use the same port
+    port = free_port()
+    fleet = make_fleet(standin_workspaces(stand_in.url, "a"), CIO_METRICS_PORT=str(port), CIO_SWEEP_INTERVAL_S="0.3")
+    fleet.start(1)
+    # Then the second one still starts its sweeper (its heartbeat is how `start` knows it is up) ...
+    (second,) = fleet.start(1)
+    fleet.processes[0].kill()
+    fleet.processes[0].wait(timeout=10)
+    # ... and with the first one gone, it alone delivers an event that no producer kicked (only its sweeper can)
+    redis_client.xadd(
+        f"{key_prefix}:s:wsa:0", {"v": "1", "event": '{"type":"track","anonymousId":"x","event":"E","messageId":"m"}'}
+    )
+    wait_for(lambda: len(stand_in.requests()) == 1, 30, "the raw XADD event delivered by the second worker")
+    assert second.poll() is None
+    # And its log says what happened and which setting to change
+    assert f"port {port} cannot be bound" in fleet.logs()
+    assert "CIO_METRICS_PORT" in fleet.logs()

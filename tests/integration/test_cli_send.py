@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +61,12 @@ def test_a_file_of_good_and_bad_lines_enqueues_the_good_and_reports_the_bad(
     assert result.exit_code == 1
     assert result.stdout == "enqueued 3 event(s)\n"
     rejected = result.stderr.splitlines()
-    assert rejected[0] == "line 4: event: required for track"
-    assert rejected[1].startswith("line 5: not valid JSON")
-    assert rejected[2] == "line 8: (event): must be a JSON object"
-    assert len(rejected) == 3
+    assert rejected[0] == "line 2: line is empty"
+    assert rejected[1] == "line 4: event: required for track"
+    assert rejected[2].startswith("line 5: not valid JSON: ") and rejected[2].endswith(" at column 2")
+    assert rejected[3] == "line 6: line is empty"
+    assert rejected[4] == "line 8: (event): must be a JSON object"
+    assert len(rejected) == 5
     events = written(redis_client, key_prefix)
     assert sorted(e["type"] for e in events) == ["alias", "identify", "track"]
     assert next(e for e in events if e["type"] == "track")["custom"] == {"kept": True}
@@ -129,3 +134,50 @@ def test_an_unreachable_redis_exits_3_naming_the_url_without_its_password(
     assert result.exit_code == 3
     assert "redis://admin:***@127.0.0.1:1/0" in result.stderr
     assert "hunter2" not in result.stdout + result.stderr
+
+
+def run_send(env: dict[str, str], workspaces: Path, *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    """``cio-fleet send`` as a real process."""
+    command = [str(Path(sys.executable).with_name("cio-fleet")), "send", "-w", WS, "--workspaces", str(workspaces)]
+    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith("CIO_")}, **env}
+    return subprocess.run([*command, *args], env=full_env, input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_json_errors_name_the_input_line_and_a_column_only(
+    workspaces: Path, env: dict[str, str], redis_client: redis.Redis[bytes], key_prefix: str
+) -> None:
+    # A truncated object: orjson would say "line 2 column 1" of the one-line document; only the file's line counts
+    done = run_send(env, workspaces, "-", stdin='{"type": "track", "userId": "u", "event": "e"}\n{"type":\n')
+    assert done.returncode == 1
+    (problem,) = done.stderr.splitlines()
+    assert problem.startswith("line 2: not valid JSON: ") and problem.endswith(" at column 9")
+    assert "line 1" not in problem and "column 1 " not in problem
+
+
+def test_check_refuses_what_the_mapping_would_reject_and_enqueues_the_rest(
+    workspaces: Path, env: dict[str, str], redis_client: redis.Redis[bytes], key_prefix: str
+) -> None:
+    lines = [
+        '{"type": "page", "userId": "u1", "name": "Home"}',
+        '{"type": "page", "userId": "u1", "properties": {"url": "https://example.com/"}}',
+    ]
+    unchecked = run_send(env, workspaces, "-", stdin="\n".join(lines) + "\n")
+    assert (unchecked.returncode, unchecked.stdout) == (0, "enqueued 2 event(s)\n")
+    checked = run_send(env, workspaces, "--check", "-", stdin="\n".join(lines) + "\n")
+    assert (checked.returncode, checked.stdout) == (1, "enqueued 1 event(s)\n")
+    (refusal,) = checked.stderr.splitlines()
+    assert refusal.startswith("line 1: the mapping rejects it: ") and "url" in refusal
+    assert len(written(redis_client, key_prefix)) == 3
+
+
+def test_json_prints_one_summary_with_the_rejected_lines(
+    workspaces: Path, env: dict[str, str], redis_client: redis.Redis[bytes], key_prefix: str
+) -> None:
+    done = run_send(env, workspaces, "--json", "-", stdin='{"type": "track", "userId": "u"}\n\n' + LINES[0] + "\n")
+    assert (done.returncode, done.stderr) == (1, "")
+    assert orjson.loads(done.stdout) == {
+        "enqueued": 1,
+        "rejected": [{"line": 1, "reason": "event: required for track"}, {"line": 2, "reason": "line is empty"}],
+        "exit_code": 1,
+        "error": None,
+    }

@@ -166,11 +166,18 @@ def test_the_worker_starts_after_redis_is_healthy(worker: dict[str, Any]) -> Non
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
-def test_the_worker_has_a_celery_ping_healthcheck(worker: dict[str, Any]) -> None:
-    """A worker is healthy when it answers Celery's ping under its own node name."""
+def test_the_worker_healthcheck_asks_its_own_health_endpoint(worker: dict[str, Any]) -> None:
+    """A worker is healthy when its /healthz on the metrics port says so (no Celery broadcast per check)."""
     test = " ".join(worker["healthcheck"]["test"])
-    assert "inspect ping" in test
-    assert "celery@$HOSTNAME" in test
+    port = worker["environment"].get("CIO_METRICS_PORT", "9808")
+    assert f"http://127.0.0.1:{port}/healthz" in test
+    assert "inspect ping" not in test
+
+
+def test_redis_is_published_away_from_the_local_6379(compose: dict[str, Any]) -> None:
+    """`make demo` and `make test` may run a Redis on 6379: compose's own defaults to another host port."""
+    (mapping,) = compose["services"]["redis"]["ports"]
+    assert mapping.startswith("127.0.0.1:") and ":-6379}" not in mapping
 
 
 def test_the_worker_runs_with_a_read_only_root(worker: dict[str, Any]) -> None:

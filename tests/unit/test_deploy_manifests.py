@@ -231,16 +231,45 @@ def test_the_only_writable_path_is_an_empty_dir_on_tmp() -> None:
     assert all(m.get("readOnly") for path, m in mounts.items() if path != "/tmp")
 
 
-def test_probes_use_the_metrics_endpoint_and_celery_ping() -> None:
-    """Liveness and startup ask /metrics on CIO_METRICS_PORT; readiness asks the worker's Celery ping."""
+def test_probes_use_the_workers_own_health_endpoints() -> None:
+    """Startup and liveness ask /livez, readiness /healthz, on CIO_METRICS_PORT: no Celery client per probe."""
     resources = base_resources()
     container = worker_container(resources)
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports["metrics"] == int(configured_env(resources)["CIO_METRICS_PORT"])
     for probe in ("livenessProbe", "startupProbe"):
-        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
-    readiness = " ".join(container["readinessProbe"]["exec"]["command"])
-    assert 'inspect ping -d "celery@$HOSTNAME"' in readiness
+        assert container[probe]["httpGet"] == {"path": "/livez", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert all("exec" not in container[probe] for probe in ("livenessProbe", "startupProbe", "readinessProbe"))
+
+
+@pytest.mark.parametrize("build", sorted(BUILDS))
+def test_keda_owns_the_replica_count(build: str) -> None:
+    """No build sets replicas on the Deployment: every apply would reset the count KEDA chose."""
+    assert "replicas" not in find(BUILDS[build], "Deployment")["spec"]
+    assert find(BUILDS[build], "ScaledObject")["spec"]["minReplicaCount"] >= 2
+
+
+@pytest.mark.parametrize("build", sorted(BUILDS))
+def test_pods_are_scraped_once_by_the_service_monitor(build: str) -> None:
+    """A ServiceMonitor and prometheus.io annotations together would scrape every pod twice."""
+    template = find(BUILDS[build], "Deployment")["spec"]["template"]
+    annotations = template["metadata"].get("annotations", {})
+    assert not any(key.startswith("prometheus.io/") for key in annotations)
+    assert find(BUILDS[build], "ServiceMonitor")
+
+
+def test_the_keda_redis_example_reads_a_key_the_example_secret_has() -> None:
+    """The TriggerAuthentication's secret key exists, and the list length per pod is the pod's concurrency."""
+    documents = load_documents(DEPLOY / "examples" / "scaledobject-redis-list.yaml")
+    auth = next(doc for doc in documents if doc["kind"] == "TriggerAuthentication")
+    scaled = next(doc for doc in documents if doc["kind"] == "ScaledObject")
+    secrets = {doc["metadata"]["name"]: doc for doc in load_documents(DEPLOY / "base" / "secret.example.yaml")}
+    for target in auth["spec"]["secretTargetRef"]:
+        assert target["key"] in secrets[target["name"]]["stringData"]
+    args = worker_container(base_resources())["args"]
+    concurrency = args[args.index("--concurrency") + 1]
+    assert scaled["spec"]["triggers"][0]["metadata"]["listLength"] == concurrency
 
 
 @pytest.mark.parametrize("build", sorted(BUILDS))
@@ -381,7 +410,8 @@ def test_the_production_overlay_removes_the_example_secrets_and_pins_the_image()
 def test_the_production_overlay_patches_replicas_resources_and_region() -> None:
     """The overlay changes what it says it changes, and keeps the base's hardening."""
     base, production = BUILDS["base"], BUILDS["production"]
-    assert find(production, "Deployment")["spec"]["replicas"] > find(base, "Deployment")["spec"]["replicas"]
+    minimum = find(production, "ScaledObject")["spec"]["minReplicaCount"]
+    assert minimum > find(base, "ScaledObject")["spec"]["minReplicaCount"]
     assert worker_container(production)["resources"] != worker_container(base)["resources"]
     assert worker_container(production)["securityContext"] == worker_container(base)["securityContext"]
     toml_text = find(production, "ConfigMap", "cio-fleet-workspaces")["data"]["workspaces.toml"]

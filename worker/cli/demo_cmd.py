@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import Annotated
+
 import typer
 
 from worker.settings import ConfigError, load_settings
+
+
+class TargetChoice(StrEnum):
+    """Where ``cio-fleet demo`` sends its events."""
+
+    AUTO = "auto"
+    STANDIN = "standin"
+    CONFIGURED = "configured"
 
 
 def register(app: typer.Typer) -> None:
@@ -13,7 +24,15 @@ def register(app: typer.Typer) -> None:
 
 
 def demo(
-    workspace: str | None = typer.Option(None, help="Workspace to send to when real workspaces are configured."),
+    target: Annotated[
+        TargetChoice,
+        typer.Option(
+            "--target",
+            help="standin: a local Customer.io stand-in; configured: Customer.io with a configured workspace; "
+            "auto: configured when workspaces are configured (CIO_WORKSPACES_FILE or CIO_WORKSPACES__*), else standin.",
+        ),
+    ] = TargetChoice.AUTO,
+    workspace: str | None = typer.Option(None, help="Workspace to send to with --target configured."),
     synthetic: int | None = typer.Option(
         None, min=0, help="Synthetic events besides the origin examples (default 3000 with the stand-in, 0 otherwise)."
     ),
@@ -21,18 +40,22 @@ def demo(
 ) -> None:
     """Start a worker, send the origin document's examples plus synthetic events, and summarise the outcome.
 
-    Without configured workspaces (CIO_WORKSPACES_FILE or CIO_WORKSPACES__*), events go to a local Customer.io
-    stand-in; with them, to Customer.io itself.
+    The first line says where the events go. Exit codes: 0 every event has an outcome; 1 some did not within
+    --timeout; 2 bad option or configuration.
     """
-    from worker.demo import run_demo
+    from worker.demo import choose_target, describe_target, run_demo
 
     try:
         settings = load_settings()
+        chosen = choose_target(settings, target.value)
+        typer.echo(describe_target(settings, chosen, workspace))
     except ConfigError as exc:
         typer.echo(f"cio-fleet: {exc}", err=True)
         raise typer.Exit(2) from None
-    count = synthetic if synthetic is not None else (0 if settings.workspaces else 3000)
-    summary = run_demo(settings, workspace_name=workspace, synthetic=count, timeout_s=timeout, say=typer.echo)
+    count = synthetic if synthetic is not None else (3000 if chosen == "standin" else 0)
+    summary = run_demo(
+        settings, target=chosen, workspace_name=workspace, synthetic=count, timeout_s=timeout, say=typer.echo
+    )
     rate = summary.settled / summary.elapsed_s if summary.elapsed_s else 0.0
     typer.echo("")
     typer.echo(f"target               {summary.target}")

@@ -38,7 +38,8 @@ def fake_customerio(
 ) -> None:
     """Run a local Customer.io Track API v2 stand-in until Ctrl-C or SIGTERM.
 
-    Prints one line with its URL once it listens. Control endpoints: /_fake/accepted, /_fake/stats, ...
+    Prints one line with its URL once it listens. It answers POST /api/v2/batch and /api/v2/entity as Customer.io
+    does (Basic auth, size limits, schema checks, 207 with batch_index) and is driven by control endpoints.
     """
     from worker.fake_customerio import FakeCustomerIO, serve_forever
     from worker.fake_customerio.auth import parse_credential_pairs
@@ -56,6 +57,21 @@ def fake_customerio(
     serve_forever(fake, _announce)
 
 
+def control_help() -> str:
+    """The help's epilog: every control endpoint and every fault rule key, read from the stand-in itself."""
+    from worker.fake_customerio.control import ROUTES
+    from worker.fake_customerio.faults import rule_keys
+
+    endpoints = ", ".join(f"{method} {path}" for method, path in ROUTES)
+    return (
+        f"Control endpoints (no auth): {endpoints}. "
+        "Faults: PUT /_fake/faults with a JSON rule or list of rules (the first whose site_id/path scope matches "
+        f"applies); rule keys: {', '.join(rule_keys())}. "
+        """Example: curl -X PUT localhost:8899/_fake/faults -d '{"error_rate": 0.1, "latency_ms": 150}'. """
+        "README.md, 'The local stand-in', explains each key."
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``fake-customerio`` command to ``app``."""
-    app.command("fake-customerio")(fake_customerio)
+    app.command("fake-customerio", epilog=control_help())(fake_customerio)

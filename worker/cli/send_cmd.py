@@ -1,14 +1,15 @@
 """`cio-fleet send`: enqueue Segment events from a JSON Lines file (or stdin) into a workspace's streams.
 
-Each non-blank line is one event. Lines are checked and enqueued by ``producers.Producer`` in chunks (one Redis
-round trip per chunk); every refused line is reported on stderr as ``line K: <reason>`` and the good ones are
-enqueued all the same.
+Each line is one event. Lines are checked and enqueued by ``producers.Producer`` in chunks (one Redis round trip
+per chunk); every refused line (a blank line included, as ``cio-fleet transform`` reports it) is reported on stderr
+as ``line K: <reason>``, K counting lines of the input file from 1, and the good ones are enqueued all the same.
+With ``--check`` each event is also mapped first, and an event the workers would reject is refused here.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,9 @@ import typer
 
 from producers import EnqueueResult, Producer, QueueFull
 from worker.cli.status_cmd import WorkspacesFile, load
-from worker.settings import ConfigError, Settings
+from worker.cli.transform_cmd import EMPTY_LINE_REASON
+from worker.settings import ConfigError, Settings, WorkspaceConfig
+from worker.transform import Reject, TransformOptions, transform
 
 #: Exit codes of ``cio-fleet send``.
 EXIT_REJECTED: Final = 1
@@ -57,6 +60,9 @@ class Tally:
 
     enqueued: int = 0
     rejected: int = 0
+    #: ``--json``: rejected lines are collected for the summary instead of printed as they come.
+    keep_problems: bool = False
+    problems: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -68,17 +74,25 @@ class Batch:
     problems: dict[int, str] = field(default_factory=dict)
 
 
-def batches(lines: Iterable[bytes]) -> Iterator[Batch]:
-    """Group non-blank lines into batches of ``CHUNK_LINES`` events, decoding each line's JSON."""
+def json_problem(exc: orjson.JSONDecodeError) -> str:
+    """Why a line is not JSON, with the column in the line (never a line number of its own)."""
+    return f"not valid JSON: {exc.msg} at column {exc.pos + 1}"
+
+
+def batches(lines: Iterable[bytes], check: Callable[[Any], str | None] | None = None) -> Iterator[Batch]:
+    """Group lines into batches of ``CHUNK_LINES`` events, decoding each line's JSON.
+
+    A blank line is a problem (``line is empty``), as in ``cio-fleet transform``; ``check`` returns why an event
+    must be refused before it is enqueued, or None.
+    """
     batch = Batch()
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            batch.events.append(orjson.loads(line))
+        problem = line_problem(line.strip(), check)
+        if isinstance(problem, str):
+            batch.problems[number] = problem
+        else:
+            batch.events.append(problem.event)
             batch.line_numbers.append(number)
-        except orjson.JSONDecodeError as exc:
-            batch.problems[number] = f"not valid JSON ({exc})"
         if len(batch.events) >= CHUNK_LINES:
             yield batch
             batch = Batch()
@@ -86,10 +100,42 @@ def batches(lines: Iterable[bytes]) -> Iterator[Batch]:
         yield batch
 
 
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A line's event, decoded."""
+
+    event: Any
+
+
+def line_problem(line: bytes, check: Callable[[Any], str | None] | None) -> Parsed | str:
+    """The line's event, or why it is refused."""
+    if not line:
+        return EMPTY_LINE_REASON
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return json_problem(exc)
+    problem = check(event) if check is not None else None
+    return problem if problem is not None else Parsed(event)
+
+
+def mapping_check(options: TransformOptions) -> Callable[[Any], str | None]:
+    """``--check``: refuse an event that the workers' mapping would reject, with the mapping's reason."""
+
+    def check(event: Any) -> str | None:
+        outcome = transform(event, options)
+        return f"the mapping rejects it: {outcome.reason}" if isinstance(outcome, Reject) else None
+
+    return check
+
+
 def report(problems: dict[int, str], tally: Tally) -> None:
-    """Print rejected lines on stderr, in line order."""
+    """Print rejected lines on stderr (or keep them for ``--json``), in line order."""
     for number in sorted(problems):
-        typer.echo(f"line {number}: {problems[number]}", err=True)
+        if tally.keep_problems:
+            tally.problems.append({"line": number, "reason": problems[number]})
+        else:
+            typer.echo(f"line {number}: {problems[number]}", err=True)
     tally.rejected += len(problems)
 
 
@@ -102,13 +148,15 @@ def settle(batch: Batch, result: EnqueueResult | None, tally: Tally) -> None:
     report(problems, tally)
 
 
-def send_lines(producer: Producer, lines: Iterable[bytes], tally: Tally) -> None:
+def send_lines(
+    producer: Producer, lines: Iterable[bytes], tally: Tally, check: Callable[[Any], str | None] | None = None
+) -> None:
     """Enqueue the events of ``lines``, reporting rejected lines as it goes.
 
     Raises:
         QueueFull: The backlog cap was hit; ``tally`` counts what was enqueued before.
     """
-    for batch in batches(lines):
+    for batch in batches(lines, check):
         try:
             result = producer.enqueue_many(batch.events)
         except QueueFull as exc:
@@ -136,12 +184,17 @@ def opened(source: str) -> Iterator[BinaryIO]:
         fail(f"cannot read {source!r}: {exc.strerror}", EXIT_CONFIG)
 
 
-def make_producer(settings: Settings, workspace: str) -> Producer:
-    """A producer for ``workspace`` as configured; exit 2 when it is not configured."""
+def workspace_config(settings: Settings, workspace: str) -> WorkspaceConfig:
+    """The workspace's configuration; exit 2 when it is not configured."""
     try:
-        config = settings.workspace(workspace)
+        return settings.workspace(workspace)
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
+
+
+def make_producer(settings: Settings, config: WorkspaceConfig) -> Producer:
+    """A producer for the configured workspace."""
+    workspace = config.name
     return Producer(
         settings.redis_url.get_secret_value(),
         workspace,
@@ -155,26 +208,41 @@ def send(
     workspace: Annotated[str, typer.Option("--workspace", "-w", help="The configured workspace to send to.")],
     source: Annotated[str, typer.Argument(help="JSON Lines file, or - for stdin.", show_default=True)] = "-",
     workspaces_file: WorkspacesFile = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Map each event first; refuse those the workers would reject.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary (rejected lines included).")] = False,
 ) -> None:
     """Enqueue Segment events (one JSON object per line) for delivery to a workspace."""
     settings = load(workspaces_file)
-    producer = make_producer(settings, workspace)
-    tally = Tally()
+    config = workspace_config(settings, workspace)
+    producer = make_producer(settings, config)
+    tally = Tally(keep_problems=as_json)
+    checker = mapping_check(TransformOptions.for_workspace(config)) if check else None
     try:
         with opened(source) as handle:
-            send_lines(producer, handle, tally)
+            send_lines(producer, handle, tally, checker)
     except QueueFull as exc:
-        typer.echo(f"enqueued {tally.enqueued} event(s)")
-        fail(f"{exc}; stopped there", EXIT_QUEUE_FULL)
+        finish(tally, as_json, EXIT_QUEUE_FULL, f"{exc}; stopped there")
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         url = safe_url(settings.redis_url.get_secret_value())
         message = f"cannot reach Redis at {url} ({type(exc).__name__}); enqueued {tally.enqueued} event(s) before"
-        fail(message, EXIT_REDIS_UNREACHABLE)
+        finish(tally, as_json, EXIT_REDIS_UNREACHABLE, message)
     finally:
         producer.close()
-    typer.echo(f"enqueued {tally.enqueued} event(s)")
-    if tally.rejected:
-        raise typer.Exit(EXIT_REJECTED)
+    finish(tally, as_json, EXIT_REJECTED if tally.rejected else 0)
+
+
+def finish(tally: Tally, as_json: bool, code: int, error: str | None = None) -> NoReturn:
+    """Print the summary (text, or one JSON object) and exit with ``code``."""
+    if as_json:
+        summary = {"enqueued": tally.enqueued, "rejected": tally.problems, "exit_code": code, "error": error}
+        typer.echo(orjson.dumps(summary).decode())
+    else:
+        typer.echo(f"enqueued {tally.enqueued} event(s)")
+        if error is not None:
+            typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

@@ -57,6 +57,11 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+def rule_keys() -> tuple[str, ...]:
+    """Every key a fault rule may have, in documentation order."""
+    return tuple(_KEY_TYPES)
+
+
 @dataclass(frozen=True, slots=True)
 class FaultRule:
     """One fault rule; every field is optional and the default does nothing."""
