@@ -161,7 +161,10 @@ class BatchSender:
         delivered = [entry for index, entry in enumerate(run) if index not in failed_entries]
         attempts, first_failed = self._run_attempts() if failed_entries else (1, 0)
         dead = [
-            (run[index], Failure("item_rejected", f"rejected by Customer.io: {reason}", 207, "", first_failed))
+            (
+                run[index],
+                Failure("item_rejected", f"rejected by Customer.io: {reason}", 207, first_failed_at_ms=first_failed),
+            )
             for index, reason in failed_entries.items()
         ]
         self._failing_since_ms = None
