@@ -54,6 +54,19 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
+# Compare-and-delete: free the partitions (KEYS) whose lease is still the retry timer (ARGV[1]), in one step, so a
+# drainer that took a lease over meanwhile keeps it. Returns how many were freed.
+_END_RETRY_TIMERS = """
+local freed = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+    freed = freed + 1
+  end
+end
+return freed
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -78,10 +91,15 @@ class LeaseRefusal:
 
 @dataclass(frozen=True, slots=True)
 class RetryState:
-    """A partition's current run of transient failures."""
+    """A partition's current run of transient failures of its head entry.
+
+    ``head_limit`` is the most entries the next attempt sends from the head (0: a full batch): a batch that keeps
+    failing is split to isolate the event that fails (``worker.retry.head_batch_limit``).
+    """
 
     attempts: int
     first_failed_at_ms: int
+    head_limit: int = 0
 
 
 class PartitionStore:
@@ -94,6 +112,7 @@ class PartitionStore:
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._defer = client.register_script(_DEFER)
+        self._end_retry_timers = client.register_script(_END_RETRY_TIMERS)
 
     def stream(self, workspace: str, partition: int) -> str:
         """The partition's stream key."""
@@ -150,16 +169,22 @@ class PartitionStore:
         raw: dict[bytes, bytes] = self._redis.hgetall(self.retry_key(workspace, partition))
         if not raw:
             return None
-        return RetryState(int(raw.get(b"attempts", b"0")), int(raw.get(b"first_failed_at", b"0")))
+        fields = (raw.get(b"attempts", b"0"), raw.get(b"first_failed_at", b"0"), raw.get(b"head_limit", b"0"))
+        return RetryState(*(int(value) for value in fields))
 
     def record_failure(self, workspace: str, partition: int, state: RetryState, error: str) -> None:
-        """Remember a transient failure (kept until the partition delivers again)."""
+        """Remember a transient failure (kept until the head entry of the partition is settled)."""
         mapping: dict[str | bytes, str | int] = {
             "attempts": state.attempts,
             "first_failed_at": state.first_failed_at_ms,
+            "head_limit": state.head_limit,
             "last_error": error[:500],
         }
         self._redis.hset(self.retry_key(workspace, partition), mapping=mapping)
+
+    def end_retry_run(self, workspace: str, partition: int) -> None:
+        """Forget the partition's failure run: the next transient failure starts a new one."""
+        self._redis.delete(self.retry_key(workspace, partition))
 
     def settle(
         self,
@@ -182,13 +207,20 @@ class PartitionStore:
             pipe.delete(self.retry_key(workspace, partition))
         pipe.execute()
 
-    def end_retry_timers(self, workspace: str, partitions: int) -> None:
-        """Free every partition of the workspace that waits for a retry timer (its cause went away)."""
-        for partition in range(partitions):
-            key = self.lease(workspace, partition)
-            if self._redis.get(key) == RETRY.encode():
-                self._redis.delete(key)
-        self._redis.delete(f"{self.prefix}:authprobe:{workspace}")
+    def end_retry_timers(self, workspace: str, partitions: int) -> int:
+        """Free every partition of the workspace that waits for a retry timer, and end every failure run.
+
+        For a workspace whose credentials changed: the pause that held its partitions went away, and so did the
+        runs of failures that began before it. A lease another drainer holds is never touched.
+
+        Returns:
+            How many partitions were freed.
+        """
+        leases = [self.lease(workspace, partition) for partition in range(partitions)]
+        freed = int(self._end_retry_timers(keys=leases, args=[RETRY]))
+        runs = [self.retry_key(workspace, partition) for partition in range(partitions)]
+        self._redis.delete(f"{self.prefix}:authprobe:{workspace}", *runs)
+        return freed
 
     def claim_probe(self, workspace: str, interval_ms: int) -> float | None:
         """Claim the right to probe a credentials-paused workspace: None if claimed, else seconds to wait."""

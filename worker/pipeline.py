@@ -152,10 +152,15 @@ class PartitionDrainer:
         self.sender.settle([], dead, skipped=skipped)
 
     def _check_credentials_pause(self) -> None:
-        """Hold a workspace whose credentials were refused, until they change or a probe is due."""
+        """Hold a workspace whose credentials were refused, until they change or a probe is due.
+
+        Time paused does not count against the retry window: the partition's run of failures ends here, and the
+        first failure after the pause (of the probe, or once resumed) starts a new one.
+        """
         limiter, name = self.deps.limiter, self.workspace.name
         if limiter.auth_pause(name) is None:
             return
+        self.deps.store.end_retry_run(name, self.partition)
         if resume_if_credentials_changed(limiter, self.deps.store, self.workspace):
             return
         interval_ms = int(self.deps.settings.auth_probe_interval_s * 1000)

@@ -8,6 +8,11 @@ A ``Retry-After`` from a 429 is a floor: the delay is never shorter than what Cu
 a fleet of workers that all back off at random still respects the server. The retry window (default 4 hours,
 as Segment does) bounds the whole sequence; ``window_exhausted`` tells the caller when to dead-letter.
 
+A run of failures that keeps failing the same head batch splits it: from the ``SPLIT_AFTER_ATTEMPTS``-th failed
+attempt on, each failure halves the head batch (``head_batch_limit``), so that an event that makes Customer.io
+fail is soon retried alone and its neighbours are delivered. A 429 is about the workspace, not about an event: it
+never splits, and without ``Retry-After`` it pauses for a short step of its own (``throttle_pause``).
+
 Nothing here reads a clock or sleeps: the caller passes the times in and executes the delay.
 """
 
@@ -16,13 +21,29 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from typing import Final
 
 from worker.settings import RetryPolicy
 
-__all__ = ["RetryPolicy", "backoff_ceiling", "next_delay", "window_exhausted"]
+__all__ = [
+    "SPLIT_AFTER_ATTEMPTS",
+    "THROTTLE_MAX_STEP",
+    "RetryPolicy",
+    "backoff_ceiling",
+    "head_batch_limit",
+    "next_delay",
+    "throttle_pause",
+    "window_exhausted",
+]
 
 #: Beyond this many doublings the ceiling is the cap anyway; bounding the exponent avoids float overflow.
 _MAX_EXPONENT = 64
+
+#: Failed attempts of the same head batch (5xx, 408, timeouts) after which each further failure halves it.
+SPLIT_AFTER_ATTEMPTS: Final = 3
+
+#: A 429 without ``Retry-After`` pauses for at most this step of the backoff (base, 2 x base, 4 x base).
+THROTTLE_MAX_STEP: Final = 3
 
 
 def backoff_ceiling(attempt: int, policy: RetryPolicy) -> float:
@@ -85,3 +106,39 @@ def window_exhausted(first_failed_at_ms: int, now_ms: int, policy: RetryPolicy) 
         True once ``window_s`` or more has passed since the first failure.
     """
     return now_ms - first_failed_at_ms >= policy.window_s * 1000.0
+
+
+def throttle_pause(attempt: int, policy: RetryPolicy) -> float:
+    """How long a 429 without ``Retry-After`` pauses the workspace.
+
+    Args:
+        attempt: The number of the attempt that just failed, from 1 (any failures of the run count).
+        policy: The backoff base, cap and window.
+
+    Returns:
+        The unjittered backoff step of ``attempt``, but never beyond step ``THROTTLE_MAX_STEP``: a long run of 5xx
+        before the 429 does not stretch the pause of the whole workspace.
+
+    Raises:
+        ValueError: ``attempt`` is less than 1.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt must be >= 1, got {attempt}")
+    return backoff_ceiling(min(attempt, THROTTLE_MAX_STEP), policy)
+
+
+def head_batch_limit(attempt: int, batch_size: int, current_limit: int, *, throttled: bool) -> int:
+    """How many entries, at most, the next attempt sends from the head of the partition (0: no limit).
+
+    Args:
+        attempt: The number of the attempt that just failed, from 1.
+        batch_size: The entries the failed batch held.
+        current_limit: The limit the failed batch was sent under (0: none).
+        throttled: The failure was a 429: it is about the workspace, never about an event, so nothing changes.
+
+    Returns:
+        ``current_limit`` for a 429 or before ``SPLIT_AFTER_ATTEMPTS``; else half of the failed batch (at least 1).
+    """
+    if throttled or attempt < SPLIT_AFTER_ATTEMPTS:
+        return current_limit
+    return max(batch_size // 2, 1)

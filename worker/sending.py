@@ -4,13 +4,17 @@
 settles: accepted entries leave the stream; items Customer.io rejected go to the dead-letter queue; a batch
 refused as a whole (400/413) is split in halves until the bad items are isolated. A transient failure raises
 ``Deferred``: the entries stay at the head of the partition and the partition waits, so order is kept.
+
+A run of transient failures is about the head entry of the partition (``RetryState``): whatever settles the head
+(delivered, dead-lettered, expired) ends it, and its dead letters count every attempt of it. A head batch that keeps
+failing is sent in halves (``head_batch_limit``): the first half first, the rest waiting behind it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from worker.batching import batch_body, pack
@@ -23,7 +27,7 @@ from worker.partitions import RetryState
 from worker.planning import PlannedEntry
 from worker.ports import Deps, observe_settled
 from worker.ratelimit import credentials_fingerprint
-from worker.retry import backoff_ceiling, next_delay
+from worker.retry import THROTTLE_MAX_STEP, head_batch_limit, next_delay, throttle_pause
 from worker.settings import WorkspaceConfig
 
 log = logging.getLogger("cio_fleet.delivery")
@@ -67,13 +71,26 @@ class BatchSender:
         self._renew = renew
         #: True while this drain probes a workspace paused for refused credentials.
         self.on_probe = False
+        #: The first failure of a run that expired in this drain while Customer.io kept failing: the next batch
+        #: that fails in this drain continues it (the partition never stopped failing).
+        self._failing_since_ms: int | None = None
 
     def send(self, entries: Sequence[PlannedEntry]) -> None:
-        """Deliver ``entries`` in order, settling each run as it is answered.
+        """Deliver ``entries`` (the head of the partition first) in order, settling each run as it is answered.
+
+        When the head batch keeps failing, the run's ``head_limit`` first entries go alone, before the others.
 
         Raises:
             Deferred: a transient failure, a long rate-limit wait or a credentials pause; the rest stays queued.
         """
+        state = self.deps.store.retry_state(self.workspace.name, self.partition)
+        limit = state.head_limit if state else 0
+        if 0 < limit < len(entries):
+            self._send_packed(entries[:limit])
+            entries = entries[limit:]
+        self._send_packed(entries)
+
+    def _send_packed(self, entries: Sequence[PlannedEntry]) -> None:
         batching = self.deps.settings.batching
         sizes = [entry.size for entry in entries]
         for run in pack(sizes, max_bytes=batching.max_bytes, max_items=batching.max_events):
@@ -142,11 +159,16 @@ class BatchSender:
         for item_index, reason in verdict.failed.items():
             failed_entries.setdefault(owners[item_index], reason)
         delivered = [entry for index, entry in enumerate(run) if index not in failed_entries]
+        attempts, first_failed = self._run_attempts() if failed_entries else (1, 0)
         dead = [
-            (run[index], Failure("item_rejected", f"rejected by Customer.io: {reason}", 207))
+            (
+                run[index],
+                Failure("item_rejected", f"rejected by Customer.io: {reason}", 207, first_failed_at_ms=first_failed),
+            )
             for index, reason in failed_entries.items()
         ]
-        self.settle(delivered, dead, clear_retry=True)
+        self._failing_since_ms = None
+        self.settle(delivered, dead, attempts=attempts, clear_retry=True)
         if self.on_probe:
             self.deps.limiter.clear_auth_pause(self.workspace.name)
             self.on_probe = False
@@ -165,30 +187,48 @@ class BatchSender:
         self._send_run(run[middle:])
 
     def _on_transient(self, run: list[PlannedEntry], exc: RetryableError) -> None:
+        """Dead-letter the entries whose retry window closed; the rest waits for the next attempt.
+
+        Raises:
+            Deferred: entries remain; the partition waits for the backoff (or the 429 pause).
+        """
         store, name = self.deps.store, self.workspace.name
         now = store.now_ms()
         state = store.retry_state(name, self.partition)
-        first_failed = state.first_failed_at_ms if state else now
+        first_failed = state.first_failed_at_ms if state else (self._failing_since_ms or now)
         attempts = (state.attempts if state else 0) + 1
         window_ms = self.deps.settings.retry.window_s * 1000
         expired = [e for e in run if now - max(first_failed, e.entry.enqueued_at_ms) >= window_ms]
         if expired:
-            reason = f"failed after retries: {exc}"
-            failure = Failure("failed_after_retries", reason, exc.status, first_failed_at_ms=first_failed)
-            self._dead_letter(expired, failure, attempts)
+            self._expire(expired, exc, attempts, first_failed)
             if len(expired) == len(run):
+                self._failing_since_ms = first_failed
                 return
-        policy = self.deps.settings.retry
-        delay = next_delay(attempts, policy, retry_after=exc.retry_after)
-        if isinstance(exc, Throttled):
-            # The whole fleet holds the workspace: for Retry-After, else for the backoff's full (unjittered) step.
-            pause = exc.retry_after if exc.retry_after is not None else backoff_ceiling(attempts, policy)
-            self.deps.limiter.pause(name, pause, "throttled")
-            delay = max(delay, pause)
-        store.record_failure(name, self.partition, RetryState(attempts, first_failed), str(exc))
-        level = logging.DEBUG if isinstance(exc, Throttled) else logging.WARNING
+        throttled = isinstance(exc, Throttled)
+        current_limit = state.head_limit if state else 0
+        limit = head_batch_limit(attempts, len(run) - len(expired), current_limit, throttled=throttled)
+        delay = self._retry_delay(exc, attempts)
+        store.record_failure(name, self.partition, RetryState(attempts, first_failed, limit), str(exc))
+        level = logging.DEBUG if throttled else logging.WARNING
         log.log(level, "delivery failed; will retry", extra=self._extra(exc, attempts, delay))
         raise Deferred(delay, str(exc))
+
+    def _expire(self, expired: Sequence[PlannedEntry], exc: RetryableError, attempts: int, first_failed: int) -> None:
+        """Dead-letter entries whose retry window closed; each failed since the run began, or since it was written."""
+        failure = Failure("failed_after_retries", f"failed after retries: {exc}", exc.status)
+        dead = [(e, replace(failure, first_failed_at_ms=max(first_failed, e.entry.enqueued_at_ms))) for e in expired]
+        self.settle([], dead, attempts=attempts, clear_retry=True)
+
+    def _retry_delay(self, exc: RetryableError, attempts: int) -> float:
+        """The partition's wait before its next attempt; a 429 also pauses the whole workspace."""
+        policy = self.deps.settings.retry
+        if not isinstance(exc, Throttled):
+            return next_delay(attempts, policy, retry_after=exc.retry_after)
+        # The whole fleet holds the workspace: for Retry-After, else for a short step of its own (never the long
+        # step a run of 5xx reached: throttling is about the rate, not about this partition's failures).
+        pause = exc.retry_after if exc.retry_after is not None else throttle_pause(attempts, policy)
+        self.deps.limiter.pause(self.workspace.name, pause, "throttled")
+        return max(next_delay(min(attempts, THROTTLE_MAX_STEP), policy, retry_after=exc.retry_after), pause)
 
     def _on_unauthorized(self, exc: Unauthorized) -> None:
         name = self.workspace.name
@@ -202,8 +242,17 @@ class BatchSender:
         )
         raise Deferred(self.deps.settings.auth_probe_interval_s, str(exc))
 
-    def _dead_letter(self, run: Sequence[PlannedEntry], failure: Failure, attempts: int = 1) -> None:
-        self.settle([], [(entry, failure) for entry in run], attempts=attempts)
+    def _dead_letter(self, run: Sequence[PlannedEntry], failure: Failure) -> None:
+        """Dead-letter ``run``, the head of the partition, refused for good: that ends the run of failures."""
+        attempts, first_failed = self._run_attempts()
+        self._failing_since_ms = None
+        dead = replace(failure, first_failed_at_ms=first_failed)
+        self.settle([], [(entry, dead) for entry in run], attempts=attempts, clear_retry=True)
+
+    def _run_attempts(self) -> tuple[int, int]:
+        """Attempts of the current run, the one just answered included, and its first failure (0: none before)."""
+        state = self.deps.store.retry_state(self.workspace.name, self.partition)
+        return (state.attempts + 1, state.first_failed_at_ms) if state else (1, 0)
 
     def settle(
         self,
@@ -221,7 +270,8 @@ class BatchSender:
         """
         name, store = self.workspace.name, self.deps.store
         if dead and self._dead_letter_queue_full(len(dead)):
-            self.settle(delivered, [], skipped=skipped, clear_retry=clear_retry)
+            # The entries to dead-letter stay at the head: their run of failures goes on.
+            self.settle(delivered, [], skipped=skipped)
             raise Deferred(DLQ_FULL_RETRY_S, "dead-letter queue full")
         now = store.now_ms() if dead else 0
         letters = [self._letter(entry, failure, attempts, now) for entry, failure in dead]

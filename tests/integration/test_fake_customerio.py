@@ -543,3 +543,15 @@ def test_a_chunked_body_is_read_like_any_other(fake, api):
 
     assert response.status_code == 200
     assert fake.requests()[-1]["body_bytes"] == len(body)
+
+
+def test_fail_batch_containing_answers_a_server_error_to_every_batch_holding_the_substring(fake, api):
+    fake.set_faults({"fail_batch_containing": "poison-5xx"})
+    failed = post_batch(api, [event("fine"), event("poison-5xx")])
+    accepted = post_batch(api, [event("fine")])
+    fake.set_faults({"fail_batch_containing": "poison-5xx", "fail_status": 503})
+    unavailable = post_batch(api, [event("poison-5xx")])
+
+    assert (failed.status_code, accepted.status_code, unavailable.status_code) == (500, 200, 503)
+    assert [record["operation"]["name"] for record in fake.accepted()] == ["fine"]
+    assert [record["fault"] for record in fake.requests()] == ["fail_batch", "", "fail_batch"]

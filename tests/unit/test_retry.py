@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.retry import backoff_ceiling, next_delay, window_exhausted
+from worker.retry import (
+    SPLIT_AFTER_ATTEMPTS,
+    backoff_ceiling,
+    head_batch_limit,
+    next_delay,
+    throttle_pause,
+    window_exhausted,
+)
 from worker.settings import RetryPolicy
 
 POLICY = RetryPolicy(base_s=1.0, cap_s=300.0, window_s=4 * 3600.0)
@@ -98,3 +105,36 @@ def test_the_default_rand_jitters_within_the_ceiling() -> None:
     delays = {next_delay(6, POLICY) for _ in range(50)}
     assert all(0.0 <= delay < 32.0 for delay in delays)
     assert len(delays) > 1
+
+
+@pytest.mark.parametrize(("attempt", "pause"), [(1, 1.0), (2, 2.0), (3, 4.0), (4, 4.0), (10, 4.0), (10_000, 4.0)])
+def test_a_429_without_retry_after_pauses_for_a_short_step_however_long_the_run(attempt: int, pause: float) -> None:
+    """The first steps of the policy, never the step a long run of 5xx reached (300 s at attempt 10)."""
+    assert throttle_pause(attempt, POLICY) == pause
+
+
+def test_the_throttle_pause_refuses_attempt_zero() -> None:
+    with pytest.raises(ValueError, match="attempt must be >= 1"):
+        throttle_pause(0, POLICY)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "size", "current", "limit"),
+    [
+        (1, 50, 0, 0),  # a first failure may be a blip: the same batch again
+        (SPLIT_AFTER_ATTEMPTS - 1, 50, 0, 0),
+        (SPLIT_AFTER_ATTEMPTS, 50, 0, 25),  # the batch keeps failing: its first half next
+        (SPLIT_AFTER_ATTEMPTS + 1, 25, 25, 12),  # each further failure halves again
+        (SPLIT_AFTER_ATTEMPTS + 5, 3, 3, 1),
+        (SPLIT_AFTER_ATTEMPTS + 6, 1, 1, 1),  # an event that fails alone stays alone
+    ],
+)
+def test_a_head_batch_that_keeps_failing_is_halved(attempt: int, size: int, current: int, limit: int) -> None:
+    assert head_batch_limit(attempt, size, current, throttled=False) == limit
+
+
+@pytest.mark.parametrize("attempt", [1, SPLIT_AFTER_ATTEMPTS, 40])
+def test_a_429_never_splits_the_head_batch(attempt: int) -> None:
+    """Throttling is about the workspace's rate, not about an event: the current limit stays."""
+    assert head_batch_limit(attempt, 50, 0, throttled=True) == 0
+    assert head_batch_limit(attempt, 10, 10, throttled=True) == 10

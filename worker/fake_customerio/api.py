@@ -73,6 +73,13 @@ def _blocked(body: bytes, rule: FaultRule | None) -> bool:
     return bool(needle) and needle is not None and needle.encode() in body
 
 
+def _server_error(body: bytes, rule: FaultRule | None) -> int | None:
+    """The status the ``fail_batch_containing`` fault answers this body with, or None."""
+    if rule is None or not rule.fail_batch_containing or rule.fail_batch_containing.encode() not in body:
+        return None
+    return rule.fail_status
+
+
 def process_batch(body: bytes, rule: FaultRule | None, validator: OperationValidator | None) -> Outcome:
     """Answer a ``POST /api/v2/batch`` body.
 
@@ -82,10 +89,13 @@ def process_batch(body: bytes, rule: FaultRule | None, validator: OperationValid
         validator: the schema validator, or None when validation is off.
 
     Returns:
-        200 with every item accepted, 207 with the refused items' errors, or 400/413 with nothing accepted.
+        200 with every item accepted, 207 with the refused items' errors, or 400/413/5xx with nothing accepted.
     """
     if len(body) > BATCH_MAX_BYTES:
         return _refuse(413, "too_large", f"batch body is {len(body)} bytes; the limit is {BATCH_MAX_BYTES}")
+    failed_status = _server_error(body, rule)
+    if failed_status is not None:
+        return _refuse(failed_status, "internal", "batch failed by the fail_batch_containing fault", fault="fail_batch")
     if _blocked(body, rule):
         return _refuse(400, "rejected", "batch refused by the reject_batch_containing fault", fault="reject_batch")
     document, problem = _decode(body)

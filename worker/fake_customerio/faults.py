@@ -13,6 +13,8 @@ combine several faults, which act in this order:
 5. ``error_rate`` + ``error_statuses``: answer one of these statuses (default 500 and 503) at this rate.
 6. ``reject_batch_containing``: a body containing this substring is answered 400 as a whole.
 7. ``reject_items_matching``: operations whose JSON contains this substring are refused one by one (207).
+8. ``fail_batch_containing`` (+ ``fail_status``, default 500): a body containing this substring is answered 5xx
+   (a server error that follows one event, however often the batch is retried), and nothing is accepted.
 
 ``retry_after`` adds a ``Retry-After`` header to every answer the rule makes up (3 to 5).
 """
@@ -50,6 +52,8 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
     "rate_limit_rps": (int, float),
     "reject_items_matching": (str,),
     "reject_batch_containing": (str,),
+    "fail_batch_containing": (str,),
+    "fail_status": (int,),
 }
 
 
@@ -76,6 +80,8 @@ class FaultRule:
     rate_limit_rps: float | None = None
     reject_items_matching: str | None = None
     reject_batch_containing: str | None = None
+    fail_batch_containing: str | None = None
+    fail_status: int = 500
 
     def matches(self, site_id: str | None, path: str) -> bool:
         """Whether this rule's scope covers a request of ``site_id`` to ``path``."""
@@ -107,7 +113,8 @@ def _check_ranges(rule: FaultRule) -> None:
     for name in ("latency_ms", "hang_s"):
         if getattr(rule, name) < 0:
             raise ValueError(f"{name} must not be negative")
-    statuses = [*rule.error_statuses, *([rule.force_status] if rule.force_status is not None else [])]
+    forced = [rule.force_status] if rule.force_status is not None else []
+    statuses = [*rule.error_statuses, rule.fail_status, *forced]
     if any(not isinstance(status, int) or not 100 <= status <= 599 for status in statuses):
         raise ValueError("statuses must be integers between 100 and 599")
     if not rule.error_statuses:
