@@ -12,6 +12,8 @@ from typing import Any, Final, Literal, TypeVar, get_args
 
 import orjson
 
+from producers._events import MAX_EVENT_BYTES
+
 _T = TypeVar("_T")
 
 Outcome = Literal["rejected", "failed_after_retries", "item_rejected"]
@@ -168,7 +170,12 @@ def over_alarm(size: int, max_entries: int, ratio: float) -> bool:
 
 
 def describe_event(raw: bytes) -> tuple[str | None, str | None, str | None]:
-    """Best-effort ``(messageId, type, event name)`` of a raw event; never raises."""
+    """Best-effort ``(messageId, type, event name)`` of a raw event; never raises.
+
+    An event over ``MAX_EVENT_BYTES`` is not parsed (it is dead-lettered for its size): all three are None.
+    """
+    if len(raw) > MAX_EVENT_BYTES:
+        return None, None, None
     try:
         event: Any = orjson.loads(raw)
     except (orjson.JSONDecodeError, TypeError):
