@@ -284,6 +284,7 @@ class BatchSender:
             message_id=message_id,
             event_type=event_type,
             event_name=event_name,
+            entry_fields=tuple(entry.entry.fields.items()),
         )
 
     def _extra(self, exc: WorkerError, attempts: int, delay: float) -> dict[str, object]:
