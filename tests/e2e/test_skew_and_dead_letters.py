@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -10,8 +14,13 @@ import redis
 
 from producers._wire import lease_key, stream_key
 from tests.e2e.conftest import standin_workspaces, wait_for
+from worker.deadletter import dlq_key
+from worker.fake_customerio import FakeCustomerIO
+from worker.logs import MASK
 
 pytestmark = pytest.mark.e2e
+
+CLI = str(Path(sys.executable).parent / "cio-fleet")
 
 
 def track(n: int, user: str = "u") -> bytes:
@@ -58,3 +67,48 @@ def test_a_worker_told_to_stop_during_a_long_linger_exits_promptly_and_loses_not
     # And the event is delivered by the next worker
     fleet.start(1)
     wait_for(lambda: accepted_ids(stand_in) == ["m0"], 20, "the event delivered")
+
+
+SECRET_SITE, SECRET_KEY = "site-secret", "sk-live-DO-NOT-STORE-0123456789"
+BASIC = base64.b64encode(f"{SECRET_SITE}:{SECRET_KEY}".encode()).decode()
+
+
+def cli(fleet, *args: str) -> str:
+    env = {**fleet.worker_env(), "PATH": str(Path(sys.executable).parent), "COLUMNS": "250"}
+    done = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("status", [400, 422])
+def test_a_response_echoing_the_credentials_leaves_no_secret_in_dead_letters(
+    make_fleet, redis_client, key_prefix, status
+):
+    # Given Customer.io answering a permanent error whose body echoes the Authorization header and the API key
+    echo = f"bad request. Authorization: Basic {BASIC}; basic={BASIC}; your key {SECRET_KEY} was read"
+    stand_in = FakeCustomerIO(credentials={SECRET_SITE: SECRET_KEY}).start()
+    try:
+        stand_in.set_faults([{"force_status": status, "body": {"errors": [{"reason": "bad", "message": echo}]}}])
+        workspace = {"site_id": SECRET_SITE, "api_key": SECRET_KEY, "track_url": stand_in.url, "partitions": 1}
+        fleet = make_fleet({"wss": workspace})
+        fleet.start(1)
+        # When an event is sent and dead-lettered
+        redis_client.xadd(stream_key(key_prefix, "wss", 0), {"v": "1", "event": track(0)})
+        dlq = dlq_key(key_prefix, "wss")
+        wait_for(lambda: redis_client.xlen(dlq) == 1, 20, "the dead letter")
+        assert stand_in.requests(), "the stand-in answered the request"
+    finally:
+        stand_in.stop()
+    # Then neither the stored fields nor what the CLI prints hold the key or its Basic form
+    ((stream_id, fields),) = redis_client.xrange(dlq)
+    stored = b"\n".join(fields.values()).decode("utf-8", "replace")
+    shown = [
+        cli(fleet, "dlq", "show", f"wss/{stream_id.decode()}"),
+        cli(fleet, "dlq", "show", f"wss/{stream_id.decode()}", "--json"),
+        cli(fleet, "dlq", "list", "--json"),
+    ]
+    for text in [stored, *shown]:
+        assert SECRET_KEY not in text
+        assert BASIC not in text
+    # And the reason still says what happened, the secrets masked
+    assert f"HTTP {status}: bad request. Authorization: {MASK}" in fields[b"reason"].decode()
