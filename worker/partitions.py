@@ -57,8 +57,8 @@ return 1
 
 # KEYS[1]: the stream. ARGV: most entries, byte budget. The oldest entries in order, as XRANGE gives them, stopping
 # before the entry that would take the size of their fields (names and values) past the budget; the first entry
-# is always returned, however large. Entries are fetched in chunks sized by the average so far, so that Redis never
-# holds much more than the budget either.
+# is always returned, however large. Entries are fetched in chunks sized by the average so far (at most 16, in
+# case the next entries are much larger), so that Redis does not hold much more than the budget either.
 _READ = """
 local count, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out, total, start = {}, 0, '-'
@@ -66,7 +66,7 @@ while #out < count and total < budget do
   local want = 1
   if #out > 0 then
     local average = math.max(total / #out, 1)
-    want = math.min(count - #out, math.max(math.floor((budget - total) / average), 1))
+    want = math.min(count - #out, 16, math.max(math.floor((budget - total) / average), 1))
   end
   local rows = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', want)
   for _, row in ipairs(rows) do
