@@ -112,3 +112,21 @@ def test_a_response_echoing_the_credentials_leaves_no_secret_in_dead_letters(
         assert BASIC not in text
     # And the reason still says what happened, the secrets masked
     assert f"HTTP {status}: bad request. Authorization: {MASK}" in fields[b"reason"].decode()
+
+
+def test_megabyte_events_are_dead_lettered_whole_and_the_small_ones_around_them_delivered(
+    stand_in, make_fleet, redis_client, key_prefix
+):
+    # Given 1 MB events written straight into a stream between small ones
+    fleet = make_fleet(standin_workspaces(stand_in.url, "a", partitions=1))
+    fleet.start(1)
+    pad = {"type": "track", "userId": "u", "event": "E", "context": {"pad": "p" * 1_000_000}}
+    big = [orjson.dumps({**pad, "messageId": f"big-{n}"}) for n in range(2)]
+    for event in [track(0), big[0], track(1), big[1], track(2)]:
+        redis_client.xadd(stream_key(key_prefix, "wsa", 0), {"v": "1", "event": event})
+    # Then the small ones are delivered, and the large ones dead-lettered for their size, bytes intact
+    dlq = dlq_key(key_prefix, "wsa")
+    wait_for(lambda: accepted_ids(stand_in) == ["m0", "m1", "m2"] and redis_client.xlen(dlq) == 2, 20, "all settled")
+    letters = [fields for _, fields in redis_client.xrange(dlq)]
+    assert [fields[b"event"] for fields in letters] == big
+    assert all(b"over the 32000-byte limit" in fields[b"reason"] for fields in letters)
