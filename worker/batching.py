@@ -35,3 +35,12 @@ def pack(item_sizes: Sequence[int], *, max_bytes: int, max_items: int) -> list[r
     if start < len(item_sizes):
         runs.append(range(start, len(item_sizes)))
     return runs
+
+
+def linger_ms(head_age_ms: int, linger: int) -> int:
+    """How long to wait for company before sending a short batch whose oldest entry is ``head_age_ms`` old.
+
+    Never more than ``linger``, whatever the age: an entry whose id is ahead of the clock (a replica's slower
+    clock after a failover, or an id given to ``XADD``) has a negative age and waits ``linger``, not the skew.
+    """
+    return min(max(linger - head_age_ms, 0), linger)

@@ -68,6 +68,34 @@ return freed
 """
 
 
+# KEYS[1]: the stream. ARGV: most entries, byte budget. The oldest entries in order, as XRANGE gives them, stopping
+# before the entry that would take the size of their fields (names and values) past the budget; the first entry
+# is always returned, however large. Entries are fetched in chunks sized by the average so far (at most 16, in
+# case the next entries are much larger), so that Redis does not hold much more than the budget either.
+_READ = """
+local count, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out, total, start = {}, 0, '-'
+while #out < count and total < budget do
+  local want = 1
+  if #out > 0 then
+    local average = math.max(total / #out, 1)
+    want = math.min(count - #out, 16, math.max(math.floor((budget - total) / average), 1))
+  end
+  local rows = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', want)
+  for _, row in ipairs(rows) do
+    local size = 0
+    for _, part in ipairs(row[2]) do size = size + #part end
+    if #out > 0 and total + size > budget then return out end
+    out[#out + 1] = row
+    total = total + size
+  end
+  if #rows < want then break end
+  start = '(' .. rows[#rows][1]
+end
+return out
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One stream entry: its id and its decoded fields."""
@@ -79,6 +107,11 @@ class Entry:
     def enqueued_at_ms(self) -> int:
         """When the entry was written: the millisecond part of its stream id."""
         return int(self.id.split("-", 1)[0])
+
+
+def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    """A stream entry's fields from Redis's flat ``[name, value, ...]`` reply."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +146,7 @@ class PartitionStore:
         self._release = client.register_script(_RELEASE)
         self._defer = client.register_script(_DEFER)
         self._end_retry_timers = client.register_script(_END_RETRY_TIMERS)
+        self._read = client.register_script(_READ)
 
     def stream(self, workspace: str, partition: int) -> str:
         """The partition's stream key."""
@@ -157,12 +191,13 @@ class PartitionStore:
         """Mark an idle partition ``kicked``; True when the caller must queue a drain task."""
         return bool(self._redis.set(self.lease(workspace, partition), KICKED, nx=True, px=ttl_ms))
 
-    def read(self, workspace: str, partition: int, count: int) -> list[Entry]:
-        """The oldest ``count`` entries of the partition, in order."""
-        rows: list[tuple[bytes, dict[bytes, bytes]]] = self._redis.xrange(
-            self.stream(workspace, partition), count=count
-        )
-        return [Entry(entry_id.decode(), fields) for entry_id, fields in rows]
+    def read(self, workspace: str, partition: int, count: int, max_bytes: int) -> list[Entry]:
+        """The oldest entries of the partition, in order: at most ``count``, and at most ``max_bytes`` of fields.
+
+        The first entry is returned whatever its size, so a read step holds at most the budget plus one entry.
+        """
+        rows: list[list[Any]] = self._read(keys=[self.stream(workspace, partition)], args=[count, max_bytes])
+        return [Entry(entry_id.decode(), _pairs(flat)) for entry_id, flat in rows]
 
     def retry_state(self, workspace: str, partition: int) -> RetryState | None:
         """The partition's current failure run, if any."""

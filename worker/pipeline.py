@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from producers._wire import KICK_TTL_MS
+from worker.batching import linger_ms
 from worker.credentials import resume_if_credentials_changed
 from worker.partitions import Entry
 from worker.planning import PlannedEntry, plan_entries
@@ -129,13 +130,14 @@ class PartitionDrainer:
     def _read(self) -> list[Entry]:
         settings, store = self.deps.settings, self.deps.store
         name, batching = self.workspace.name, settings.batching
-        entries = store.read(name, self.partition, batching.read_count)
+        entries = store.read(name, self.partition, batching.read_count, batching.max_bytes)
         if not entries or len(entries) >= batching.max_events or batching.linger_ms == 0:
             return entries
-        age_ms = store.now_ms() - entries[0].enqueued_at_ms
-        if age_ms < batching.linger_ms:
-            self.deps.sleep(max(batching.linger_ms - age_ms, 0) / 1000)
-            entries = store.read(name, self.partition, batching.read_count)
+        wait_ms = linger_ms(store.now_ms() - entries[0].enqueued_at_ms, batching.linger_ms)
+        if wait_ms > 0:
+            if self.deps.wait_or_stop(wait_ms / 1000):
+                return []  # shutting down: a batch not yet in flight stays queued for the rest of the fleet
+            entries = store.read(name, self.partition, batching.read_count, batching.max_bytes)
         return entries
 
     def _settle_unsendable(self, planned: Sequence[PlannedEntry]) -> None:

@@ -8,6 +8,7 @@ from typing import Final
 
 import orjson
 
+from producers._events import MAX_EVENT_BYTES
 from producers._wire import EVENT_FIELD, FORMAT_VERSION, VERSION_FIELD
 from worker.partitions import Entry
 from worker.transform import Deliver, Skip, TransformOptions, transform
@@ -52,7 +53,11 @@ def _int_field(entry: Entry, name: bytes) -> int:
 
 
 def decode_entry(entry: Entry) -> tuple[bytes, str | None]:
-    """The raw event of an entry, and a problem with the envelope if there is one."""
+    """The raw event of an entry, and a problem with the envelope if there is one.
+
+    An event over ``MAX_EVENT_BYTES`` (the producer's limit; Customer.io takes 32 KB per operation) is refused
+    by its size alone, without parsing it.
+    """
     raw = entry.fields.get(_EVENT)
     version = entry.fields.get(_VERSION)
     if raw is None:
@@ -63,6 +68,8 @@ def decode_entry(entry: Entry) -> tuple[bytes, str | None]:
             raw,
             f"{VERSION_FIELD}: unsupported wire format version {shown!r} (expected {FORMAT_VERSION!r})",
         )
+    if len(raw) > MAX_EVENT_BYTES:
+        return raw, f"{EVENT_FIELD}: {len(raw)} bytes, over the {MAX_EVENT_BYTES}-byte limit of an event (not parsed)"
     return raw, None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ class Deps:
     metrics: Metrics = field(default_factory=NullMetrics)
     host: str = ""
     sleep: Callable[[float], None] = time.sleep
+    #: Wait up to the given seconds, returning at once (True) when the worker starts shutting down.
+    wait_or_stop: Callable[[float], bool] = field(default_factory=lambda: threading.Event().wait)
     monotonic: Callable[[], float] = time.monotonic
     slots: WorkspaceSlots = field(default_factory=lambda: WorkspaceSlots(8))
     #: The partition leases this process holds, released by the shutdown watchdog if the grace runs out.

@@ -22,6 +22,7 @@ from worker.deadletter import DeadLetter, Outcome, describe_event, dlq_key
 from worker.delivery import Accepted, BatchResponse, SplitNeeded, classify
 from worker.errors import Rejected as RejectedError
 from worker.errors import RetryableError, Throttled, TransportFailure, Unauthorized, WorkerError
+from worker.logs import redact
 from worker.observability import report_permanent_failure
 from worker.partitions import RetryState
 from worker.planning import PlannedEntry
@@ -324,9 +325,9 @@ class BatchSender:
             partition=self.partition,
             event=entry.raw,
             outcome=failure.outcome,
-            reason=failure.reason,
+            reason=redact(failure.reason),  # a response may echo the credentials: never store them
             status=failure.status,
-            response=failure.response,
+            response=redact(failure.response),
             attempts=entry.prior_attempts + attempts,
             first_failed_at_ms=entry.first_failed_at_ms or failure.first_failed_at_ms or now,
             last_failed_at_ms=now,
@@ -334,6 +335,7 @@ class BatchSender:
             message_id=message_id,
             event_type=event_type,
             event_name=event_name,
+            entry_fields=tuple(entry.entry.fields.items()),
         )
 
     def _extra(self, exc: WorkerError, attempts: int, delay: float) -> dict[str, object]:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.batching import batch_body, body_size, pack
+from worker.batching import batch_body, body_size, linger_ms, pack
 
 
 def test_body_is_a_json_batch_of_the_items_in_order():
@@ -45,3 +45,18 @@ def test_runs_cover_every_item_once_in_order_within_both_caps(sizes, max_bytes, 
     for run in runs:
         assert len(run) <= max_items
         assert body_size([sizes[i] for i in run]) <= max_bytes
+
+
+@pytest.mark.parametrize(
+    ("head_age_ms", "linger", "expected"),
+    [
+        (0, 50, 50),  # a fresh head waits the whole linger
+        (20, 50, 30),
+        (50, 50, 0),
+        (900, 50, 0),  # an old head goes at once
+        (-45_000, 50, 50),  # an id 45 s ahead of the clock waits the linger, not the skew
+        (-1, 0, 0),
+    ],
+)
+def test_the_linger_is_never_longer_than_linger_ms_whatever_the_head_age(head_age_ms, linger, expected):
+    assert linger_ms(head_age_ms, linger) == expected

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from producers._wire import partition_for
@@ -158,3 +160,33 @@ def test_a_replayed_event_goes_to_the_partition_of_its_person() -> None:
 def test_an_event_that_is_not_a_json_object_goes_back_to_its_recorded_partition(event: bytes) -> None:
     letter = DeadLetter("acme", 5, event, "rejected", "bad")
     assert target_partition(letter, 16) == 5
+
+
+#: A dead letter of an entry without an ``event`` field, one field name not UTF-8.
+NO_EVENT = DeadLetter(
+    "acme",
+    3,
+    b"",
+    "rejected",
+    "event: missing from the stream entry",
+    entry_fields=((b"v", b"1"), (b"foo", b"bar"), (b"\xffname", b"\x00\xfe")),
+)
+#: A dead letter of an ordinary entry that was replayed once already.
+KEPT = replace(FULL, entry_fields=((b"v", b"1"), (b"event", FULL.event), (b"attempts", b"3")))
+
+
+@pytest.mark.parametrize("letter", [NO_EVENT, KEPT], ids=["no-event", "replayed"])
+def test_a_record_keeps_every_field_of_its_original_entry(letter: DeadLetter) -> None:
+    assert DeadLetter.from_fields(as_redis(letter.to_fields())).entry_fields == letter.entry_fields
+    assert letter_from_json(entry_to_json(DeadLetterEntry("17-0", letter))) == letter
+
+
+def test_the_original_entrys_event_is_held_once() -> None:
+    fields = KEPT.to_fields()
+    assert (fields["event"], fields["entry.event"]) == (FULL.event, b"")
+    assert entry_to_json(DeadLetterEntry("17-0", KEPT))["entry"] == [["v", "1"], ["event", None], ["attempts", "3"]]
+
+
+def test_an_event_over_the_size_limit_is_not_parsed_to_describe_it() -> None:
+    padded = b'{"messageId":"m1","type":"track","pad":"' + b"p" * 40_000 + b'"}'
+    assert describe_event(padded) == (None, None, None)

@@ -184,6 +184,8 @@ def _render_entry(data: dict[str, Any], console: Console) -> None:
     console.print(f"  status {data['status'] or '-'}, attempts {data['attempts']}, host {data['host'] or '-'}")
     console.print(f"  first failure {when(data['first_failed_at'])}, last failure {when(data['last_failed_at'])}")
     console.print(f"  message id {data['message_id'] or '-'}, type {data['type'] or '-'}, event {data['name'] or '-'}")
+    if data["entry"]:
+        console.print("[bold]Stream entry fields[/]", _entry_line(data["entry"]), markup=False)
     if data["response"]:
         console.print("[bold]Response excerpt[/]", data["response"], markup=False)
     console.print("[bold]Event[/]")
@@ -191,6 +193,11 @@ def _render_entry(data: dict[str, Any], console: Console) -> None:
     console.print(event if event is not None else f"(not UTF-8; base64) {data['event_b64']}", markup=False)
     console.print("[bold]Maps to now[/]")
     console.print_json(orjson.dumps(data["maps_to"]).decode())
+
+
+def _entry_line(pairs: list[list[Any]]) -> str:
+    """``name=value`` for each field of the original entry, the event shown below it."""
+    return ", ".join(f"{name}={'(the event below)' if value is None else value}" for name, value in pairs)
 
 
 def _partitions_of(client: Any, settings: Settings) -> Callable[[str], int]:

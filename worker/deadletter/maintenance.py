@@ -1,7 +1,9 @@
 """Purge, export and import of dead letters.
 
-Export writes JSON Lines, one object per entry, oldest first: the id, every record field, and the event
-as text (``event``) or, when it is not valid UTF-8, as base64 (``event_b64``), so the bytes survive exactly.
+Export writes JSON Lines, one object per entry, oldest first: the id, every record field, the event as text
+(``event``) or, when it is not valid UTF-8, as base64 (``event_b64``), so the bytes survive exactly, and the
+original stream entry's fields (``entry``: ``[name, value]`` pairs, a value as text or ``{"b64": ...}``, null
+for the entry's ``event``, which is the record's ``event``).
 Import writes such lines back as new entries with the same fields; a line whose record is already in its
 workspace's queue is skipped, so importing a file twice adds nothing the second time.
 """
@@ -89,7 +91,38 @@ def entry_to_json(entry: DeadLetterEntry) -> dict[str, Any]:
         data["event"] = letter.event.decode("utf-8")
     except UnicodeDecodeError:
         data["event_b64"] = base64.b64encode(letter.event).decode("ascii")
+    data["entry"] = [
+        [_json_bytes(name), None if name == b"event" and value == letter.event else _json_bytes(value)]
+        for name, value in letter.entry_fields
+    ]
     return data
+
+
+def _json_bytes(value: bytes) -> str | dict[str, str]:
+    """Bytes as JSON: the text when they are UTF-8, else ``{"b64": ...}``."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"b64": base64.b64encode(value).decode("ascii")}
+
+
+def _bytes_from_json(value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, dict) and isinstance(value.get("b64"), str):
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except binascii.Error:
+            pass
+    raise ValueError("field 'entry' must hold [name, value] pairs of text or {\"b64\": ...}")
+
+
+def _entry_fields(data: dict[str, Any], event: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    """The original entry's fields of an export object; a null value is the record's event."""
+    pairs = data.get("entry", [])
+    if not isinstance(pairs, list) or not all(isinstance(pair, list) and len(pair) == 2 for pair in pairs):
+        raise ValueError("field 'entry' must be a list of [name, value] pairs")
+    return tuple((_bytes_from_json(name), event if value is None else _bytes_from_json(value)) for name, value in pairs)
 
 
 def letter_from_json(data: Any) -> DeadLetter:
@@ -103,10 +136,11 @@ def letter_from_json(data: Any) -> DeadLetter:
     if data.get("outcome") not in OUTCOMES:
         raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
     status = data.get("status")
+    event = _event_bytes(data)
     return DeadLetter(
         workspace=_text(data, "workspace", required=True),
         partition=_number(data, "partition", 0),
-        event=_event_bytes(data),
+        event=event,
         outcome=data["outcome"],
         reason=_text(data, "reason"),
         status=None if status is None else _number(data, "status", 0),
@@ -118,6 +152,7 @@ def letter_from_json(data: Any) -> DeadLetter:
         message_id=data.get("message_id") or None,
         event_type=data.get("type") or None,
         event_name=data.get("name") or None,
+        entry_fields=_entry_fields(data, event),
     )
 
 

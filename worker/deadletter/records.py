@@ -12,6 +12,8 @@ from typing import Any, Final, Literal, TypeVar, get_args
 
 import orjson
 
+from producers._events import MAX_EVENT_BYTES
+
 _T = TypeVar("_T")
 
 Outcome = Literal["rejected", "failed_after_retries", "item_rejected"]
@@ -20,6 +22,15 @@ Outcome = Literal["rejected", "failed_after_retries", "item_rejected"]
 OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
 #: The response excerpt kept in a record, in characters.
 RESPONSE_EXCERPT_CHARS: Final = 1_000
+#: Prefix of the record fields that hold the original stream entry's fields, one record field each.
+ENTRY_FIELD_PREFIX: Final = "entry."
+#: The same, for a field whose name is not UTF-8: the name follows in hexadecimal.
+ENTRY_HEX_FIELD_PREFIX: Final = "entryhex."
+#: The original entry's ``event`` field, as stored when its value is the record's ``event`` (kept only once).
+_SAME_AS_EVENT: Final = b""
+
+#: A stream entry's fields, in order: (name, value) pairs of bytes.
+EntryFields = tuple[tuple[bytes, bytes], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +52,8 @@ class DeadLetter:
         message_id: The event's ``messageId``, when it has one.
         event_type: The event's ``type``.
         event_name: The track event's ``event`` name.
+        entry_fields: Every field of the original stream entry, in order (``v``, ``event``, and any other),
+            so that replay writes back what was there; empty for records written before they were kept.
     """
 
     workspace: str
@@ -57,10 +70,15 @@ class DeadLetter:
     message_id: str | None = None
     event_type: str | None = None
     event_name: str | None = None
+    entry_fields: EntryFields = ()
 
     def to_fields(self) -> dict[str, bytes | str]:
-        """The dead-letter stream entry fields of docs/architecture.md."""
-        return {
+        """The dead-letter stream entry fields of docs/architecture.md.
+
+        The original entry's fields follow as ``entry.{name}``; its ``event`` is stored empty when it is the
+        record's ``event``, so that the event's bytes are held once.
+        """
+        fields: dict[str, bytes | str] = {
             "event": self.event,
             "workspace": self.workspace,
             "partition": str(self.partition),
@@ -76,6 +94,10 @@ class DeadLetter:
             "type": self.event_type or "",
             "name": self.event_name or "",
         }
+        for name, value in self.entry_fields:
+            same = name == b"event" and value == self.event
+            fields[_entry_field_name(name)] = _SAME_AS_EVENT if same else value
+        return fields
 
     @classmethod
     def from_fields(cls, fields: Mapping[bytes, bytes]) -> DeadLetter:
@@ -100,7 +122,40 @@ class DeadLetter:
             message_id=text("message_id") or None,
             event_type=text("type") or None,
             event_name=text("name") or None,
+            entry_fields=_entry_fields(fields),
         )
+
+
+def _entry_field_name(name: bytes) -> str:
+    """The record field holding the original entry's field ``name``."""
+    try:
+        return ENTRY_FIELD_PREFIX + name.decode("utf-8")
+    except UnicodeDecodeError:
+        return ENTRY_HEX_FIELD_PREFIX + name.hex()
+
+
+def _original_name(field: bytes) -> bytes | None:
+    """The original entry's field name a record field holds, or None for the record's own fields."""
+    text = field.decode("utf-8", "replace")
+    if text.startswith(ENTRY_FIELD_PREFIX):
+        return field[len(ENTRY_FIELD_PREFIX) :]
+    if text.startswith(ENTRY_HEX_FIELD_PREFIX):
+        try:
+            return bytes.fromhex(text[len(ENTRY_HEX_FIELD_PREFIX) :])
+        except ValueError:
+            return None
+    return None
+
+
+def _entry_fields(fields: Mapping[bytes, bytes]) -> EntryFields:
+    """The original entry's fields kept in a record's stream fields, in order."""
+    event = fields.get(b"event", b"")
+    kept = []
+    for field, value in fields.items():
+        name = _original_name(field)
+        if name is not None:
+            kept.append((name, event if name == b"event" and value == _SAME_AS_EVENT else value))
+    return tuple(kept)
 
 
 def _int(text: str, default: _T) -> int | _T:
@@ -168,7 +223,12 @@ def over_alarm(size: int, max_entries: int, ratio: float) -> bool:
 
 
 def describe_event(raw: bytes) -> tuple[str | None, str | None, str | None]:
-    """Best-effort ``(messageId, type, event name)`` of a raw event; never raises."""
+    """Best-effort ``(messageId, type, event name)`` of a raw event; never raises.
+
+    An event over ``MAX_EVENT_BYTES`` is not parsed (it is dead-lettered for its size): all three are None.
+    """
+    if len(raw) > MAX_EVENT_BYTES:
+        return None, None, None
     try:
         event: Any = orjson.loads(raw)
     except (orjson.JSONDecodeError, TypeError):

@@ -30,18 +30,41 @@ MOVE_CHUNK: Final = 500
 KICK_LEASE_MS: Final = KICK_TTL_MS
 
 #: KEYS: dead-letter stream, partition stream. ARGV: entry id. Returns 1 moved, 0 already gone.
+#: The entry written back holds the original entry's fields in order (``entry.*``, or ``entryhex.*`` for a name
+#: that is not UTF-8; an empty ``entry.event`` stands for the record's event), or ``v``=1 and ``event`` for records
+#: that did not keep them; then the record's ``attempts`` and ``first_failed_at`` (the next failure counts on).
 _MOVE_LUA: Final = """
 local rows = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #rows == 0 then return 0 end
 local f = rows[1][2]
-local event, attempts, first = nil, '1', '0'
+local event, attempts, first, original = nil, '1', '0', {}
 for i = 1, #f, 2 do
-  if f[i] == 'event' then event = f[i + 1]
-  elseif f[i] == 'attempts' then attempts = f[i + 1]
-  elseif f[i] == 'first_failed_at' then first = f[i + 1] end
+  local name, value = f[i], f[i + 1]
+  if name == 'event' then event = value
+  elseif name == 'attempts' then attempts = value
+  elseif name == 'first_failed_at' then first = value
+  elseif string.sub(name, 1, 6) == 'entry.' then original[#original + 1] = {string.sub(name, 7), value}
+  elseif string.sub(name, 1, 9) == 'entryhex.' then
+    local hex = string.sub(name, 10)
+    original[#original + 1] = {hex:gsub('..', function(h) return string.char(tonumber(h, 16)) end), value}
+  end
 end
 if event == nil then return 0 end
-redis.call('XADD', KEYS[2], '*', 'v', '1', 'event', event, 'attempts', attempts, 'first_failed_at', first)
+local out = {}
+if #original == 0 then out = {'v', '1', 'event', event} end
+for _, pair in ipairs(original) do
+  local name, value = pair[1], pair[2]
+  if name == 'event' and value == '' then value = event end
+  if name ~= 'attempts' and name ~= 'first_failed_at' then
+    out[#out + 1] = name
+    out[#out + 1] = value
+  end
+end
+out[#out + 1] = 'attempts'
+out[#out + 1] = attempts
+out[#out + 1] = 'first_failed_at'
+out[#out + 1] = first
+redis.call('XADD', KEYS[2], '*', unpack(out))
 redis.call('XDEL', KEYS[1], ARGV[1])
 return 1
 """
