@@ -18,6 +18,8 @@ from worker.ratelimit import authpause_key, pause_key
 
 #: A worker whose last heartbeat is older than this is counted as gone.
 WORKER_ALIVE_S: Final = 30.0
+#: A heartbeat older than this is removed by the sweeper (a worker gone for good is forgotten).
+WORKER_FORGET_S: Final = 3_600.0
 #: Lease value of a partition waiting for its retry timer.
 RETRY_LEASE: Final = "retry"
 
