@@ -173,3 +173,20 @@ def parse_strays(members: Iterable[Any]) -> dict[str, set[int]]:
         if workspace and number.isdigit():
             found.setdefault(workspace, set()).add(int(number))
     return found
+
+
+def read_strays(client: redis.Redis[Any], prefix: str) -> dict[str, set[int]]:
+    """The streams the sweeper's last scan found outside the configured layouts, by workspace."""
+    return parse_strays(client.smembers(strays_key(prefix)))
+
+
+def stream_lengths(client: redis.Redis[Any], prefix: str, groups: Mapping[str, Iterable[int]]) -> dict[str, int]:
+    """Waiting events per workspace over the given partitions' streams (one pipelined round trip)."""
+    pairs = [(workspace, n) for workspace, partitions in groups.items() for n in partitions]
+    pipe = client.pipeline(transaction=False)
+    for workspace, n in pairs:
+        pipe.xlen(stream_key(prefix, workspace, n))
+    totals = dict.fromkeys(groups, 0)
+    for (workspace, _), length in zip(pairs, pipe.execute(), strict=True):
+        totals[workspace] += int(length)
+    return totals

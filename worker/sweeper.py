@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import redis
@@ -95,18 +95,6 @@ def sweep_once(settings: Settings, store: PartitionStore, limiter: WorkspaceLimi
     return kicked
 
 
-def stream_lengths(client: redis.Redis[bytes], prefix: str, groups: Mapping[str, Iterable[int]]) -> dict[str, int]:
-    """Waiting events per workspace over the given partitions' streams (one pipelined round trip)."""
-    pairs = [(workspace, n) for workspace, partitions in groups.items() for n in partitions]
-    pipe = client.pipeline(transaction=False)
-    for workspace, n in pairs:
-        pipe.xlen(stream_key(prefix, workspace, n))
-    totals: dict[str, int] = dict.fromkeys(groups, 0)
-    for (workspace, _), length in zip(pairs, pipe.execute(), strict=True):
-        totals[workspace] += int(length)
-    return totals
-
-
 def cover_strays(client: redis.Redis[bytes], prefix: str, above: Mapping[str, tuple[int, ...]]) -> None:
     """Raise the span of each workspace over its non-empty streams above the count, so the fleet drains them."""
     for workspace, partitions in above.items():
@@ -129,7 +117,7 @@ def scan_strays(settings: Settings, client: redis.Redis[bytes]) -> dict[str, int
     found = layout.outside(layout.scan_streams(client, prefix), configured)
     layout.record_strays(client, prefix, found)
     cover_strays(client, prefix, found.above)
-    return stream_lengths(client, prefix, found.unconfigured)
+    return layout.stream_lengths(client, prefix, found.unconfigured)
 
 
 class Sweeper:
