@@ -135,13 +135,13 @@ def render_unconfigured(status: FleetStatus, console: Console) -> None:
     """Print the workspaces that are not configured but hold events, loudly: no worker delivers them."""
     if not status.unconfigured:
         return
-    table = Table(title="UNCONFIGURED WORKSPACES: events stranded, no worker delivers them", style="bold red")
+    table = Table(title="UNCONFIGURED WORKSPACES (events stranded)", style="bold red")
     for column in ("workspace", "backlog", "oldest", "partitions holding events"):
         table.add_column(column, justify="left" if column == "workspace" else "right")
     for ws in status.unconfigured:
         table.add_row(ws.name, str(ws.backlog), age(ws.oldest_age_s), ",".join(map(str, ws.partitions)))
     console.print(table)
-    console.print("Configure these workspaces (or remove their streams): their events are not delivered.", style="red")
+    console.print("No worker delivers these events: configure the workspaces, or remove their streams.", style="red")
 
 
 def render(status: FleetStatus, console: Console) -> None:
