@@ -17,6 +17,7 @@ from typing import Final
 
 import redis
 
+from producers._kick import MAX_PARTITIONS
 from producers._wire import KICK_TTL_MS, stream_key
 from worker import layout
 from worker.fleet_status import WORKER_FORGET_S
@@ -96,8 +97,13 @@ def sweep_once(settings: Settings, store: PartitionStore, limiter: WorkspaceLimi
 
 
 def cover_strays(client: redis.Redis[bytes], prefix: str, above: Mapping[str, tuple[int, ...]]) -> None:
-    """Raise the span of each workspace over its non-empty streams above the count, so the fleet drains them."""
-    for workspace, partitions in above.items():
+    """Raise the span of each workspace over its non-empty streams above the count, so the fleet drains them.
+
+    Streams at or above ``MAX_PARTITIONS`` are left out (no producer writes there; a span that large would make every
+    drain look at thousands of streams): they stay in ``{prefix}:strays`` and in the workspace's backlog metric.
+    """
+    for workspace, numbers in above.items():
+        partitions = [n for n in numbers if n < MAX_PARTITIONS]
         pipe = client.pipeline(transaction=False)
         for n in partitions:
             pipe.xlen(stream_key(prefix, workspace, n))
