@@ -93,9 +93,8 @@ def cover(client: redis.Redis[bytes], prefix: str, workspace: str, span: int) ->
     return int(client.register_script(_RAISE)(keys=[config_key(prefix, workspace)], args=[span]))
 
 
-def older_streams_wait(client: redis.Redis[bytes], prefix: str, workspace: str, partitions: int) -> bool:
-    """True while a stream at or above the partition count holds events (older than any event below it)."""
-    span = read_span(client, prefix, workspace, partitions)
+def older_streams_wait(client: redis.Redis[bytes], prefix: str, workspace: str, partitions: int, span: int) -> bool:
+    """True while a stream from the partition count up to ``span`` holds events (older than any event below it)."""
     if span <= partitions:
         return False
     pipe = client.pipeline(transaction=False)

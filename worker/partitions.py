@@ -214,9 +214,9 @@ class PartitionStore:
         """Streams ``0..span-1`` of the workspace may hold events; at least ``partitions``."""
         return layout.read_span(self._redis, self.prefix, workspace, partitions)
 
-    def older_streams_wait(self, workspace: str, partitions: int) -> bool:
-        """True while a stream at or above the partition count still holds events (``worker.layout``)."""
-        return layout.older_streams_wait(self._redis, self.prefix, workspace, partitions)
+    def older_streams_wait(self, workspace: str, partitions: int, span: int) -> bool:
+        """True while a stream from the partition count up to ``span`` holds events (``worker.layout``)."""
+        return layout.older_streams_wait(self._redis, self.prefix, workspace, partitions, span)
 
     def pending(self, workspace: str, partitions: int) -> list[tuple[int, int, bool]]:
         """(partition, stream length, has a lease) for every partition of the workspace."""

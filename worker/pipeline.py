@@ -51,13 +51,14 @@ def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
     others while they are within the workspace's span; a partition below the count waits until they are empty.
     """
     workspace = deps.settings.workspaces.get(workspace_name)
-    if workspace is None or not 0 <= partition < deps.store.span(workspace_name, workspace.partitions):
+    span = deps.store.span(workspace_name, workspace.partitions) if workspace is not None else 0
+    if workspace is None or not 0 <= partition < span:
         log.error(
             "drain task for an unconfigured workspace or partition; its events stay queued",
             extra={"workspace": workspace_name, "partition": partition},
         )
         return DrainResult("done")
-    if partition < workspace.partitions and deps.store.older_streams_wait(workspace_name, workspace.partitions):
+    if partition < workspace.partitions and deps.store.older_streams_wait(workspace_name, workspace.partitions, span):
         return hold_back(deps, workspace, partition)
     with deps.slots.hold(workspace_name) as held:
         if not held:
