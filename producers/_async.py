@@ -16,8 +16,16 @@ import redis.asyncio
 import redis.exceptions
 
 from producers._events import now_iso
-from producers._kick import ENQUEUE_SCRIPT, EventLike, Layout, Reply, chunks, prepare
-from producers._producer import DEFAULT_BACKLOG_CAP, DEFAULT_REDIS_URL, CallShapes, EnqueueResult, ProducerBase, Tally
+from producers._kick import ENQUEUE_SCRIPT, Chunk, EventLike, Layout, Reply, chunks, prepare
+from producers._producer import (
+    DEFAULT_BACKLOG_CAP,
+    DEFAULT_REDIS_URL,
+    LAYOUT_ATTEMPTS,
+    CallShapes,
+    EnqueueResult,
+    ProducerBase,
+    Tally,
+)
 from producers._wire import DEFAULT_PREFIX
 
 
@@ -28,7 +36,7 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
         redis_url: The Redis holding the streams, also the Celery broker for kicks.
         workspace: The workspace (as configured for the workers).
         key_prefix: The key prefix the workers use.
-        partitions: The workspace's partition count; default: as published by the workers, read once.
+        partitions: The workspace's partition count until the workers publish one (the published count wins).
         backlog_cap: ``QueueFull`` once this many events wait in the workspace; ``None``: no cap.
         kick: Queue a drain task when a partition goes from idle to busy.
         redis_client: A ``redis.asyncio`` client to use instead of one built from ``redis_url``.
@@ -61,6 +69,16 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
     async def _resolve(self) -> Layout:
         return self._layout or self._make_layout(await self._redis.hget(self._config_key, "partitions"))
 
+    async def _send(self, chunk: Chunk) -> Reply:
+        """Run the enqueue script for ``chunk``; partition again and retry while the workers' count differs."""
+        layout = await self._resolve()
+        for _ in range(LAYOUT_ATTEMPTS):
+            reply = await self._run(layout.evalsha_args(chunk))
+            if reply.published is None:
+                return reply
+            layout = self._adopt(reply.published)
+        raise self._still_changing()
+
     async def _run(self, args: list[Any]) -> Reply:
         try:
             raw = await self._command("EVALSHA", *args)
@@ -83,9 +101,8 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
             QueueFull: The workspace's backlog is at the cap; nothing was enqueued.
             redis.exceptions.ConnectionError: Redis cannot be reached.
         """
-        layout = await self._resolve()
-        prepared = prepare(event, layout.partitions, now_iso())
-        reply = await self._run(layout.evalsha_args([prepared.index], [prepared.data]))
+        prepared = prepare(event, now_iso())
+        reply = await self._send(Chunk.of(prepared))
         if reply.added == 0:
             raise self._full(reply)
         return prepared.message_id
@@ -100,10 +117,9 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
             QueueFull: The cap was reached; ``.result`` tells which events were enqueued.
             redis.exceptions.ConnectionError: Redis cannot be reached (earlier chunks stay enqueued).
         """
-        layout, tally = await self._resolve(), Tally()
-        for chunk in chunks(events, layout.partitions):
-            args = layout.evalsha_args(chunk.index, chunk.blobs)
-            reply = await self._run(args) if chunk.good else Reply(0, 0, [])
+        tally = Tally()
+        for chunk in chunks(events):
+            reply = await self._send(chunk) if chunk.good else Reply(0, 0, [])
             tally.settle(chunk, reply.added)
             if reply.added < len(chunk.good):
                 raise self._full(reply, tally.result())

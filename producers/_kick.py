@@ -1,8 +1,9 @@
 """The enqueue round trip and the kick that follows it.
 
-Events are prepared (checked, stamped, serialised, partitioned) in chunks. ``ENQUEUE_SCRIPT`` appends them to
-their partition streams, applies backpressure and claims the kick of each partition that was idle, all in one
-round trip. ``Kicker`` then queues a drain task for each claimed partition.
+Events are prepared (checked, stamped, serialised, their person key hashed) in chunks. ``ENQUEUE_SCRIPT`` checks
+that the producer's partition count is the one the workers published, appends the events to their partition
+streams, applies backpressure and claims the kick of each partition that was idle, all in one round trip.
+``Kicker`` then queues a drain task for each claimed partition.
 
 The script sets the partition's lease to ``kicked`` with ``SET NX``, so exactly one producer kicks each idle
 partition. ``Kicker`` only publishes the Celery message, by task name, so that producers never import the
@@ -31,10 +32,12 @@ from producers._wire import (
     FORMAT_VERSION,
     KICK_TTL_MS,
     KICKED,
+    config_key,
     drain_queue,
     enqueued_key,
     lease_key,
-    partition_for,
+    partition_of,
+    person_hash,
     stream_key,
 )
 
@@ -113,16 +116,35 @@ class Kicker:
 
 
 #: Appends events and claims the kick in one round trip.
-#: KEYS: the P partition streams, then the P partition leases, then the workspace's enqueued-by-type hash.
+#: KEYS: the P partition streams, then the P partition leases, then the workspace's enqueued-by-type hash, then its
+#: config hash.
 #: ARGV: P, backlog cap (-1: none), lease TTL ms, lease value, format version, kick (1/0), the index
-#: ("partition:length:type,..." in input order) and the events' JSON concatenated in that order. Two arguments for
-#: the whole chunk instead of two per event: argument packing is the client's largest cost.
+#: ("partition:length:type,..." in input order), the events' JSON concatenated in that order, and the highest valid
+#: partition count. Two arguments for the whole chunk instead of two per event: argument packing is the client's
+#: largest cost.
+#: First the layout check: when the workers published a partition count other than P, nothing is written and the
+#: script returns {0, 0, {}, published}: the caller's layout is stale, it must partition again and retry. So no
+#: producer writes to a partition the workers stopped draining once they published their count. While no count is
+#: published, the script raises the config's ``span`` to P, which tells the workers that streams 0..P-1 may hold
+#: events (they drain every stream below the span).
 #: Events are appended in order until the workspace's backlog (the sum of XLEN) reaches the cap; the rest are
 #: left out. Each partition that received an event and has no lease gets ``kicked`` with ``SET NX PX``.
 #: Returns {appended, backlog after (0 without a cap), {kicked partitions}}. Its cost grows with P: one XLEN
 #: per partition, and the 2 * P key names travel with every call.
 ENQUEUE_SCRIPT: Final = """
 local p = tonumber(ARGV[1])
+local config = KEYS[2 * p + 2]
+local raw = redis.call('HGET', config, 'partitions')
+local published = raw and string.match(raw, '^%s*%d+%s*$') and tonumber(raw)
+if published and (published < 1 or published > tonumber(ARGV[9])) then
+  published = nil
+end
+if published and published ~= p then
+  return {0, 0, {}, published}
+end
+if not published and (tonumber(redis.call('HGET', config, 'span')) or 0) < p then
+  redis.call('HSET', config, 'span', p)
+end
 local cap = tonumber(ARGV[2])
 local backlog = 0
 if cap >= 0 then
@@ -179,57 +201,60 @@ class Layout:
         streams = tuple(stream_key(prefix, workspace, n) for n in range(partitions))
         leases = tuple(lease_key(prefix, workspace, n) for n in range(partitions))
         header = (partitions, -1 if cap is None else cap, KICK_TTL_MS, KICKED, FORMAT_VERSION, int(kick))
-        return cls(partitions, (*streams, *leases, enqueued_key(prefix, workspace)), header)
+        keys = (*streams, *leases, enqueued_key(prefix, workspace), config_key(prefix, workspace))
+        return cls(partitions, keys, header)
 
     @property
     def streams(self) -> tuple[str, ...]:
         """The partition streams, in partition order."""
         return self.keys[: self.partitions]
 
-    def evalsha_args(self, index: list[str], blobs: list[bytes]) -> list[Any]:
-        """The arguments of ``EVALSHA`` for events ``blobs`` whose ``partition:length`` are ``index``."""
-        return [ENQUEUE_SHA, len(self.keys), *self.keys, *self.header, ",".join(index), b"".join(blobs)]
+    def evalsha_args(self, chunk: Chunk) -> list[Any]:
+        """The arguments of ``EVALSHA`` for the prepared events of ``chunk``, partitioned by this layout."""
+        index = ",".join(chunk.index_for(self.partitions))
+        return [ENQUEUE_SHA, len(self.keys), *self.keys, *self.header, index, b"".join(chunk.blobs), MAX_PARTITIONS]
 
 
 @dataclass(frozen=True)
 class Reply:
-    """What the enqueue script did."""
+    """What the enqueue script did; ``published`` is set (and nothing was written) when the layout was stale."""
 
     added: int
     backlog: int
     kicked: list[int]
+    published: int | None = None
 
     @classmethod
     def parse(cls, raw: Any) -> Reply:
-        """Read the script's ``{added, backlog, kicked}``."""
-        return cls(int(raw[0]), int(raw[1]), [int(n) for n in raw[2]])
+        """Read the script's ``{added, backlog, kicked}``, or ``{0, 0, {}, published}`` for a stale layout."""
+        published = int(raw[3]) if len(raw) > 3 else None
+        return cls(int(raw[0]), int(raw[1]), [int(n) for n in raw[2]], published)
 
 
-def parse_partitions(raw: bytes | str | None) -> int:
-    """The partition count published in the workspace's config hash, else ``DEFAULT_PARTITIONS``."""
+def parse_partitions(raw: bytes | str | None, fallback: int = DEFAULT_PARTITIONS) -> int:
+    """The partition count published in the workspace's config hash, else ``fallback``."""
     text = raw.decode() if isinstance(raw, bytes) else raw
     if text is not None and text.strip().isdigit() and 1 <= int(text) <= MAX_PARTITIONS:
         return int(text)
-    return DEFAULT_PARTITIONS
+    return fallback
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """One event, checked, stamped and serialised, with its partition."""
+    """One event, checked, stamped and serialised, with the hash of its person key (its partition in any layout)."""
 
     message_id: str
-    partition: int
+    person: int | None
     data: bytes
     kind: str
 
-    @property
-    def index(self) -> str:
+    def index(self, partitions: int) -> str:
         """The event's entry in the enqueue script's index: ``partition:length:type``."""
-        return f"{self.partition}:{len(self.data)}:{self.kind}"
+        return f"{partition_of(self.person, partitions)}:{len(self.data)}:{self.kind}"
 
 
-def prepare(event: EventLike, partitions: int, now: str) -> Prepared:
-    """Check, stamp and serialise one event and find its partition.
+def prepare(event: EventLike, now: str) -> Prepared:
+    """Check, stamp and serialise one event and hash its person key.
 
     Raises:
         InvalidEventError: The event is refused.
@@ -240,7 +265,7 @@ def prepare(event: EventLike, partitions: int, now: str) -> Prepared:
     if problem is not None:
         raise problem
     message_id, data = encode_event(event, now=now)
-    return Prepared(message_id, partition_for(event, partitions), data, str(event["type"]))
+    return Prepared(message_id, person_hash(event), data, str(event["type"]))
 
 
 @dataclass
@@ -250,25 +275,43 @@ class Chunk:
     start: int
     message_ids: list[str | None] = field(default_factory=list)
     errors: dict[int, InvalidEventError] = field(default_factory=dict)
-    index: list[str] = field(default_factory=list)
-    blobs: list[bytes] = field(default_factory=list)
+    prepared: list[Prepared] = field(default_factory=list)
     good: list[int] = field(default_factory=list)
     size: int = 0
 
-    def add(self, event: Any, partitions: int, now: str) -> None:
+    @classmethod
+    def of(cls, prepared: Prepared) -> Chunk:
+        """A chunk of one prepared event."""
+        chunk = cls(0)
+        chunk.append(prepared)
+        return chunk
+
+    def add(self, event: Any, now: str) -> None:
         """Prepare the next input event, or record why it is refused."""
         index = self.start + len(self.message_ids)
         try:
-            prepared = prepare(event, partitions, now)
+            prepared = prepare(event, now)
         except InvalidEventError as exc:
             self.errors[index] = exc.at(index)
             self.message_ids.append(None)
             return
+        self.append(prepared)
+
+    def append(self, prepared: Prepared) -> None:
+        """Add an event that passed the checks."""
         self.good.append(len(self.message_ids))
         self.message_ids.append(prepared.message_id)
-        self.index.append(prepared.index)
-        self.blobs.append(prepared.data)
+        self.prepared.append(prepared)
         self.size += len(prepared.data)
+
+    @property
+    def blobs(self) -> list[bytes]:
+        """The good events' JSON, in input order."""
+        return [prepared.data for prepared in self.prepared]
+
+    def index_for(self, partitions: int) -> list[str]:
+        """The good events' index entries (``partition:length:type``) among ``partitions`` partitions."""
+        return [prepared.index(partitions) for prepared in self.prepared]
 
     @property
     def full(self) -> bool:
@@ -276,11 +319,11 @@ class Chunk:
         return len(self.message_ids) >= CHUNK_EVENTS or self.size >= CHUNK_BYTES
 
 
-def chunks(events: Iterable[Any], partitions: int) -> Iterator[Chunk]:
+def chunks(events: Iterable[Any]) -> Iterator[Chunk]:
     """Prepare ``events`` lazily, one chunk at a time (one stamp time per chunk)."""
     chunk, now = Chunk(0), now_iso()
     for event in events:
-        chunk.add(event, partitions, now)
+        chunk.add(event, now)
         if chunk.full:
             yield chunk
             chunk, now = Chunk(chunk.start + len(chunk.message_ids)), now_iso()

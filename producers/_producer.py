@@ -1,9 +1,10 @@
 """``Producer``: validate, stamp and append Segment events to a workspace's partition streams in Redis.
 
-Each ``enqueue`` is one Redis round trip (``ENQUEUE_SCRIPT``): the event is appended to the stream of its
-partition, the workspace's backlog is checked against the cap, and an idle partition's lease is set to
-``kicked``; a drain task is then queued for it by name. ``enqueue_many`` sends chunks of up to
-``CHUNK_EVENTS`` events (or ``CHUNK_BYTES``) per script call (see ``producers._kick``).
+Each ``enqueue`` is one Redis round trip (``ENQUEUE_SCRIPT``): the script checks the producer's cached
+partition count against the one the workers published (a stale count costs one more round trip), the event is
+appended to the stream of its partition, the workspace's backlog is checked against the cap, and an idle
+partition's lease is set to ``kicked``; a drain task is then queued for it by name. ``enqueue_many`` sends
+chunks of up to ``CHUNK_EVENTS`` events (or ``CHUNK_BYTES``) per script call (see ``producers._kick``).
 """
 
 from __future__ import annotations
@@ -38,12 +39,15 @@ from producers._kick import (
     parse_partitions,
     prepare,
 )
-from producers._wire import DEFAULT_PREFIX, config_key
+from producers._wire import DEFAULT_PARTITIONS, DEFAULT_PREFIX, config_key
 
 #: The Redis a producer talks to when given no URL.
 DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 #: The default backpressure cap: waiting events per workspace.
 DEFAULT_BACKLOG_CAP: Final = 1_000_000
+#: Script calls for one chunk while the published partition count keeps changing under it (it changes once per
+#: partition change, or back and forth while workers of two counts run side by side).
+LAYOUT_ATTEMPTS: Final = 5
 
 R = TypeVar("R")
 
@@ -136,9 +140,19 @@ class ProducerBase:
         return config_key(self.key_prefix, self.workspace)
 
     def _make_layout(self, published: bytes | str | None) -> Layout:
-        count = self._partitions or parse_partitions(published)
-        self._layout = Layout.build(self.key_prefix, self.workspace, count, cap=self.backlog_cap, kick=self._kick)
+        """The layout of the count the workers published, else of the ``partitions`` argument, else the default."""
+        return self._adopt(parse_partitions(published, self._partitions or DEFAULT_PARTITIONS))
+
+    def _adopt(self, partitions: int) -> Layout:
+        """Use ``partitions`` from now on (the enqueue script found the cached count stale)."""
+        self._layout = Layout.build(self.key_prefix, self.workspace, partitions, cap=self.backlog_cap, kick=self._kick)
         return self._layout
+
+    def _still_changing(self) -> ProducerError:
+        return ProducerError(
+            f"the partition count of workspace {self.workspace!r} changed {LAYOUT_ATTEMPTS} times during one call; "
+            "nothing of this call's last chunk was enqueued: retry"
+        )
 
     def _full(self, reply: Reply, result: EnqueueResult | None = None) -> QueueFull:
         return QueueFull(self.workspace, reply.backlog, self.backlog_cap or 0, result)
@@ -285,8 +299,9 @@ class Producer(ProducerBase, CallShapes[str]):
         redis_url: The Redis holding the streams, also the Celery broker for kicks.
         workspace: The workspace (as configured for the workers).
         key_prefix: The key prefix the workers use.
-        partitions: The workspace's partition count; default: the count the workers published in
-            ``{prefix}:config:{workspace}``, else ``DEFAULT_PARTITIONS``. Read once.
+        partitions: The workspace's partition count until the workers publish one in
+            ``{prefix}:config:{workspace}`` (default ``DEFAULT_PARTITIONS``). The published count always wins: the
+            enqueue script checks it on every call, and the producer partitions again when it changed.
         backlog_cap: ``QueueFull`` once this many events wait in the workspace; ``None``: no cap.
         kick: Queue a drain task when a partition goes from idle to busy; with ``False`` the workers'
             sweeper finds the partition.
@@ -320,6 +335,16 @@ class Producer(ProducerBase, CallShapes[str]):
     def _resolve(self) -> Layout:
         return self._layout or self._make_layout(self._redis.hget(self._config_key, "partitions"))
 
+    def _send(self, chunk: Chunk) -> Reply:
+        """Run the enqueue script for ``chunk``; partition again and retry while the workers' count differs."""
+        layout = self._resolve()
+        for _ in range(LAYOUT_ATTEMPTS):
+            reply = self._run(layout.evalsha_args(chunk))
+            if reply.published is None:
+                return reply
+            layout = self._adopt(reply.published)
+        raise self._still_changing()
+
     def _run(self, args: list[Any]) -> Reply:
         try:
             raw = self._redis.execute_command("EVALSHA", *args)
@@ -342,9 +367,8 @@ class Producer(ProducerBase, CallShapes[str]):
             QueueFull: The workspace's backlog is at the cap; nothing was enqueued.
             redis.exceptions.ConnectionError: Redis cannot be reached.
         """
-        layout = self._resolve()
-        prepared = prepare(event, layout.partitions, now_iso())
-        reply = self._run(layout.evalsha_args([prepared.index], [prepared.data]))
+        prepared = prepare(event, now_iso())
+        reply = self._send(Chunk.of(prepared))
         if reply.added == 0:
             raise self._full(reply)
         return prepared.message_id
@@ -363,9 +387,9 @@ class Producer(ProducerBase, CallShapes[str]):
             QueueFull: The cap was reached; ``.result.message_ids`` has ``None`` for events not enqueued.
             redis.exceptions.ConnectionError: Redis cannot be reached (earlier chunks stay enqueued).
         """
-        layout, tally = self._resolve(), Tally()
-        for chunk in chunks(events, layout.partitions):
-            reply = self._run(layout.evalsha_args(chunk.index, chunk.blobs)) if chunk.good else Reply(0, 0, [])
+        tally = Tally()
+        for chunk in chunks(events):
+            reply = self._send(chunk) if chunk.good else Reply(0, 0, [])
             tally.settle(chunk, reply.added)
             if reply.added < len(chunk.good):
                 raise self._full(reply, tally.result())

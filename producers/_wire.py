@@ -13,7 +13,9 @@ Format version 1 (documented in the README, "Wire format"):
   drain task; a raw ``XADD`` may skip that step, and the workers' sweeper then picks the partition up.
 * ``{prefix}:enqueued:{workspace}`` is a hash of event type → events enqueued, kept by the Python producer
   (optional for other producers: their events are counted as type ``other`` in metrics).
-* ``{prefix}:config:{workspace}`` is a hash that workers keep up to date with the workspace's ``partitions``.
+* ``{prefix}:config:{workspace}`` is a hash that workers keep up to date with the workspace's ``partitions``, and
+  ``span``: streams ``0..span-1`` may hold events (more than ``partitions`` while streams of an older, larger
+  count still hold events).
 """
 
 from __future__ import annotations
@@ -106,9 +108,19 @@ def person_key(event: Mapping[str, Any]) -> str | None:
     return None
 
 
+def person_hash(event: Mapping[str, Any]) -> int | None:
+    """The stable hash of an event's person key (crc32 of its UTF-8), or None when it has none."""
+    key = person_key(event)
+    return None if key is None else zlib.crc32(key.encode("utf-8"))
+
+
+def partition_of(hashed: int | None, partitions: int) -> int:
+    """The partition of a person hash among ``partitions`` (0 without a person key)."""
+    if hashed is None or partitions <= 1:
+        return 0
+    return hashed % partitions
+
+
 def partition_for(event: Mapping[str, Any], partitions: int) -> int:
     """The partition of an event: a stable hash of its person key."""
-    key = person_key(event)
-    if key is None or partitions <= 1:
-        return 0
-    return zlib.crc32(key.encode("utf-8")) % partitions
+    return partition_of(person_hash(event), partitions)

@@ -23,8 +23,16 @@ def configured_fingerprint(workspace: WorkspaceConfig) -> str:
     return credentials_fingerprint(workspace.site_id, workspace.api_key.get_secret_value())
 
 
-def resume_if_credentials_changed(limiter: WorkspaceLimiter, store: PartitionStore, workspace: WorkspaceConfig) -> bool:
+def resume_if_credentials_changed(
+    limiter: WorkspaceLimiter, store: PartitionStore, workspace: WorkspaceConfig, span: int | None = None
+) -> bool:
     """Lift a 401/403 pause whose credentials are not the configured ones any more, and end its retry timers.
+
+    Args:
+        limiter: The fleet's pauses.
+        store: The partitions.
+        workspace: The workspace as configured now.
+        span: Streams ``0..span-1`` that may hold events (``layout``), when more than the configured partitions.
 
     Returns:
         True when the pause was lifted here.
@@ -33,6 +41,6 @@ def resume_if_credentials_changed(limiter: WorkspaceLimiter, store: PartitionSto
     if pause is None or pause.fingerprint == configured_fingerprint(workspace):
         return False
     limiter.clear_auth_pause(workspace.name)
-    store.end_retry_timers(workspace.name, workspace.partitions)
+    store.end_retry_timers(workspace.name, span or workspace.partitions)
     log.info("credentials changed; resuming the paused workspace", extra={"workspace": workspace.name})
     return True

@@ -6,7 +6,7 @@ so the metrics collector can reuse it. Nothing here prints.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -14,10 +14,13 @@ import redis
 
 from producers._wire import KICKED, lease_key, stream_key
 from worker.deadletter import dlq_key
+from worker.layout import scan_streams
 from worker.ratelimit import authpause_key, pause_key
 
 #: A worker whose last heartbeat is older than this is counted as gone.
 WORKER_ALIVE_S: Final = 30.0
+#: A heartbeat older than this is removed by the sweeper (a worker gone for good is forgotten).
+WORKER_FORGET_S: Final = 3_600.0
 #: Lease value of a partition waiting for its retry timer.
 RETRY_LEASE: Final = "retry"
 
@@ -68,6 +71,18 @@ class WorkspaceStatus:
     auth_status: int | None
     auth_since_ms: int | None
     dead_letters: int
+    #: Events in streams at or above ``partitions`` (left by a larger count; drained first), part of ``backlog``.
+    out_of_range_events: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UnconfiguredStatus:
+    """A workspace that is not configured but whose streams hold events: no worker delivers them."""
+
+    name: str
+    partitions: tuple[int, ...]
+    backlog: int
+    oldest_age_s: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +102,7 @@ class FleetStatus:
     at_ms: int
     workspaces: tuple[WorkspaceStatus, ...]
     workers: tuple[WorkerStatus, ...]
+    unconfigured: tuple[UnconfiguredStatus, ...] = ()
 
     @property
     def workers_alive(self) -> int:
@@ -100,6 +116,7 @@ class FleetStatus:
             "workers_alive": self.workers_alive,
             "workspaces": [asdict(ws) for ws in self.workspaces],
             "workers": [asdict(worker) for worker in self.workers],
+            "unconfigured": [asdict(ws) for ws in self.unconfigured],
         }
 
 
@@ -129,17 +146,22 @@ def summarise_workspace(
     auth: Mapping[Any, Any],
     dlq: Any,
     now_ms: int,
+    partitions: int | None = None,
 ) -> WorkspaceStatus:
-    """Fold the partitions' facts and the pause keys into one ``WorkspaceStatus`` (pure)."""
+    """Fold the partitions' facts and the pause keys into one ``WorkspaceStatus`` (pure).
+
+    ``facts`` beyond the first ``partitions`` (all by default) are streams above the partition count.
+    """
+    count = len(facts) if partitions is None else partitions
     oldest = [f.oldest_ms for f in facts if f.oldest_ms is not None]
     reason, ttl_ms = _text(pause[0]), int(pause[1])
     auth_fields = {_text(k): _text(v) for k, v in auth.items()}
     paused = "unauthorized" if auth_fields else ("throttled" if ttl_ms > 0 or ttl_ms == -1 else None)
     return WorkspaceStatus(
         name=name,
-        partitions=len(facts),
+        partitions=count,
         backlog=sum(f.backlog for f in facts),
-        oldest_age_s=max(0.0, (now_ms - min(oldest)) / 1_000) if oldest else None,
+        oldest_age_s=_age_s(oldest, now_ms),
         busy=sum(f.busy for f in facts),
         retrying=sum(f.retrying for f in facts),
         paused=paused,
@@ -148,7 +170,21 @@ def summarise_workspace(
         auth_status=_int(auth_fields.get("status")),
         auth_since_ms=_int(auth_fields.get("since")),
         dead_letters=int(dlq),
+        out_of_range_events=sum(f.backlog for f in facts[count:]),
     )
+
+
+def _age_s(oldest: Sequence[int], now_ms: int) -> float | None:
+    return max(0.0, (now_ms - min(oldest)) / 1_000) if oldest else None
+
+
+def summarise_unconfigured(
+    name: str, partitions: Sequence[int], facts: Sequence[PartitionFacts], now_ms: int
+) -> UnconfiguredStatus:
+    """The streams of a workspace nobody is configured for, folded into one ``UnconfiguredStatus`` (pure)."""
+    oldest = [f.oldest_ms for f in facts if f.oldest_ms is not None]
+    waiting = tuple(n for n, f in zip(partitions, facts, strict=True) if f.backlog)
+    return UnconfiguredStatus(name, waiting, sum(f.backlog for f in facts), _age_s(oldest, now_ms))
 
 
 def summarise_workers(heartbeats: Mapping[Any, Any], now_ms: int) -> tuple[WorkerStatus, ...]:
@@ -164,25 +200,49 @@ def summarise_workers(heartbeats: Mapping[Any, Any], now_ms: int) -> tuple[Worke
     return tuple(sorted(workers, key=lambda worker: (worker.age_s, worker.id)))
 
 
-def _workspace(client: redis.Redis[bytes], prefix: str, name: str, partitions: int, now_ms: int) -> WorkspaceStatus:
+def _queue_partition(pipe: Any, prefix: str, name: str, n: int) -> None:
+    pipe.xlen(stream_key(prefix, name, n))
+    pipe.xrange(stream_key(prefix, name, n), count=1)
+    pipe.get(lease_key(prefix, name, n))
+    pipe.exists(retry_key(prefix, name, n))
+
+
+def _workspace(
+    client: redis.Redis[bytes], prefix: str, name: str, partitions: int, now_ms: int, extra: Iterable[int] = ()
+) -> WorkspaceStatus:
+    numbers = [*range(partitions), *sorted(n for n in extra if n >= partitions)]
     pipe = client.pipeline(transaction=False)
-    for n in range(partitions):
-        pipe.xlen(stream_key(prefix, name, n))
-        pipe.xrange(stream_key(prefix, name, n), count=1)
-        pipe.get(lease_key(prefix, name, n))
-        pipe.exists(retry_key(prefix, name, n))
+    for n in numbers:
+        _queue_partition(pipe, prefix, name, n)
     pipe.get(pause_key(prefix, name))
     pipe.pttl(pause_key(prefix, name))
     pipe.hgetall(authpause_key(prefix, name))
     pipe.xlen(dlq_key(prefix, name))
     replies = pipe.execute()
-    facts = [partition_facts(*replies[i : i + 4]) for i in range(0, 4 * partitions, 4)]
-    pause, pttl, auth, dlq = replies[4 * partitions :]
-    return summarise_workspace(name, facts, (pause, pttl), auth, dlq, now_ms)
+    facts = [partition_facts(*replies[i : i + 4]) for i in range(0, 4 * len(numbers), 4)]
+    pause, pttl, auth, dlq = replies[4 * len(numbers) :]
+    return summarise_workspace(name, facts, (pause, pttl), auth, dlq, now_ms, partitions)
+
+
+def _unconfigured(
+    client: redis.Redis[bytes], prefix: str, name: str, partitions: Iterable[int], now_ms: int
+) -> UnconfiguredStatus:
+    numbers = sorted(partitions)
+    pipe = client.pipeline(transaction=False)
+    for n in numbers:
+        _queue_partition(pipe, prefix, name, n)
+    replies = pipe.execute()
+    facts = [partition_facts(*replies[i : i + 4]) for i in range(0, 4 * len(numbers), 4)]
+    return summarise_unconfigured(name, numbers, facts, now_ms)
 
 
 def gather_status(
-    client: redis.Redis[bytes], prefix: str, workspaces: Mapping[str, int], *, now_ms: int | None = None
+    client: redis.Redis[bytes],
+    prefix: str,
+    workspaces: Mapping[str, int],
+    *,
+    now_ms: int | None = None,
+    scan: bool = True,
 ) -> FleetStatus:
     """Read the state of every workspace and worker.
 
@@ -191,10 +251,16 @@ def gather_status(
         prefix: The key prefix.
         workspaces: Workspace name → partition count.
         now_ms: The time to measure ages against; Redis ``TIME`` by default (the clock stream ids use).
+        scan: Also ``SCAN`` for every stream of the prefix: streams above a workspace's count count in its
+            backlog, and workspaces that are not configured but hold events are listed in ``unconfigured``.
     """
     if now_ms is None:
         seconds, micros = client.time()
         now_ms = int(seconds) * 1_000 + int(micros) // 1_000
-    states = tuple(_workspace(client, prefix, name, n, now_ms) for name, n in sorted(workspaces.items()))
+    found = scan_streams(client, prefix) if scan else {}
+    states = tuple(
+        _workspace(client, prefix, name, n, now_ms, found.get(name, ())) for name, n in sorted(workspaces.items())
+    )
+    strays = (_unconfigured(client, prefix, name, found[name], now_ms) for name in sorted(found.keys() - workspaces))
     workers = summarise_workers(client.hgetall(workers_key(prefix)), now_ms)
-    return FleetStatus(now_ms, states, workers)
+    return FleetStatus(now_ms, states, workers, tuple(stray for stray in strays if stray.backlog))

@@ -8,9 +8,12 @@ Two kinds of numbers:
 * **What the fleet's Redis holds** (``RedisStateCollector``, read at scrape time): events enqueued (each
   partition stream's ``entries-added``, which counts producers in any process or language), backlog, age of
   the oldest waiting event, pauses, dead letters and the dead-letter alarm. Every process reports the same
-  values; aggregate them with ``max by (workspace)``, not ``sum``.
+  values; aggregate them with ``max by (workspace)``, not ``sum``. Streams the sweeper's scan found outside the
+  configured layouts (``{prefix}:strays``, ``worker.layout``) are read too: those above a workspace's partition
+  count are part of its backlog, and those of a workspace nobody configured are ``cio_fleet_stranded_events``.
 
-Labels are bounded: ``workspace`` (configured names), ``type`` (the six Segment types or ``other``),
+Labels are bounded: ``workspace`` (configured names; for ``cio_fleet_stranded_events`` also the names of
+unconfigured workspaces that hold events), ``type`` (the six Segment types or ``other``),
 ``status`` (an HTTP status or ``error`` when no response came), ``outcome`` (the dead-letter outcomes) and
 ``reason`` (``throttled`` or ``unauthorized``). Never ids, reasons in free text or payloads.
 
@@ -38,6 +41,7 @@ from redis.exceptions import RedisError
 from producers._wire import enqueued_key, stream_key
 from worker.deadletter.records import dlq_key
 from worker.health import Health
+from worker.layout import read_strays, stream_lengths
 from worker.ratelimit import authpause_key, pause_key
 
 WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
@@ -262,17 +266,21 @@ def _workspace_state(
 
 
 def read_state(
-    client: redis.Redis[Any], prefix: str, workspaces: Mapping[str, int]
+    client: redis.Redis[Any],
+    prefix: str,
+    workspaces: Mapping[str, int],
+    extra: Mapping[str, Iterable[int]] | None = None,
 ) -> tuple[int, dict[str, WorkspaceState]]:
-    """Redis's time in ms and every workspace's state, read in one pipelined round trip.
+    """Redis's time in ms and every workspace's state (``extra``: streams above its count), in one round trip.
 
     Raises:
         RedisError: Redis did not answer.
     """
+    numbers = {ws: [*range(n), *sorted(p for p in (extra or {}).get(ws, ()) if p >= n)] for ws, n in workspaces.items()}
     pipe = client.pipeline(transaction=False)
     pipe.time()
-    for workspace, partitions in workspaces.items():
-        for partition in range(partitions):
+    for workspace, partitions in numbers.items():
+        for partition in partitions:
             pipe.xinfo_stream(stream_key(prefix, workspace, partition))
         pipe.pttl(pause_key(prefix, workspace))
         pipe.exists(authpause_key(prefix, workspace))
@@ -283,20 +291,22 @@ def read_state(
         raise replies[0]
     seconds, micros = replies[0]
     states, at = {}, 1
-    for workspace, partitions in workspaces.items():
-        streams, (pause_ms, auth, dlq_len, by_type) = (
-            replies[at : at + partitions],
-            replies[at + partitions : at + partitions + 4],
-        )
+    for workspace, partitions in numbers.items():
+        count = len(partitions)
+        streams, (pause_ms, auth, dlq_len, by_type) = replies[at : at + count], replies[at + count : at + count + 4]
         states[workspace] = _workspace_state(streams, pause_ms, auth, dlq_len, by_type)
-        at += partitions + 4
+        at += count + 4
     return int(seconds) * 1000 + int(micros) // 1000, states
 
 
 def state_families(
-    now_ms: int, states: Mapping[str, WorkspaceState], dlq_max_entries: int, dlq_alarm_ratio: float
+    now_ms: int,
+    states: Mapping[str, WorkspaceState],
+    dlq_max_entries: int,
+    dlq_alarm_ratio: float,
+    stranded: Mapping[str, int] | None = None,
 ) -> list[Metric]:
-    """The metric families of a Redis state reading (pure)."""
+    """The metric families of a Redis state reading (pure); ``stranded``: events per unconfigured workspace."""
     enqueued = CounterMetricFamily(
         "cio_fleet_events_enqueued",
         "Events appended to the workspace's streams, by type as producers counted them; events of producers "
@@ -316,6 +326,13 @@ def state_families(
         "1 when the DLQ is past dlq_alarm_ratio of dlq_max_entries.",
         labels=["workspace"],
     )
+    stranded_events = GaugeMetricFamily(
+        "cio_fleet_stranded_events",
+        "Events in the streams of a workspace that is not configured: no worker delivers them.",
+        labels=["workspace"],
+    )
+    for workspace, count in sorted({**dict.fromkeys(states, 0), **(stranded or {})}.items()):
+        stranded_events.add_metric([workspace], count)
     threshold = dlq_alarm_ratio * dlq_max_entries
     for workspace, state in states.items():
         for event_type, count in enqueued_by_type(state).items():
@@ -327,7 +344,7 @@ def state_families(
         paused.add_metric([workspace, "unauthorized"], int(state.unauthorized))
         dead.add_metric([workspace], state.dead_letters)
         alarm.add_metric([workspace], int(state.dead_letters >= threshold))
-    return [enqueued, backlog, age, paused, dead, alarm]
+    return [enqueued, backlog, age, paused, dead, alarm, stranded_events]
 
 
 def enqueued_by_type(state: WorkspaceState) -> dict[str, int]:
@@ -370,12 +387,15 @@ class RedisStateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Read Redis; when it does not answer, report ``cio_fleet_redis_up 0`` instead of failing the scrape."""
         try:
-            now_ms, states = read_state(self._redis, self._prefix, self._workspaces)
+            strays = read_strays(self._redis, self._prefix)
+            above = {ws: strays.pop(ws) for ws in list(strays) if ws in self._workspaces}
+            now_ms, states = read_state(self._redis, self._prefix, self._workspaces, above)
+            stranded = stream_lengths(self._redis, self._prefix, strays)
         except RedisError as exc:
             log.warning("metrics: Redis state unreadable: %s", type(exc).__name__)
             yield _redis_up(False)
             return
-        yield from state_families(now_ms, states, self._dlq_max_entries, self._dlq_alarm_ratio)
+        yield from state_families(now_ms, states, self._dlq_max_entries, self._dlq_alarm_ratio, stranded)
         yield _redis_up(True)
 
 

@@ -13,7 +13,8 @@ from typing import Any, Final
 
 import redis
 
-from producers._wire import KICKED, config_key, lease_key, stream_key
+from producers._wire import KICKED, lease_key, stream_key
+from worker import layout
 from worker.deadletter.records import dlq_key
 
 #: Lease value of a partition waiting for its retry timer.
@@ -272,9 +273,17 @@ class PartitionStore:
         """Entries in the workspace's dead-letter queue."""
         return int(self._redis.xlen(dlq_key(self.prefix, workspace)))
 
-    def publish_partitions(self, workspace: str, partitions: int) -> None:
-        """Tell producers how many partitions the workspace has."""
-        self._redis.hset(config_key(self.prefix, workspace), "partitions", partitions)
+    def publish_partitions(self, workspace: str, partitions: int) -> int:
+        """Tell producers how many partitions the workspace has; returns the span to drain (``worker.layout``)."""
+        return layout.publish(self._redis, self.prefix, workspace, partitions)
+
+    def span(self, workspace: str, partitions: int) -> int:
+        """Streams ``0..span-1`` of the workspace may hold events; at least ``partitions``."""
+        return layout.read_span(self._redis, self.prefix, workspace, partitions)
+
+    def older_streams_wait(self, workspace: str, partitions: int, span: int) -> bool:
+        """True while a stream from the partition count up to ``span`` holds events (``worker.layout``)."""
+        return layout.older_streams_wait(self._redis, self.prefix, workspace, partitions, span)
 
     def pending(self, workspace: str, partitions: int) -> list[tuple[int, int, bool]]:
         """(partition, stream length, has a lease) for every partition of the workspace."""

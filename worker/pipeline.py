@@ -10,7 +10,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Final, Literal
 
 from producers._wire import KICK_TTL_MS
 from worker.batching import linger_ms
@@ -41,15 +41,26 @@ class DrainResult:
     unparked: tuple[int, ...] = ()
 
 
+#: How long a partition of the current count waits, each time, for older streams above the count to empty.
+OLDER_STREAMS_WAIT_S: Final = 1.0
+
+
 def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
-    """Drain one partition of one workspace for at most one time slice."""
+    """Drain one partition of one workspace for at most one time slice.
+
+    Streams at or above the partition count (left by a larger count, ``worker.layout``) are drained like the
+    others while they are within the workspace's span; a partition below the count waits until they are empty.
+    """
     workspace = deps.settings.workspaces.get(workspace_name)
-    if workspace is None or not 0 <= partition < workspace.partitions:
+    span = deps.store.span(workspace_name, workspace.partitions) if workspace is not None else 0
+    if workspace is None or not 0 <= partition < span:
         log.error(
             "drain task for an unconfigured workspace or partition; its events stay queued",
             extra={"workspace": workspace_name, "partition": partition},
         )
         return DrainResult("done")
+    if partition < workspace.partitions and deps.store.older_streams_wait(workspace_name, workspace.partitions, span):
+        return hold_back(deps, workspace, partition)
     with deps.slots.hold(workspace_name) as held:
         if not held:
             deps.slots.park(workspace_name, partition)
@@ -62,6 +73,18 @@ def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
         deps.slots.park(workspace_name, partition)
         result = replace(result, action="parked")
     return replace(result, unparked=unparked)
+
+
+def hold_back(deps: Deps, workspace: WorkspaceConfig, partition: int) -> DrainResult:
+    """Keep a partition for ``OLDER_STREAMS_WAIT_S`` (a retry-timer lease, so the sweeper leaves it), then retry."""
+    token = uuid.uuid4().hex
+    refusal = deps.store.take_lease(workspace.name, partition, token, int(deps.settings.lease_ttl_s * 1000))
+    if refusal is not None:
+        return DrainResult("later" if refusal.retry_timer else "busy", refusal.remaining_ms / 1000)
+    deps.store.defer(workspace.name, partition, token, int(OLDER_STREAMS_WAIT_S * 1000))
+    extra = {"workspace": workspace.name, "partition": partition}
+    log.debug("partition waits for the streams of an older partition count to empty", extra=extra)
+    return DrainResult("later", OLDER_STREAMS_WAIT_S)
 
 
 class PartitionDrainer:

@@ -1,7 +1,9 @@
 """The sweeper: finds partitions with waiting events and no drainer, and kicks them.
 
 Every worker process runs one sweeper thread; a short Redis lock lets only one of them sweep per interval across
-the fleet. A sweep also publishes each workspace's partition count for producers and the worker's heartbeat.
+the fleet. A sweep also publishes each workspace's partition count for producers (and drains every stream below
+the workspace's span, ``worker.layout``), forgets the heartbeats of workers gone for ``WORKER_FORGET_S``, and every
+``SCAN_EVERY_SWEEPS`` intervals scans for stray streams. Each tick writes the worker's heartbeat in Redis time.
 It is what makes raw ``XADD`` producers, crashed workers and expired retry timers work.
 """
 
@@ -10,13 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import redis
 
-from producers._wire import KICK_TTL_MS
+from producers._kick import MAX_PARTITIONS
+from producers._wire import KICK_TTL_MS, stream_key
+from worker import layout
 from worker.credentials import resume_if_credentials_changed
+from worker.fleet_status import WORKER_FORGET_S
 from worker.partitions import PartitionStore
 from worker.ratelimit import WorkspaceLimiter
 from worker.settings import Settings
@@ -27,6 +32,28 @@ Kick = Callable[[str, int], None]
 
 #: How often the dead-letter alarm is logged again while it lasts.
 ALARM_EVERY_S: Final = 60.0
+
+# KEYS[1]: the workers hash. ARGV[1]: this worker. The heartbeat is Redis's clock, the one status compares it with.
+_HEARTBEAT = """
+local now = redis.call('TIME')[1]
+redis.call('HSET', KEYS[1], ARGV[1], now)
+return now
+"""
+
+# KEYS[1]: the workers hash. ARGV[1]: seconds. Removes heartbeats older than that (by Redis's clock).
+_FORGET = """
+local now = tonumber(redis.call('TIME')[1])
+local fields = redis.call('HGETALL', KEYS[1])
+local removed = 0
+for i = 1, #fields, 2 do
+  local seen = tonumber(fields[i + 1])
+  if seen == nil or now - seen > tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[1], fields[i])
+    removed = removed + 1
+  end
+end
+return removed
+"""
 
 
 def workers_key(prefix: str) -> str:
@@ -42,16 +69,46 @@ def dead_letter_alarms(settings: Settings, store: PartitionStore) -> list[tuple[
 
 
 def sweep_once(settings: Settings, store: PartitionStore, limiter: WorkspaceLimiter, kick: Kick) -> int:
-    """Kick every partition that has entries and no lease; returns how many were kicked."""
+    """Kick every stream below the span that has entries and no lease; returns how many were kicked."""
     kicked = 0
     for name, workspace in settings.workspaces.items():
-        store.publish_partitions(name, workspace.partitions)
-        resume_if_credentials_changed(limiter, store, workspace)
-        for partition, length, leased in store.pending(name, workspace.partitions):
+        span = store.publish_partitions(name, workspace.partitions)
+        resume_if_credentials_changed(limiter, store, workspace, span)
+        for partition, length, leased in store.pending(name, span):
             if length and not leased and store.kick_if_idle(name, partition, KICK_TTL_MS):
                 kick(name, partition)
                 kicked += 1
     return kicked
+
+
+def cover_strays(client: redis.Redis[bytes], prefix: str, above: Mapping[str, tuple[int, ...]]) -> None:
+    """Raise the span of each workspace over its non-empty streams above the count, so the fleet drains them.
+
+    Streams at or above ``MAX_PARTITIONS`` are left out (no producer writes there; a span that large would make every
+    drain look at thousands of streams): they stay in ``{prefix}:strays`` and in the workspace's backlog metric.
+    """
+    for workspace, numbers in above.items():
+        partitions = [n for n in numbers if n < MAX_PARTITIONS]
+        pipe = client.pipeline(transaction=False)
+        for n in partitions:
+            pipe.xlen(stream_key(prefix, workspace, n))
+        waiting = [n for n, length in zip(partitions, pipe.execute(), strict=True) if int(length)]
+        if waiting:
+            layout.cover(client, prefix, workspace, max(waiting) + 1)
+
+
+def scan_strays(settings: Settings, client: redis.Redis[bytes]) -> dict[str, int]:
+    """Find streams outside the configured layouts, record them, cover those of configured workspaces.
+
+    Returns:
+        Waiting events per unconfigured workspace (nobody drains them).
+    """
+    prefix = settings.key_prefix
+    configured = {name: workspace.partitions for name, workspace in settings.workspaces.items()}
+    found = layout.outside(layout.scan_streams(client, prefix), configured)
+    layout.record_strays(client, prefix, found)
+    cover_strays(client, prefix, found.above)
+    return layout.stream_lengths(client, prefix, found.unconfigured)
 
 
 class Sweeper:
@@ -86,19 +143,38 @@ class Sweeper:
     def tick(self) -> int:
         """One round: heartbeat, then a sweep if no other worker swept in this interval."""
         prefix = self.settings.key_prefix
-        self.client.hset(workers_key(prefix), self.identity, int(time.time()))
+        self.client.register_script(_HEARTBEAT)(keys=[workers_key(prefix)], args=[self.identity])
         interval_ms = max(int(self.settings.sweep_interval_s * 900), 1)
         if not self.client.set(f"{prefix}:sweeper", self.identity, nx=True, px=interval_ms):
             return 0
+        self.client.register_script(_FORGET)(keys=[workers_key(prefix)], args=[int(WORKER_FORGET_S)])
+        if self.client.set(f"{prefix}:scan", self.identity, nx=True, px=interval_ms * layout.SCAN_EVERY_SWEEPS):
+            self._alarm_stranded(scan_strays(self.settings, self.client))
         self._alarm_dead_letters()
         return sweep_once(self.settings, self.store, self.limiter, self.kick)
 
+    def _alarm_stranded(self, stranded: Mapping[str, int]) -> None:
+        """Log an error, at most once a minute per workspace, while an unconfigured workspace holds events."""
+        for name, events in stranded.items():
+            if events and self._due(f"stranded:{name}"):
+                log.error(
+                    "events wait in the streams of a workspace that is not configured; no worker delivers them: "
+                    "configure the workspace or remove its streams",
+                    extra={"workspace": name, "stranded_events": events},
+                )
+
+    def _due(self, alarm: str) -> bool:
+        """Whether the alarm may be logged again (``ALARM_EVERY_S`` since its last time)."""
+        now = time.monotonic()
+        if now - self._alarmed.get(alarm, -ALARM_EVERY_S) < ALARM_EVERY_S:
+            return False
+        self._alarmed[alarm] = now
+        return True
+
     def _alarm_dead_letters(self) -> None:
         """Log an error, at most once a minute per workspace, while its dead-letter queue is past the alarm."""
-        now = time.monotonic()
         for name, size in dead_letter_alarms(self.settings, self.store):
-            if now - self._alarmed.get(name, -ALARM_EVERY_S) >= ALARM_EVERY_S:
-                self._alarmed[name] = now
+            if self._due(name):
                 log.error(
                     "dead-letter queue near its limit: drain it with `cio-fleet dlq`",
                     extra={"workspace": name, "dead_letters": size, "limit": self.settings.dlq_max_entries},

@@ -157,16 +157,42 @@ def test_no_cap_means_no_backpressure(redis_url: str, key_prefix: str) -> None:
         assert producer.backlog() == 50
 
 
-def test_the_partition_count_published_by_the_workers_is_read_once(
+def test_a_producer_follows_the_count_the_workers_publish_after_it_cached_one(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    """Issue 9.3: a cached count of 16 after the workers moved to 8 would write to streams nobody drains."""
+    redis_client.hset(config_key(key_prefix, WS), "partitions", "16")
+    users = [f"user-{n}" for n in range(40)]
+    assert any(partition_for({"userId": user}, 16) >= 8 for user in users)
+    with Producer(redis_url, WS, key_prefix=key_prefix, kick=False) as producer:
+        producer.track("early", "x")
+        redis_client.hset(config_key(key_prefix, WS), "partitions", "8")
+        producer.track(users[0], "x")
+        producer.enqueue_many({"type": "track", "userId": user, "event": "x"} for user in users[1:])
+    early = partition_for({"userId": "early"}, 16)
+    assert redis_client.xlen(stream_key(key_prefix, WS, early)) >= 1
+    in_range = sum(redis_client.xlen(stream_key(key_prefix, WS, n)) for n in range(8))
+    assert in_range == len(users) + (early < 8)
+    for user in users:
+        assert redis_client.xlen(stream_key(key_prefix, WS, partition_for({"userId": user}, 8))) >= 1
+
+
+def test_the_published_count_wins_over_the_partitions_argument(
     redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
 ) -> None:
     redis_client.hset(config_key(key_prefix, WS), "partitions", "3")
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=8, kick=False) as producer:
+        producer.track("u1", "x")
+    assert redis_client.xlen(stream_key(key_prefix, WS, partition_for({"userId": "u1"}, 3))) == 1
+
+
+def test_before_any_count_is_published_the_producer_records_the_span_it_writes(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    """Workers then drain streams 0..15 whatever count they are configured with."""
     with Producer(redis_url, WS, key_prefix=key_prefix, kick=False) as producer:
-        producer.track("u1", "first")
-        redis_client.hset(config_key(key_prefix, WS), "partitions", "64")
-        producer.track("u1", "second")
-    partition = partition_for({"userId": "u1"}, 3)
-    assert redis_client.xlen(stream_key(key_prefix, WS, partition)) == 2
+        producer.track("u1", "x")
+    assert redis_client.hgetall(config_key(key_prefix, WS)) == {b"span": b"16"}
 
 
 @pytest.mark.parametrize("published", [None, "0", "lots"])

@@ -83,6 +83,26 @@ def test_the_published_partition_count_is_used(
     assert redis_client.xlen(stream_key(key_prefix, WS, partition_for({"userId": "someone"}, 5))) == 1
 
 
+def test_a_cached_count_is_dropped_when_the_workers_publish_another(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    """Issue 9.3: a count of 16 cached before the workers moved to 8 must not write to streams 8-15."""
+    redis_client.hset(config_key(key_prefix, WS), "partitions", "16")
+    users = [f"user-{n}" for n in range(40)]
+
+    async def scenario(producer: AsyncProducer) -> None:
+        await producer.track("early", "x")
+        redis_client.hset(config_key(key_prefix, WS), "partitions", "8")
+        await producer.track(users[0], "x")
+        await producer.enqueue_many({"type": "track", "userId": user, "event": "x"} for user in users[1:])
+
+    run(redis_url, key_prefix, scenario, kick=False)
+    late = [e for e in events_in(redis_client, key_prefix, 8) if e["userId"] != "early"]
+    assert sorted(e["userId"] for e in late) == sorted(users)
+    for user in users:
+        assert redis_client.xlen(stream_key(key_prefix, WS, partition_for({"userId": user}, 8))) >= 1
+
+
 def test_the_first_event_kicks_one_drain_task(
     redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
 ) -> None:

@@ -41,6 +41,7 @@ OPS_METRICS = {
     "cio_fleet_dead_letter_alarm",
     "cio_fleet_end_to_end_latency_seconds_bucket",
     "cio_fleet_redis_up",
+    "cio_fleet_stranded_events",
 }
 #: Series names each Prometheus metric type exposes, by suffix.
 _SAMPLE_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
@@ -499,6 +500,7 @@ def test_alert_rules_are_complete_and_use_exported_metrics(rule: Resource) -> No
         "cio_fleet_workspace_paused",
         'status=~"5..',
         "cio_fleet_dead_letter_alarm",
+        "cio_fleet_stranded_events",
     ],
 )
 def test_the_alerts_cover_what_on_call_needs(subject: str) -> None:

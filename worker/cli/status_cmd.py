@@ -125,6 +125,25 @@ def _pause_text(ws: WorkspaceStatus) -> str:
     return "no"
 
 
+def _backlog_text(ws: WorkspaceStatus) -> str:
+    if not ws.out_of_range_events:
+        return str(ws.backlog)
+    return f"{ws.backlog} ({ws.out_of_range_events} in partitions >= {ws.partitions}, delivered first)"
+
+
+def render_unconfigured(status: FleetStatus, console: Console) -> None:
+    """Print the workspaces that are not configured but hold events, loudly: no worker delivers them."""
+    if not status.unconfigured:
+        return
+    table = Table(title="UNCONFIGURED WORKSPACES (events stranded)", style="bold red")
+    for column in ("workspace", "backlog", "oldest", "partitions holding events"):
+        table.add_column(column, justify="left" if column == "workspace" else "right")
+    for ws in status.unconfigured:
+        table.add_row(ws.name, str(ws.backlog), age(ws.oldest_age_s), ",".join(map(str, ws.partitions)))
+    console.print(table)
+    console.print("No worker delivers these events: configure the workspaces, or remove their streams.", style="red")
+
+
 def render(status: FleetStatus, console: Console) -> None:
     """Print the status as tables."""
     table = Table(title="Workspaces")
@@ -132,16 +151,21 @@ def render(status: FleetStatus, console: Console) -> None:
         table.add_column(column, justify="left" if column in ("workspace", "paused") else "right")
     for ws in status.workspaces:
         table.add_row(
-            ws.name, str(ws.backlog), age(ws.oldest_age_s), f"{ws.busy}/{ws.partitions}", str(ws.retrying),
+            ws.name, _backlog_text(ws), age(ws.oldest_age_s), f"{ws.busy}/{ws.partitions}", str(ws.retrying),
             _pause_text(ws), str(ws.dead_letters),
         )  # fmt: skip
     console.print(table)
+    render_unconfigured(status, console)
     alive = [worker.id for worker in status.workers if worker.alive]
     console.print(f"Workers alive: {len(alive)}" + (f" ({', '.join(alive)})" if alive else ""))
 
 
 def status(workspaces_file: WorkspacesFile = None, as_json: JsonFlag = False) -> None:
-    """Show backlog, oldest waiting event, busy and retrying partitions, pauses and dead letters per workspace."""
+    """Show backlog, oldest waiting event, busy and retrying partitions, pauses and dead letters per workspace.
+
+    Every stream of the key prefix is looked at: events in streams above a workspace's partition count count in
+    its backlog, and workspaces that are not configured but hold events are listed as unconfigured.
+    """
     settings = load(workspaces_file)
     client = connect(settings)
     with redis_errors(client):

@@ -1,0 +1,78 @@
+"""Issue 9.3 with real worker processes: a partition count cut from 16 to 8, and a workspace nobody configured."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from producers._wire import config_key, partition_for, stream_key
+from tests.e2e.conftest import standin_workspaces, wait_for
+from tests.e2e.test_observability import scrape, value
+from worker.demo import free_port
+
+pytestmark = pytest.mark.e2e
+
+PEOPLE = [f"person-{n}" for n in range(12)]
+STEPS = 6
+
+
+def per_person(accepted: list[dict]) -> dict[str, list[str]]:
+    """Each person's event ids in the order Customer.io accepted them (a redelivery counted once)."""
+    seen: dict[str, list[str]] = {}
+    for request in accepted:
+        event_id = request["operation"]["id"]
+        person, _, _ = event_id.rpartition("-")
+        if event_id not in seen.setdefault(person, []):
+            seen[person].append(event_id)
+    return seen
+
+
+def test_a_count_cut_from_16_to_8_strands_nothing_and_keeps_each_persons_order(
+    stand_in, make_fleet, redis_client: redis.Redis, key_prefix: str
+):
+    # Given the old workers published 16 partitions, and a producer that cached that count wrote half the events
+    # (Customer.io answers 503 for now, so that the old streams still hold them when the other half is written)
+    assert any(partition_for({"userId": person}, 16) >= 8 for person in PEOPLE)
+    redis_client.hset(config_key(key_prefix, "wsa"), "partitions", "16")
+    stand_in.set_faults([{"force_status": 503}])
+    retry = {"CIO_RETRY__BASE_S": "0.05", "CIO_RETRY__CAP_S": "0.3"}
+    fleet = make_fleet(standin_workspaces(stand_in.url, "a", partitions=8), **retry)
+    with fleet.producer("wsa") as producer:
+        for step in range(STEPS // 2):
+            for person in PEOPLE:
+                producer.track(person, "Step", {"step": step}, message_id=f"{person}-{step}")
+        # When workers configured with 8 partitions start, and the same producer writes the other half
+        fleet.start(1)
+        wait_for(lambda: redis_client.hget(config_key(key_prefix, "wsa"), "partitions") == b"8", 20, "count 8")
+        for step in range(STEPS // 2, STEPS):
+            for person in PEOPLE:
+                producer.track(person, "Step", {"step": step}, message_id=f"{person}-{step}")
+    stand_in.set_faults([])
+    # Then every event is delivered, each person's in the order it was enqueued, and no stream holds any
+    wait_for(
+        lambda: sum(len(ids) for ids in per_person(stand_in.accepted()).values()) == STEPS * len(PEOPLE),
+        30,
+        "every event delivered",
+    )
+    assert per_person(stand_in.accepted()) == {p: [f"{p}-{s}" for s in range(STEPS)] for p in PEOPLE}
+    wait_for(
+        lambda: sum(int(redis_client.xlen(stream_key(key_prefix, "wsa", n))) for n in range(16)) == 0,
+        10,
+        "every stream settled",
+    )
+
+
+def test_events_of_an_unconfigured_workspace_are_scraped_as_stranded(
+    stand_in, make_fleet, redis_client: redis.Redis, key_prefix: str
+):
+    # Given events in the streams of a workspace the workers are not configured for
+    for n in range(3):
+        redis_client.xadd(stream_key(key_prefix, "ghost", n), {"v": "1", "event": b'{"type":"track"}'})
+    port = free_port()
+    fleet = make_fleet(standin_workspaces(stand_in.url, "a"), CIO_METRICS_PORT=str(port))
+    # When a worker runs
+    fleet.start(1)
+    # Then its metrics show them as stranded, and not as anybody's backlog
+    wait_for(lambda: value(scrape(port), "cio_fleet_stranded_events", workspace="ghost") == 3, 20, "stranded 3")
+    assert value(scrape(port), "cio_fleet_backlog_events", workspace="ghost") == 0
+    assert "events wait in the streams of a workspace that is not configured" in fleet.logs()
