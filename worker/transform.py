@@ -89,16 +89,8 @@ class Reject:
 
 Outcome = Deliver | Skip | Reject
 
-
-@dataclass(slots=True)
-class _Run:
-    """One call of :func:`transform`: the workspace's options, and the times it could not read so far."""
-
-    options: TransformOptions
-    dropped: list[str]
-
-
-_Builder = Callable[[dict[str, Any], _Run], "dict[str, Any] | Skip"]
+#: A builder maps one event with the workspace's options, appending to ``dropped`` each time it could not read.
+_Builder = Callable[[dict[str, Any], TransformOptions, list[str]], "dict[str, Any] | Skip"]
 
 
 def transform_raw(raw: bytes | str, options: TransformOptions) -> Outcome:
@@ -135,9 +127,9 @@ def transform(event: object, options: TransformOptions) -> Outcome:
         builder = _BUILDERS.get(kind) if isinstance(kind, str) else None
         if builder is None:
             return Reject("type: unsupported event type")
-        run = _Run(options, [])
-        built = builder(event, run)
-        return built if isinstance(built, Skip) else _deliver(built, run.dropped)
+        dropped: list[str] = []
+        built = builder(event, options, dropped)
+        return built if isinstance(built, Skip) else _deliver(built, dropped)
     except InvalidEvent as exc:
         return Reject(str(exc))
     except (RecursionError, orjson.JSONEncodeError):
@@ -150,7 +142,7 @@ def _deliver(operation: dict[str, Any], dropped: list[str]) -> Deliver | Reject:
     encoded = orjson.dumps(operation)
     if len(encoded) > MAX_OPERATION_BYTES:
         return Reject(f"operation: larger than {MAX_OPERATION_BYTES} bytes")
-    return Deliver(operations=(operation,), encoded=(encoded,), dropped_timestamps=tuple(dropped))
+    return Deliver(operations=(operation,), encoded=(encoded,), dropped_timestamps=tuple(dropped) if dropped else ())
 
 
 def _required_person(event: Mapping[str, Any], action: str) -> Identifiers:
@@ -177,26 +169,26 @@ def _person(action: str, identifiers: Identifiers) -> dict[str, Any]:
     return {"type": "person", "action": action, "identifiers": identifiers}
 
 
-def _identify(event: dict[str, Any], run: _Run) -> dict[str, Any] | Skip:
+def _identify(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any] | Skip:
     traits = object_field(event, "traits")
     identifiers = resolve_person(event, traits=traits)
     if identifiers is None:
         return Skip("no userId or email")
     kept = {key: value for key, value in traits.items() if key not in _IDENTIFY_CONSUMED}
-    attributes = convertible_attributes(kept, "traits", run.options.convert_timestamps)
+    attributes = convertible_attributes(kept, "traits", options.convert_timestamps)
     email = find_email(event, traits)
     if email is not None:
         attributes.setdefault("email", email)
     _copy_anonymous_id(attributes, event, identifiers)
-    created_at = identify_created_at(event, traits, run.options.convert_timestamps, run.dropped)
+    created_at = identify_created_at(event, traits, options.convert_timestamps, dropped)
     if created_at is not None:
         attributes["created_at"] = created_at
     operation = _person("identify", identifiers)
     operation["attributes"] = attributes
-    timestamp = event_timestamp(event, run.dropped)
+    timestamp = event_timestamp(event, dropped)
     if timestamp is not None:
         operation["timestamp"] = timestamp
-    relationship = _identify_relationship(traits, run.options)
+    relationship = _identify_relationship(traits, options)
     if relationship is not None:
         operation["cio_relationships"] = [relationship]
     return operation
@@ -219,7 +211,7 @@ def _identify_relationship(traits: Mapping[str, Any], options: TransformOptions)
     return relationship
 
 
-def _alias(event: dict[str, Any], run: _Run) -> dict[str, Any]:
+def _alias(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
     primary = id_text(event.get("userId"), "userId")
     if primary is None:
         raise InvalidEvent("userId: required for alias")
@@ -229,8 +221,7 @@ def _alias(event: dict[str, Any], run: _Run) -> dict[str, Any]:
     return {"type": "person", "action": "merge", "primary": ids_for(primary), "secondary": ids_for(secondary)}
 
 
-def _group(event: dict[str, Any], run: _Run) -> dict[str, Any]:
-    options = run.options
+def _group(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
     group_id = id_text(event.get("groupId"), "groupId")
     if group_id is None:
         raise InvalidEvent("groupId: required for group")
@@ -262,7 +253,9 @@ def _group_attributes(traits: Mapping[str, Any], options: TransformOptions) -> d
     return convertible_attributes(kept, "traits", options.convert_timestamps)
 
 
-def _person_event(event: Mapping[str, Any], run: _Run, action: str, name: str) -> dict[str, Any]:
+def _person_event(
+    event: Mapping[str, Any], options: TransformOptions, dropped: list[str], action: str, name: str
+) -> dict[str, Any]:
     """An ``event``, ``page`` or ``screen`` operation, anonymous allowed."""
     properties = object_field(event, "properties")
     identifiers = resolve_person(event, allow_anonymous=True)
@@ -273,17 +266,17 @@ def _person_event(event: Mapping[str, Any], run: _Run, action: str, name: str) -
     dedupe_id = message_id(event)
     if dedupe_id is not None:
         operation["id"] = dedupe_id
-    timestamp = event_timestamp(event, run.dropped)
+    timestamp = event_timestamp(event, dropped)
     if timestamp is not None:
         operation["timestamp"] = timestamp
-    attributes = convertible_attributes(properties, "properties", run.options.convert_timestamps)
+    attributes = convertible_attributes(properties, "properties", options.convert_timestamps)
     _copy_anonymous_id(attributes, event, identifiers)
     if attributes:
         operation["attributes"] = attributes
     return operation
 
 
-def _page(event: dict[str, Any], run: _Run) -> dict[str, Any]:
+def _page(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
     properties = object_field(event, "properties")
     url = properties.get("url")
     if not isinstance(url, str) or not url:
@@ -291,23 +284,23 @@ def _page(event: dict[str, Any], run: _Run) -> dict[str, Any]:
         url = page.get("url")
     if not isinstance(url, str) or not url:
         raise InvalidEvent("properties.url: required for page (or context.page.url)")
-    return _person_event(event, run, "page", url)
+    return _person_event(event, options, dropped, "page", url)
 
 
-def _screen(event: dict[str, Any], run: _Run) -> dict[str, Any]:
+def _screen(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
     name = checked_event_name(required_name(event.get("name"), "name", "screen"), "name")
-    return _person_event(event, run, "screen", name)
+    return _person_event(event, options, dropped, "screen", name)
 
 
-def _track(event: dict[str, Any], run: _Run) -> dict[str, Any]:
+def _track(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
     name = required_name(event.get("event"), "event", "track")
     route = _TRACK_ROUTES.get(name)
     if route is not None:
-        return route(event, run)
-    return _person_event(event, run, "event", checked_event_name(name, "event"))
+        return route(event, options, dropped)
+    return _person_event(event, options, dropped, "event", checked_event_name(name, "event"))
 
 
-def _add_device(event: dict[str, Any], run: _Run) -> dict[str, Any]:
+def _add_device(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
     identifiers = _required_person(event, "add_device")
     properties = object_field(event, "properties")
     check_names(properties, "properties")
@@ -316,33 +309,33 @@ def _add_device(event: dict[str, Any], run: _Run) -> dict[str, Any]:
         event,
         properties,
         app.get("version"),
-        last_used=device_last_used(event, run.options.convert_timestamps, run.dropped),
-        convert_timestamps=run.options.convert_timestamps,
+        last_used=device_last_used(event, options.convert_timestamps, dropped),
+        convert_timestamps=options.convert_timestamps,
     )
     return {**_person("add_device", identifiers), "device": device}
 
 
-def _delete_device(event: dict[str, Any], run: _Run) -> dict[str, Any]:
+def _delete_device(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
     identifiers = _required_person(event, "delete_device")
     token, _ = find_token(event, object_field(event, "properties"), "delete_device")
     return {**_person("delete_device", identifiers), "device": {"token": token}}
 
 
-def _person_state(event: dict[str, Any], run: _Run, action: str) -> dict[str, Any]:
+def _person_state(event: dict[str, Any], options: TransformOptions, dropped: list[str], action: str) -> dict[str, Any]:
     """``delete``, ``suppress`` or ``unsuppress`` a person."""
     return _person(action, _required_person(event, action))
 
 
-def _object_deleted(event: dict[str, Any], run: _Run) -> dict[str, Any]:
+def _object_deleted(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
     return {
         "type": "object",
         "action": "delete",
-        "identifiers": object_ids(object_field(event, "properties"), event["event"], run.options.object_type_id),
+        "identifiers": object_ids(object_field(event, "properties"), event["event"], options.object_type_id),
     }
 
 
-def _relationship_deleted(event: dict[str, Any], run: _Run) -> dict[str, Any]:
-    identifiers = object_ids(object_field(event, "properties"), event["event"], run.options.object_type_id)
+def _relationship_deleted(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
+    identifiers = object_ids(object_field(event, "properties"), event["event"], options.object_type_id)
     person = _required_person(event, "delete_relationships")
     operation: dict[str, Any] = {
         "type": "object",
@@ -357,7 +350,7 @@ def _relationship_deleted(event: dict[str, Any], run: _Run) -> dict[str, Any]:
     return operation
 
 
-_TRACK_ROUTES: Final[dict[str, Callable[[dict[str, Any], _Run], dict[str, Any]]]] = {
+_TRACK_ROUTES: Final[dict[str, Callable[[dict[str, Any], TransformOptions, list[str]], dict[str, Any]]]] = {
     "Application Installed": _add_device,
     "Application Opened": _add_device,
     "Device Created or Updated": _add_device,
