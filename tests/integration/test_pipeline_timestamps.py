@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from producers._wire import lease_key
 from tests.integration.test_pipeline import close_http_clients, dead_letters, make_deps, put, stand_in, stream_len
 from worker.metrics import FleetMetrics
 from worker.pipeline import drain
@@ -62,3 +63,33 @@ def test_events_with_unreadable_times_are_delivered_and_counted_by_field(redis_c
         "timestamp",
         "timestamp",
     ]
+
+
+def test_a_retried_or_refused_event_is_counted_once(redis_client, key_prefix, stand_in):
+    # Given two events with unreadable times, and Customer.io answering 503
+    deps = make_deps(redis_client, key_prefix, stand_in.url)
+    deps.metrics = FleetMetrics()
+    stand_in.set_faults([{"force_status": 503}])
+    put(
+        redis_client,
+        key_prefix,
+        {"type": "track", "userId": "u1", "event": "E", "messageId": "m1", "timestamp": "yesterday"},
+        {
+            "type": "track",
+            "userId": "u1",
+            "event": "E",
+            "messageId": "m2",
+            "timestamp": "never",
+            "properties": {"t": "x-bad"},
+        },
+    )
+    # When the batch fails once, then Customer.io accepts one event and refuses the other
+    assert drain(deps, "ws", 0).action == "later"
+    assert sample(deps.metrics, "timestamp") is None
+    stand_in.set_faults([{"reject_items_matching": "x-bad"}])
+    redis_client.delete(lease_key(key_prefix, "ws", 0))
+    assert drain(deps, "ws", 0).action == "done"
+    # Then each event is counted once, whether delivered or dead-lettered
+    assert [r["operation"]["id"] for r in stand_in.accepted()] == ["m1"]
+    assert [letter.message_id for letter in dead_letters(redis_client, key_prefix)] == ["m2"]
+    assert sample(deps.metrics, "timestamp") == 2.0
