@@ -14,8 +14,9 @@ Two kinds of numbers:
 
 Labels are bounded: ``workspace`` (configured names; for ``cio_fleet_stranded_events`` also the names of
 unconfigured workspaces that hold events), ``type`` (the six Segment types or ``other``),
-``status`` (an HTTP status or ``error`` when no response came), ``outcome`` (the dead-letter outcomes) and
-``reason`` (``throttled`` or ``unauthorized``). Never ids, reasons in free text or payloads.
+``status`` (an HTTP status or ``error`` when no response came), ``outcome`` (the dead-letter outcomes),
+``reason`` (``throttled`` or ``unauthorized``) and ``field`` (``worker.timestamps.DROPPED_FIELDS``). Never ids,
+reasons in free text or payloads.
 
 The worker runs Celery's threads pool: one process, many threads, so the default (single process) client
 library mode is right and no ``PROMETHEUS_MULTIPROC_DIR`` is needed. A prefork pool would need multiprocess
@@ -43,6 +44,7 @@ from worker.deadletter.records import dlq_key
 from worker.health import Health
 from worker.layout import read_strays, stream_lengths
 from worker.ratelimit import authpause_key, pause_key
+from worker.timestamps import DROPPED_FIELDS
 
 WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
@@ -138,6 +140,12 @@ class FleetMetrics:
         self.limiter_wait_seconds = _histogram(
             "cio_fleet_rate_limiter_wait_seconds", "Waits imposed by the fleet-wide limiter.", _WAIT_BUCKETS, r
         )
+        self.timestamps_dropped_events = Counter(
+            "cio_fleet_timestamps_dropped",
+            "Events whose time could not be read: left out, or sent as given (created_at).",
+            ["workspace", "field"],
+            registry=r,
+        )
 
     def delivered(self, workspace: str, type: str, n: int = 1) -> None:
         """Count events Customer.io accepted."""
@@ -194,6 +202,10 @@ class FleetMetrics:
         """Count a 401/403 answer."""
         self.auth_failures.labels(workspace).inc()
 
+    def timestamps_dropped(self, workspace: str, field: str, n: int = 1) -> None:
+        """Count events whose time in ``field`` could not be read (a producer's clock or format is wrong)."""
+        self.timestamps_dropped_events.labels(workspace, field if field in DROPPED_FIELDS else OTHER).inc(n)
+
     def prepare(self, workspaces: Iterable[str]) -> None:
         """Create the zero series of configured workspaces, so rates exist before the first event."""
         for workspace in workspaces:
@@ -201,6 +213,8 @@ class FleetMetrics:
                 self.events_delivered.labels(workspace, event_type)
                 self.events_rejected.labels(workspace, event_type)
             self.auth_failures.labels(workspace)
+            for field in DROPPED_FIELDS:
+                self.timestamps_dropped_events.labels(workspace, field)
 
     def watch_redis(
         self,

@@ -20,7 +20,10 @@ _VERSION_VALUE: Final = FORMAT_VERSION.encode()
 
 @dataclass(frozen=True, slots=True)
 class PlannedEntry:
-    """One entry and its outcome: ``operations`` to deliver, or a ``skip``/``reject`` reason."""
+    """One entry and its outcome: ``operations`` to deliver, or a ``skip``/``reject`` reason.
+
+    ``dropped_timestamps`` names the fields whose time could not be read (``Deliver.dropped_timestamps``).
+    """
 
     entry: Entry
     raw: bytes
@@ -28,6 +31,7 @@ class PlannedEntry:
     operations: tuple[bytes, ...] = ()
     skip: str | None = None
     reject: str | None = None
+    dropped_timestamps: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
@@ -85,7 +89,9 @@ def plan_entry(entry: Entry, options: TransformOptions) -> PlannedEntry:
     event_type = _event_type(event)
     outcome = transform(event, options)
     if isinstance(outcome, Deliver):
-        return PlannedEntry(entry, raw, event_type, operations=outcome.encoded)
+        return PlannedEntry(
+            entry, raw, event_type, operations=outcome.encoded, dropped_timestamps=outcome.dropped_timestamps
+        )
     if isinstance(outcome, Skip):
         return PlannedEntry(entry, raw, event_type, skip=outcome.reason)
     return PlannedEntry(entry, raw, event_type, reject=outcome.reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from worker.planning import PlannedEntry
     from worker.ratelimit import WorkspaceLimiter
     from worker.settings import Settings, WorkspaceConfig
+
+log = logging.getLogger("cio_fleet.pipeline")
 
 
 class BatchPoster(Protocol):
@@ -36,6 +39,7 @@ class Metrics(Protocol):
     def end_to_end(self, workspace: str, seconds: float) -> None: ...
     def limiter_wait(self, workspace: str, seconds: float) -> None: ...
     def auth_failure(self, workspace: str) -> None: ...
+    def timestamps_dropped(self, workspace: str, field: str, n: int = 1) -> None: ...
 
 
 class NullMetrics:
@@ -63,6 +67,9 @@ class NullMetrics:
         """Ignore."""
 
     def auth_failure(self, workspace: str) -> None:
+        """Ignore."""
+
+    def timestamps_dropped(self, workspace: str, field: str, n: int = 1) -> None:
         """Ignore."""
 
 
@@ -93,7 +100,7 @@ def observe_settled(
     delivered: Sequence[PlannedEntry],
     dead: Sequence[tuple[PlannedEntry, str]],
 ) -> None:
-    """Count what was settled: delivered events by type, their end-to-end latency, dead letters by outcome."""
+    """Count what was settled: delivered events by type, their latency, dead letters by outcome, unreadable times."""
     if not delivered and not dead:
         return
     now_ms = time.time() * 1000
@@ -105,3 +112,20 @@ def observe_settled(
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     for outcome, count in outcomes.items():
         deps.metrics.dead_lettered(workspace, outcome, count)
+    observe_dropped_timestamps(deps, workspace, [*delivered, *(entry for entry, _ in dead)])
+
+
+def observe_dropped_timestamps(deps: Deps, workspace: str, settled: Sequence[PlannedEntry]) -> None:
+    """Count and log (debug) the settled events whose time could not be read, by field: a producer's bad clock."""
+    fields: dict[str, int] = {}
+    for entry in settled:
+        if not entry.dropped_timestamps:
+            continue
+        log.debug(
+            "event times unreadable: left out or passed as given",
+            extra={"workspace": workspace, "entry_id": entry.entry.id, "fields": list(entry.dropped_timestamps)},
+        )
+        for name in entry.dropped_timestamps:
+            fields[name] = fields.get(name, 0) + 1
+    for name, count in fields.items():
+        deps.metrics.timestamps_dropped(workspace, name, count)

@@ -1,8 +1,11 @@
 """Segment-spec event → Customer.io Track API v2 operations: deliver, skip or reject (pure).
 
-Implements ``mapping.md`` (the mapping contract). No I/O, no clock, no environment, no logging: the same event
-and options always give the same outcome, and :func:`transform` never raises. Reasons are short stable strings,
-field first (``"event: required for track"``), fit for metric labels and dead-letter grouping.
+Implements ``docs/mapping.md`` (the mapping contract). No I/O, no clock, no environment, no logging: the same
+event and options always give the same outcome, and :func:`transform` never raises. Reasons are short stable
+strings, field first (``"event: required for track"``), fit for metric labels and dead-letter grouping.
+
+A time that cannot be read never costs the event: it is left out (``timestamp``, ``device.last_used``) or passed
+as given (``created_at``), and ``Deliver.dropped_timestamps`` names it so that the pipeline can count it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import orjson
 
 from worker.devices import build_device, find_token
 from worker.errors import InvalidEvent
+from worker.fields import check_names, checked_event_name, convertible_attributes, object_field, required_name
 from worker.identifiers import (
     Identifiers,
     anonymous_id,
@@ -26,21 +30,14 @@ from worker.identifiers import (
     object_ids,
     object_type_id,
     resolve_person,
-    utf8_len,
 )
-from worker.timestamps import convert_dates, first_time
+from worker.timestamps import device_last_used, event_timestamp, identify_created_at
 
 if TYPE_CHECKING:
     from worker.settings import WorkspaceConfig
 
 #: Customer.io's limit on one operation of a batch, serialised.
 MAX_OPERATION_BYTES: Final = 32_000
-#: Customer.io's limit on an event name.
-MAX_EVENT_NAME_BYTES: Final = 100
-#: Customer.io's limit on an attribute name.
-MAX_ATTRIBUTE_NAME_BYTES: Final = 150
-#: Where an event's own time is read, in order.
-TIME_FIELDS: Final = ("timestamp", "originalTimestamp", "receivedAt")
 #: Traits that identify consumes itself instead of sending them as attributes.
 _IDENTIFY_CONSUMED: Final = frozenset(
     {"createdAt", "created_at", "object_type_id", "objectTypeId", "relationshipAttributes"}
@@ -64,10 +61,16 @@ class TransformOptions:
 
 @dataclass(frozen=True, slots=True)
 class Deliver:
-    """Send these operations; ``encoded[i]`` is ``operations[i]`` serialised (≤ 32,000 bytes each)."""
+    """Send these operations; ``encoded[i]`` is ``operations[i]`` serialised (≤ 32,000 bytes each).
+
+    ``dropped_timestamps`` names each field (``worker.timestamps.DROPPED_FIELDS``) whose time could not be read:
+    ``timestamp`` and ``device.last_used`` were left out (Customer.io uses the time it receives the operation),
+    ``created_at`` was passed as given.
+    """
 
     operations: tuple[dict[str, Any], ...]
     encoded: tuple[bytes, ...]
+    dropped_timestamps: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +88,9 @@ class Reject:
 
 
 Outcome = Deliver | Skip | Reject
-_Builder = Callable[[dict[str, Any], TransformOptions], "dict[str, Any] | Skip"]
+
+#: A builder maps one event with the workspace's options, appending to ``dropped`` each time it could not read.
+_Builder = Callable[[dict[str, Any], TransformOptions, list[str]], "dict[str, Any] | Skip"]
 
 
 def transform_raw(raw: bytes | str, options: TransformOptions) -> Outcome:
@@ -122,8 +127,9 @@ def transform(event: object, options: TransformOptions) -> Outcome:
         builder = _BUILDERS.get(kind) if isinstance(kind, str) else None
         if builder is None:
             return Reject("type: unsupported event type")
-        built = builder(event, options)
-        return built if isinstance(built, Skip) else _deliver(built)
+        dropped: list[str] = []
+        built = builder(event, options, dropped)
+        return built if isinstance(built, Skip) else _deliver(built, dropped)
     except InvalidEvent as exc:
         return Reject(str(exc))
     except (RecursionError, orjson.JSONEncodeError):
@@ -132,51 +138,11 @@ def transform(event: object, options: TransformOptions) -> Outcome:
         return Reject("payload: cannot be mapped")
 
 
-def _deliver(operation: dict[str, Any]) -> Deliver | Reject:
+def _deliver(operation: dict[str, Any], dropped: list[str]) -> Deliver | Reject:
     encoded = orjson.dumps(operation)
     if len(encoded) > MAX_OPERATION_BYTES:
         return Reject(f"operation: larger than {MAX_OPERATION_BYTES} bytes")
-    return Deliver(operations=(operation,), encoded=(encoded,))
-
-
-def _object_field(source: Mapping[str, Any], key: str, field: str | None = None) -> dict[str, Any]:
-    """A JSON-object field; absent, null and ``[]`` (PHP's empty map) are ``{}``."""
-    value = source.get(key)
-    if isinstance(value, dict):
-        return value
-    if value is None or value == []:
-        return {}
-    raise InvalidEvent(f"{field or key}: must be an object")
-
-
-def _check_names(source: Mapping[str, Any], field: str) -> None:
-    """Every attribute name of ``source`` is a string of at most 150 bytes."""
-    for name in source:
-        if not isinstance(name, str):
-            raise InvalidEvent(f"{field}: attribute names must be strings")
-        if len(name) > MAX_ATTRIBUTE_NAME_BYTES // 4 and utf8_len(name) > MAX_ATTRIBUTE_NAME_BYTES:
-            raise InvalidEvent(f"{field}: attribute name longer than {MAX_ATTRIBUTE_NAME_BYTES} bytes")
-
-
-def _attributes(source: Mapping[str, Any], field: str, options: TransformOptions) -> dict[str, Any]:
-    """``source`` as Customer.io attributes: names checked, dates converted when the workspace wants it."""
-    _check_names(source, field)
-    return convert_dates(source) if options.convert_timestamps else dict(source)
-
-
-def _name(value: object, field: str, required_for: str) -> str:
-    """A required event, page or screen name."""
-    if value is None or value == "":
-        raise InvalidEvent(f"{field}: required for {required_for}")
-    if not isinstance(value, str):
-        raise InvalidEvent(f"{field}: must be a string")
-    return value
-
-
-def _checked_event_name(value: str, field: str) -> str:
-    if len(value) > MAX_EVENT_NAME_BYTES // 4 and utf8_len(value) > MAX_EVENT_NAME_BYTES:
-        raise InvalidEvent(f"{field}: longer than {MAX_EVENT_NAME_BYTES} bytes")
-    return value
+    return Deliver(operations=(operation,), encoded=(encoded,), dropped_timestamps=tuple(dropped) if dropped else ())
 
 
 def _required_person(event: Mapping[str, Any], action: str) -> Identifiers:
@@ -188,11 +154,12 @@ def _required_person(event: Mapping[str, Any], action: str) -> Identifiers:
 
 def _relationship_attributes(traits: Mapping[str, Any], options: TransformOptions) -> dict[str, Any]:
     field = "traits.relationshipAttributes"
-    return _attributes(_object_field(traits, "relationshipAttributes", field), field, options)
+    source = object_field(traits, "relationshipAttributes", field)
+    return convertible_attributes(source, field, options.convert_timestamps)
 
 
 def _copy_anonymous_id(attributes: dict[str, Any], event: Mapping[str, Any], identifiers: Identifiers) -> None:
-    """Keep the ``anonymousId`` as an attribute when it is not the identifier."""
+    """Keep the ``anonymousId`` as an attribute when it is not the identifier (an object's never is)."""
     anonymous = anonymous_id(event)
     if anonymous is not None and "anonymous_id" not in identifiers:
         attributes["anonymous_id"] = anonymous
@@ -202,35 +169,29 @@ def _person(action: str, identifiers: Identifiers) -> dict[str, Any]:
     return {"type": "person", "action": action, "identifiers": identifiers}
 
 
-def _identify(event: dict[str, Any], options: TransformOptions) -> dict[str, Any] | Skip:
-    traits = _object_field(event, "traits")
+def _identify(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any] | Skip:
+    traits = object_field(event, "traits")
     identifiers = resolve_person(event, traits=traits)
     if identifiers is None:
         return Skip("no userId or email")
     kept = {key: value for key, value in traits.items() if key not in _IDENTIFY_CONSUMED}
-    attributes = _attributes(kept, "traits", options)
+    attributes = convertible_attributes(kept, "traits", options.convert_timestamps)
     email = find_email(event, traits)
     if email is not None:
         attributes.setdefault("email", email)
     _copy_anonymous_id(attributes, event, identifiers)
-    created_at = _created_at(event, traits)
+    created_at = identify_created_at(event, traits, options.convert_timestamps, dropped)
     if created_at is not None:
         attributes["created_at"] = created_at
     operation = _person("identify", identifiers)
     operation["attributes"] = attributes
-    timestamp = first_time(event, TIME_FIELDS)
+    timestamp = event_timestamp(event, dropped)
     if timestamp is not None:
         operation["timestamp"] = timestamp
     relationship = _identify_relationship(traits, options)
     if relationship is not None:
         operation["cio_relationships"] = [relationship]
     return operation
-
-
-def _created_at(event: Mapping[str, Any], traits: Mapping[str, Any]) -> int | None:
-    """``traits.created_at`` ?? ``traits.createdAt`` ?? the top-level ``created_at``, as unix seconds."""
-    created = first_time(traits, ("created_at", "createdAt"), prefix="traits.")
-    return created if created is not None else first_time(event, ("created_at",))
 
 
 def _identify_relationship(traits: Mapping[str, Any], options: TransformOptions) -> dict[str, Any] | None:
@@ -250,7 +211,7 @@ def _identify_relationship(traits: Mapping[str, Any], options: TransformOptions)
     return relationship
 
 
-def _alias(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
+def _alias(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
     primary = id_text(event.get("userId"), "userId")
     if primary is None:
         raise InvalidEvent("userId: required for alias")
@@ -260,19 +221,15 @@ def _alias(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
     return {"type": "person", "action": "merge", "primary": ids_for(primary), "secondary": ids_for(secondary)}
 
 
-def _group(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
+def _group(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
     group_id = id_text(event.get("groupId"), "groupId")
     if group_id is None:
         raise InvalidEvent("groupId: required for group")
-    traits = _object_field(event, "traits")
+    traits = object_field(event, "traits")
     identifiers = {"object_type_id": object_type_id(traits, "traits", options.object_type_id), "object_id": group_id}
     operation: dict[str, Any] = {"type": "object", "action": "identify", "identifiers": identifiers}
-    if "objectAttributes" in traits and traits["objectAttributes"] is not None:
-        own = _object_field(traits, "objectAttributes", "traits.objectAttributes")
-        attributes = _attributes(own, "traits.objectAttributes", options)
-    else:
-        kept = {key: value for key, value in traits.items() if key not in _GROUP_CONSUMED}
-        attributes = _attributes(kept, "traits", options)
+    attributes = _group_attributes(traits, options)
+    _copy_anonymous_id(attributes, event, identifiers)
     if attributes:
         operation["attributes"] = attributes
     person = resolve_person(event, allow_anonymous=True)
@@ -287,9 +244,20 @@ def _group(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
     return operation
 
 
-def _person_event(event: Mapping[str, Any], options: TransformOptions, action: str, name: str) -> dict[str, Any]:
+def _group_attributes(traits: Mapping[str, Any], options: TransformOptions) -> dict[str, Any]:
+    """``traits.objectAttributes``, else the traits that group does not consume."""
+    if "objectAttributes" in traits and traits["objectAttributes"] is not None:
+        own = object_field(traits, "objectAttributes", "traits.objectAttributes")
+        return convertible_attributes(own, "traits.objectAttributes", options.convert_timestamps)
+    kept = {key: value for key, value in traits.items() if key not in _GROUP_CONSUMED}
+    return convertible_attributes(kept, "traits", options.convert_timestamps)
+
+
+def _person_event(
+    event: Mapping[str, Any], options: TransformOptions, dropped: list[str], action: str, name: str
+) -> dict[str, Any]:
     """An ``event``, ``page`` or ``screen`` operation, anonymous allowed."""
-    properties = _object_field(event, "properties")
+    properties = object_field(event, "properties")
     identifiers = resolve_person(event, allow_anonymous=True)
     if identifiers is None:
         raise InvalidEvent(f"userId: required for {event['type']} (or anonymousId or email)")
@@ -298,86 +266,91 @@ def _person_event(event: Mapping[str, Any], options: TransformOptions, action: s
     dedupe_id = message_id(event)
     if dedupe_id is not None:
         operation["id"] = dedupe_id
-    timestamp = first_time(event, TIME_FIELDS)
+    timestamp = event_timestamp(event, dropped)
     if timestamp is not None:
         operation["timestamp"] = timestamp
-    attributes = _attributes(properties, "properties", options)
+    attributes = convertible_attributes(properties, "properties", options.convert_timestamps)
     _copy_anonymous_id(attributes, event, identifiers)
     if attributes:
         operation["attributes"] = attributes
     return operation
 
 
-def _page(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
-    properties = _object_field(event, "properties")
+def _page(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
+    properties = object_field(event, "properties")
     url = properties.get("url")
     if not isinstance(url, str) or not url:
-        page = _object_field(_object_field(event, "context"), "page", "context.page")
+        page = object_field(object_field(event, "context"), "page", "context.page")
         url = page.get("url")
     if not isinstance(url, str) or not url:
         raise InvalidEvent("properties.url: required for page (or context.page.url)")
-    return _person_event(event, options, "page", url)
+    return _person_event(event, options, dropped, "page", url)
 
 
-def _screen(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
-    name = _checked_event_name(_name(event.get("name"), "name", "screen"), "name")
-    return _person_event(event, options, "screen", name)
+def _screen(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
+    name = checked_event_name(required_name(event.get("name"), "name", "screen"), "name")
+    return _person_event(event, options, dropped, "screen", name)
 
 
-def _track(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
-    name = _name(event.get("event"), "event", "track")
+def _track(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
+    name = required_name(event.get("event"), "event", "track")
     route = _TRACK_ROUTES.get(name)
     if route is not None:
-        return route(event, options)
-    return _person_event(event, options, "event", _checked_event_name(name, "event"))
+        return route(event, options, dropped)
+    return _person_event(event, options, dropped, "event", checked_event_name(name, "event"))
 
 
-def _add_device(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
+def _add_device(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
     identifiers = _required_person(event, "add_device")
-    properties = _object_field(event, "properties")
-    _check_names(properties, "properties")
-    app = _object_field(_object_field(event, "context"), "app", "context.app")
+    properties = object_field(event, "properties")
+    check_names(properties, "properties")
+    app = object_field(object_field(event, "context"), "app", "context.app")
     device = build_device(
         event,
         properties,
         app.get("version"),
-        last_used=first_time(event, TIME_FIELDS),
+        last_used=device_last_used(event, options.convert_timestamps, dropped),
         convert_timestamps=options.convert_timestamps,
     )
     return {**_person("add_device", identifiers), "device": device}
 
 
-def _delete_device(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
+def _delete_device(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
     identifiers = _required_person(event, "delete_device")
-    token, _ = find_token(event, _object_field(event, "properties"), "delete_device")
+    token, _ = find_token(event, object_field(event, "properties"), "delete_device")
     return {**_person("delete_device", identifiers), "device": {"token": token}}
 
 
-def _person_state(event: dict[str, Any], options: TransformOptions, action: str) -> dict[str, Any]:
+def _person_state(event: dict[str, Any], options: TransformOptions, dropped: list[str], action: str) -> dict[str, Any]:
     """``delete``, ``suppress`` or ``unsuppress`` a person."""
     return _person(action, _required_person(event, action))
 
 
-def _object_deleted(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
+def _object_deleted(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
     return {
         "type": "object",
         "action": "delete",
-        "identifiers": object_ids(_object_field(event, "properties"), event["event"], options.object_type_id),
+        "identifiers": object_ids(object_field(event, "properties"), event["event"], options.object_type_id),
     }
 
 
-def _relationship_deleted(event: dict[str, Any], options: TransformOptions) -> dict[str, Any]:
-    identifiers = object_ids(_object_field(event, "properties"), event["event"], options.object_type_id)
+def _relationship_deleted(event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> dict[str, Any]:
+    identifiers = object_ids(object_field(event, "properties"), event["event"], options.object_type_id)
     person = _required_person(event, "delete_relationships")
-    return {
+    operation: dict[str, Any] = {
         "type": "object",
         "action": "delete_relationships",
         "identifiers": identifiers,
         "cio_relationships": [{"identifiers": person}],
     }
+    attributes: dict[str, Any] = {}
+    _copy_anonymous_id(attributes, event, identifiers)
+    if attributes:
+        operation["attributes"] = attributes
+    return operation
 
 
-_TRACK_ROUTES: Final[dict[str, Callable[[dict[str, Any], TransformOptions], dict[str, Any]]]] = {
+_TRACK_ROUTES: Final[dict[str, Callable[[dict[str, Any], TransformOptions, list[str]], dict[str, Any]]]] = {
     "Application Installed": _add_device,
     "Application Opened": _add_device,
     "Device Created or Updated": _add_device,

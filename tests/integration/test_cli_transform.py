@@ -197,6 +197,88 @@ def test_an_unreadable_workspaces_file_exits_2(tmp_path: Path) -> None:
     assert "cannot be read" in result.stderr.decode()
 
 
+#: Events whose times cannot be read, and the line each gives: delivered, the unreadable field named.
+UNREADABLE_TIMES: list[tuple[bytes, dict[str, Any]]] = [
+    (
+        b'{"type":"track","userId":"u1","event":"E","messageId":"m1","timestamp":"2018-03-04T12:08:56.235 PDT"}',
+        {
+            "outcome": "deliver",
+            "operations": [{"type": "person", "action": "event", "identifiers": {"id": "u1"}, "name": "E", "id": "m1"}],
+            "dropped_timestamps": ["timestamp"],
+        },
+    ),
+    (
+        b'{"type":"identify","userId":"u1","traits":{"createdAt":"soon"},"timestamp":"yesterday"}',
+        {
+            "outcome": "deliver",
+            "operations": [
+                {
+                    "type": "person",
+                    "action": "identify",
+                    "identifiers": {"id": "u1"},
+                    "attributes": {"created_at": "soon"},
+                }
+            ],
+            "dropped_timestamps": ["created_at", "timestamp"],
+        },
+    ),
+    (
+        b'{"type":"track","userId":"u1","event":"Application Opened","timestamp":"never",'
+        b'"context":{"device":{"token":"tok","type":"android"}}}',
+        {
+            "outcome": "deliver",
+            "operations": [
+                {
+                    "type": "person",
+                    "action": "add_device",
+                    "identifiers": {"id": "u1"},
+                    "device": {"token": "tok", "platform": "android"},
+                }
+            ],
+            "dropped_timestamps": ["device.last_used"],
+        },
+    ),
+    (
+        b'{"type":"group","groupId":"g","anonymousId":"a1"}',
+        {
+            "outcome": "deliver",
+            "operations": [
+                {
+                    "type": "object",
+                    "action": "identify_anonymous",
+                    "identifiers": {"object_type_id": "1", "object_id": "g"},
+                    "attributes": {"anonymous_id": "a1"},
+                    "cio_relationships": [{"identifiers": {"anonymous_id": "a1"}}],
+                }
+            ],
+        },
+    ),
+]
+
+
+def test_a_dropped_timestamp_is_shown_and_the_event_still_delivered(workspaces_file: Path) -> None:
+    stdin = b"\n".join(line for line, _ in UNREADABLE_TIMES) + b"\n"
+    result = run("-w", "acme", "--workspaces", str(workspaces_file), stdin=stdin)
+    assert output_lines(result) == [expected for _, expected in UNREADABLE_TIMES]
+
+
+def test_without_conversion_created_at_passes_as_given(workspaces_file: Path) -> None:
+    stdin = b'{"type":"identify","userId":"u1","created_at":"1679407797","timestamp":"2024-01-01"}\n'
+    (line,) = output_lines(run("-w", "raw", "--workspaces", str(workspaces_file), stdin=stdin))
+    assert line == {
+        "outcome": "deliver",
+        "operations": [
+            {
+                "type": "person",
+                "action": "identify",
+                "identifiers": {"id": "u1"},
+                "attributes": {"created_at": "1679407797"},
+                "timestamp": 1704067200,
+            }
+        ],
+    }
+
+
 def test_output_is_streamed_line_by_line_before_the_input_ends(workspaces_file: Path) -> None:
     with subprocess.Popen(
         [CLI, "transform", "-w", "acme", "--workspaces", str(workspaces_file)],

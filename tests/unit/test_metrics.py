@@ -18,7 +18,7 @@ from worker.metrics import (
 )
 
 #: Every label name a cio-fleet metric may carry (plus the histogram bucket label).
-BOUNDED_LABELS = {"workspace", "type", "status", "outcome", "reason", "le"}
+BOUNDED_LABELS = {"workspace", "type", "status", "outcome", "reason", "field", "le"}
 
 
 @pytest.fixture
@@ -37,12 +37,14 @@ def test_counts_appear_in_the_exposition(metrics: FleetMetrics) -> None:
     metrics.rejected("acme", "identify", 2)
     metrics.dead_lettered("acme", "rejected", 2)
     metrics.auth_failure("acme")
+    metrics.timestamps_dropped("acme", "device.last_used", 4)
     text = generate_latest(metrics.registry).decode()
     assert 'cio_fleet_events_delivered_total{type="track",workspace="acme"} 3.0' in text
     assert 'cio_fleet_events_skipped_total{type="page",workspace="acme"} 1.0' in text
     assert 'cio_fleet_events_rejected_total{type="identify",workspace="acme"} 2.0' in text
     assert 'cio_fleet_events_dead_lettered_total{outcome="rejected",workspace="acme"} 2.0' in text
     assert 'cio_fleet_auth_failures_total{workspace="acme"} 1.0' in text
+    assert 'cio_fleet_timestamps_dropped_total{field="device.last_used",workspace="acme"} 4.0' in text
 
 
 @pytest.mark.parametrize(
@@ -54,6 +56,7 @@ def test_counts_appear_in_the_exposition(metrics: FleetMetrics) -> None:
         (lambda m: m.request("acme", None, 0.1, 1, 10), "cio_fleet_requests_total", {"status": "error"}),
         (lambda m: m.request("acme", 999, 0.1, 1, 10), "cio_fleet_requests_total", {"status": "other"}),
         (lambda m: m.request("acme", 429, 0.1, 1, 10), "cio_fleet_requests_total", {"status": "429"}),
+        (lambda m: m.timestamps_dropped("acme", "sentAt"), "cio_fleet_timestamps_dropped_total", {"field": "other"}),
     ],
 )
 def test_label_values_outside_the_bounded_sets_are_folded(
@@ -112,12 +115,14 @@ def test_prepared_workspaces_expose_zero_series(metrics: FleetMetrics) -> None:
     """rate() works before the first event."""
     metrics.prepare(["acme"])
     assert sample(metrics, "cio_fleet_events_delivered_total", workspace="acme", type="alias") == 0.0
+    assert sample(metrics, "cio_fleet_timestamps_dropped_total", workspace="acme", field="timestamp") == 0.0
 
 
 def test_every_metric_is_named_for_the_fleet_and_labelled_within_bounds(metrics: FleetMetrics) -> None:
     """Prometheus conventions: one prefix, bounded label names."""
     metrics.request("acme", 200, 0.1, 1, 1)
     metrics.delivered("acme", "track")
+    metrics.timestamps_dropped("acme", "timestamp")
     for family in metrics.registry.collect():
         assert family.name.startswith("cio_fleet_")
         for metric_sample in family.samples:

@@ -440,6 +440,7 @@ EXACT = [
             "type": "object",
             "action": "identify_anonymous",
             "identifiers": {"object_type_id": "1", "object_id": "g"},
+            "attributes": {"anonymous_id": "a1"},
             "cio_relationships": [{"identifiers": {"anonymous_id": "a1"}, "relationship_attributes": {"r": "x"}}],
         },
     ),
@@ -550,9 +551,11 @@ def test_without_conversion_iso_strings_pass_as_strings_but_event_times_are_stil
     assert operation["attributes"] == {"at": "2024-01-01", "nested": {"at": "2024-01-01T00:00:00Z"}}
 
 
-def test_without_conversion_device_last_used_stays_an_integer_as_the_schema_requires() -> None:
+def test_without_conversion_an_iso_device_last_used_is_left_out_because_the_schema_takes_only_integers() -> None:
     event = track("Application Opened", userId="u1", timestamp=TS, context={"device": {"token": APNS}})
-    assert delivered(transform(event, NO_CONVERSION))["device"]["last_used"] == TS_S
+    outcome = transform(event, NO_CONVERSION)
+    assert "last_used" not in delivered(outcome)["device"]
+    assert isinstance(outcome, Deliver) and outcome.dropped_timestamps == ("device.last_used",)
 
 
 def test_the_workspace_default_object_type_applies_when_the_event_names_none() -> None:
@@ -565,6 +568,282 @@ def test_the_workspace_default_object_type_applies_when_the_event_names_none() -
 def test_options_come_from_the_workspace_configuration() -> None:
     workspace = WorkspaceConfig(site_id="s", api_key="k", convert_timestamps=False, object_type_id="3")
     assert TransformOptions.for_workspace(workspace) == TransformOptions(convert_timestamps=False, object_type_id="3")
+
+
+# --- anonymousId in the attributes of every operation that carries them, objects included ---------------------
+def group(**fields: Any) -> dict[str, Any]:
+    return {"type": "group", "groupId": "g", **fields}
+
+
+def obj(action: str, **fields: Any) -> dict[str, Any]:
+    return {"type": "object", "action": action, "identifiers": {"object_type_id": "1", "object_id": "g"}, **fields}
+
+
+ANONYMOUS_ON_OBJECTS = [
+    pytest.param(
+        group(userId="u1", anonymousId="a1", traits={"name": "Acme"}),
+        obj(
+            "identify",
+            attributes={"name": "Acme", "anonymous_id": "a1"},
+            cio_relationships=[{"identifiers": {"id": "u1"}}],
+        ),
+        id="group-user-traits",
+    ),
+    pytest.param(
+        group(userId="u1", anonymousId="a1"),
+        obj("identify", attributes={"anonymous_id": "a1"}, cio_relationships=[{"identifiers": {"id": "u1"}}]),
+        id="group-user-no-traits",
+    ),
+    pytest.param(
+        group(anonymousId="a1", traits={"name": "Acme"}),
+        obj(
+            "identify_anonymous",
+            attributes={"name": "Acme", "anonymous_id": "a1"},
+            cio_relationships=[{"identifiers": {"anonymous_id": "a1"}}],
+        ),
+        id="group-anonymous-traits",
+    ),
+    pytest.param(
+        group(anonymousId="a1"),
+        obj(
+            "identify_anonymous",
+            attributes={"anonymous_id": "a1"},
+            cio_relationships=[{"identifiers": {"anonymous_id": "a1"}}],
+        ),
+        id="group-anonymous-no-traits",
+    ),
+    pytest.param(
+        group(userId="cio_x1", anonymousId="a1", traits={"objectAttributes": {"a": 1}, "b": 2}),
+        obj(
+            "identify", attributes={"a": 1, "anonymous_id": "a1"}, cio_relationships=[{"identifiers": {"cio_id": "x1"}}]
+        ),
+        id="group-cio-id-object-attributes",
+    ),
+    pytest.param(
+        group(userId="u@x.io", anonymousId="a1", traits={"relationshipAttributes": {"role": "admin", "on": TS}}),
+        obj(
+            "identify",
+            attributes={"anonymous_id": "a1"},
+            cio_relationships=[
+                {"identifiers": {"email": "u@x.io"}, "relationship_attributes": {"role": "admin", "on": TS_S}}
+            ],
+        ),
+        id="group-email-relationship-attributes",
+    ),
+    pytest.param(
+        group(email="e@x.io", anonymousId="a1"),
+        obj("identify", attributes={"anonymous_id": "a1"}, cio_relationships=[{"identifiers": {"email": "e@x.io"}}]),
+        id="group-no-user-id-but-email",
+    ),
+    pytest.param(
+        group(userId="u1", traits={"name": "Acme"}),
+        obj("identify", attributes={"name": "Acme"}, cio_relationships=[{"identifiers": {"id": "u1"}}]),
+        id="group-without-anonymous-id",
+    ),
+    pytest.param(
+        group(userId="u1"),
+        obj("identify", cio_relationships=[{"identifiers": {"id": "u1"}}]),
+        id="group-without-anonymous-id-or-traits",
+    ),
+    pytest.param(
+        track("Relationship Deleted", userId="u1", anonymousId="a1", properties={"objectId": "g"}),
+        obj(
+            "delete_relationships", cio_relationships=[{"identifiers": {"id": "u1"}}], attributes={"anonymous_id": "a1"}
+        ),
+        id="relationship-deleted-user",
+    ),
+    pytest.param(
+        track("Relationship Deleted", userId="cio_x1", anonymousId=7, properties={"objectId": "g"}),
+        obj(
+            "delete_relationships",
+            cio_relationships=[{"identifiers": {"cio_id": "x1"}}],
+            attributes={"anonymous_id": "7"},
+        ),
+        id="relationship-deleted-cio-id",
+    ),
+    pytest.param(
+        track("Relationship Deleted", userId="u@x.io", anonymousId="a1", properties={"objectId": "g"}),
+        obj(
+            "delete_relationships",
+            cio_relationships=[{"identifiers": {"email": "u@x.io"}}],
+            attributes={"anonymous_id": "a1"},
+        ),
+        id="relationship-deleted-email",
+    ),
+    pytest.param(
+        track("Relationship Deleted", userId="u1", properties={"objectId": "g"}),
+        obj("delete_relationships", cio_relationships=[{"identifiers": {"id": "u1"}}]),
+        id="relationship-deleted-without-anonymous-id",
+    ),
+]
+
+
+@pytest.mark.parametrize(("event", "expected"), ANONYMOUS_ON_OBJECTS)
+def test_an_anonymous_id_that_is_not_the_identifier_goes_into_the_objects_attributes(
+    event: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    assert delivered(transform(event, DEFAULT)) == expected
+
+
+# --- convert_timestamps off: every value as the producer sent it; the event time still in seconds ------------
+CONVERT_OFF = [
+    pytest.param(
+        {
+            "type": "identify",
+            "userId": "u1",
+            "timestamp": TS,
+            "traits": {"since": "2024-01-01", "createdAt": TS, "address": {"moved": "2024-01-01T10:00:00Z"}},
+        },
+        person(
+            "identify",
+            {"id": "u1"},
+            timestamp=TS_S,
+            attributes={"since": "2024-01-01", "address": {"moved": "2024-01-01T10:00:00Z"}, "created_at": TS},
+        ),
+        id="identify-attributes-nested-and-created_at",
+    ),
+    pytest.param(
+        {"type": "identify", "userId": "u1", "created_at": "1679407797"},
+        person("identify", {"id": "u1"}, attributes={"created_at": "1679407797"}),
+        id="identify-digit-created_at-as-given",
+    ),
+    pytest.param(
+        {
+            "type": "identify",
+            "userId": "u1",
+            "traits": {"objectId": "o", "relationshipAttributes": {"since": "2024-01-01"}},
+        },
+        person(
+            "identify",
+            {"id": "u1"},
+            attributes={"objectId": "o"},
+            cio_relationships=[
+                {
+                    "identifiers": {"object_type_id": "1", "object_id": "o"},
+                    "relationship_attributes": {"since": "2024-01-01"},
+                }
+            ],
+        ),
+        id="identify-relationship-attributes",
+    ),
+    pytest.param(
+        group(userId="u1", traits={"since": TS, "deep": {"at": "2024-01-01"}, "relationshipAttributes": {"on": TS}}),
+        obj(
+            "identify",
+            attributes={"since": TS, "deep": {"at": "2024-01-01"}},
+            cio_relationships=[{"identifiers": {"id": "u1"}, "relationship_attributes": {"on": TS}}],
+        ),
+        id="group-attributes-and-relationship-attributes",
+    ),
+    pytest.param(
+        track("E", userId="u1", timestamp=TS, properties={"a": {"b": {"at": TS}}, "day": "2024-01-01"}),
+        person(
+            "event", {"id": "u1"}, name="E", timestamp=TS_S, attributes={"a": {"b": {"at": TS}}, "day": "2024-01-01"}
+        ),
+        id="track-nested-objects",
+    ),
+    pytest.param(
+        track(
+            "Application Opened",
+            userId="u1",
+            timestamp=1700000000,
+            properties={"seen": "2024-01-01"},
+            context={"device": {"token": APNS}},
+        ),
+        person(
+            "add_device",
+            {"id": "u1"},
+            device={"token": APNS, "platform": "ios", "last_used": 1700000000, "attributes": {"seen": "2024-01-01"}},
+        ),
+        id="device-last_used-integer-as-given",
+    ),
+]
+
+
+@pytest.mark.parametrize(("event", "expected"), CONVERT_OFF)
+def test_without_conversion_every_value_passes_as_given(event: dict[str, Any], expected: dict[str, Any]) -> None:
+    outcome = transform(event, NO_CONVERSION)
+    assert delivered(outcome) == expected
+    assert isinstance(outcome, Deliver) and outcome.dropped_timestamps == ()
+
+
+# --- a time that cannot be read never costs the event ---------------------------------------------------------
+UNREADABLE = [
+    pytest.param(
+        {"type": "identify", "userId": "u1", "timestamp": "2018-03-04T12:08:56.235 PDT", "traits": {"plan": "pro"}},
+        person("identify", {"id": "u1"}, attributes={"plan": "pro"}),
+        ("timestamp",),
+        id="identify-timestamp-left-out",
+    ),
+    pytest.param(
+        {"type": "identify", "userId": "u1", "timestamp": TS, "traits": {"createdAt": "soon"}},
+        person("identify", {"id": "u1"}, attributes={"created_at": "soon"}, timestamp=TS_S),
+        ("created_at",),
+        id="identify-created_at-as-given",
+    ),
+    pytest.param(
+        {"type": "identify", "userId": "u1", "created_at": 1679407797000, "originalTimestamp": True},
+        person("identify", {"id": "u1"}, attributes={"created_at": 1679407797000}),
+        ("created_at", "timestamp"),
+        id="identify-milliseconds-and-a-boolean",
+    ),
+    pytest.param(
+        {"type": "identify", "userId": "u1", "traits": {"born": "25 Mar 2015", "at": "2024-02-30"}},
+        person("identify", {"id": "u1"}, attributes={"born": "25 Mar 2015", "at": "2024-02-30"}),
+        (),
+        id="identify-attributes-that-are-not-dates-as-given",
+    ),
+    pytest.param(
+        track("E", userId="u1", messageId="m", timestamp="yesterday"),
+        person("event", {"id": "u1"}, name="E", id="m"),
+        ("timestamp",),
+        id="track",
+    ),
+    pytest.param(
+        track("E", userId="u1", originalTimestamp=[1], receivedAt=TS),
+        person("event", {"id": "u1"}, name="E"),
+        ("timestamp",),
+        id="track-fallback",
+    ),
+    pytest.param(
+        {"type": "page", "userId": "u1", "timestamp": "yesterday", "properties": {"url": "https://x.io/"}},
+        person("page", {"id": "u1"}, name="https://x.io/", attributes={"url": "https://x.io/"}),
+        ("timestamp",),
+        id="page",
+    ),
+    pytest.param(
+        {"type": "screen", "anonymousId": "a1", "name": "Home", "receivedAt": "2024-13-01"},
+        person("screen", {"anonymous_id": "a1"}, name="Home"),
+        ("timestamp",),
+        id="screen",
+    ),
+    pytest.param(
+        track("Application Installed", userId="u1", timestamp="yesterday", context={"device": {"token": APNS}}),
+        person("add_device", {"id": "u1"}, device={"token": APNS, "platform": "ios"}),
+        ("device.last_used",),
+        id="device-last_used-left-out",
+    ),
+    pytest.param(
+        track("Application Opened", userId="u1", timestamp=1_700_000_000_000, context={"device": {"token": APNS}}),
+        person("add_device", {"id": "u1"}, device={"token": APNS, "platform": "ios"}),
+        ("device.last_used",),
+        id="device-milliseconds-left-out",
+    ),
+]
+
+
+@pytest.mark.parametrize(("event", "expected", "dropped"), UNREADABLE)
+def test_an_unreadable_time_is_left_out_or_passed_as_given_and_named(
+    event: dict[str, Any], expected: dict[str, Any], dropped: tuple[str, ...]
+) -> None:
+    outcome = transform(event, DEFAULT)
+    assert delivered(outcome) == expected
+    assert isinstance(outcome, Deliver) and outcome.dropped_timestamps == dropped
+
+
+def test_readable_times_name_nothing() -> None:
+    outcome = transform_raw(ORIGIN_IDENTIFY, DEFAULT)
+    assert isinstance(outcome, Deliver) and outcome.dropped_timestamps == ()
 
 
 # --- skips and rejects ---------------------------------------------------------------------------------------
@@ -615,14 +894,6 @@ REJECTS = [
     ),
     ({"type": "screen", "userId": "u"}, "name: required for screen"),
     ({"type": "screen", "userId": "u", "name": "n" * 101}, "name: longer than 100 bytes"),
-    # timestamps
-    (track("E", userId="u", timestamp="yesterday"), "timestamp: not ISO-8601 or unix seconds"),
-    (track("E", userId="u", originalTimestamp=[1]), "originalTimestamp: not ISO-8601 or unix seconds"),
-    (
-        {"type": "identify", "userId": "u", "traits": {"createdAt": "soon"}},
-        "traits.createdAt: not ISO-8601 or unix seconds",
-    ),
-    ({"type": "identify", "userId": "u", "created_at": "soon"}, "created_at: not ISO-8601 or unix seconds"),
     # identify
     ({"type": "identify", "userId": "u", "traits": ["a"]}, "traits: must be an object"),
     ({"type": "identify", "userId": "u", "traits": {LONG: 1}}, "traits: attribute name longer than 150 bytes"),

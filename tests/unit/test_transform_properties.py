@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.schema import validate_operation
@@ -160,6 +160,25 @@ def test_any_json_object_gives_exactly_one_outcome_and_never_raises(
 def test_near_valid_events_deliver_only_schema_valid_operations(event: dict[str, Any], opts: TransformOptions) -> None:
     outcome = transform(event, opts)
     check_outcome(outcome)
+    if isinstance(outcome, Deliver):
+        for operation in outcome.operations:
+            validate_operation(operation)
+
+
+#: Every field an event's times are read from.
+TIME_KEYS = ("timestamp", "originalTimestamp", "receivedAt", "created_at")
+
+
+@SETTINGS
+@given(event=likely_valid_events, field=st.sampled_from(TIME_KEYS), value=json_values, opts=options)
+def test_no_value_in_a_time_field_decides_whether_an_event_is_delivered(
+    event: dict[str, Any], field: str, value: Any, opts: TransformOptions
+) -> None:
+    """A timestamp never costs an event: whatever a time field holds, the outcome is the one without it."""
+    assume(len(orjson.dumps(value)) < 1_000)
+    timeless = {key: item for key, item in event.items() if key not in TIME_KEYS}
+    outcome = transform({**timeless, field: value}, opts)
+    assert type(outcome) is type(transform(timeless, opts))
     if isinstance(outcome, Deliver):
         for operation in outcome.operations:
             validate_operation(operation)

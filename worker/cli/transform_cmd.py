@@ -1,7 +1,8 @@
 """`cio-fleet transform`: show what the worker would do with each event of a JSON Lines file, offline.
 
 One output line per input line, in order: ``{"outcome":"deliver","operations":[...]}``,
-``{"outcome":"skip","reason":"..."}`` or ``{"outcome":"reject","reason":"..."}``. Output is streamed, so
+``{"outcome":"skip","reason":"..."}`` or ``{"outcome":"reject","reason":"..."}``. A delivered event whose time
+could not be read also names the field: ``"dropped_timestamps":["timestamp"]``. Output is streamed, so
 ``tail -f events.jsonl | cio-fleet transform -w acme`` works. Nothing is sent anywhere; the workspace only
 supplies its mapping options, and its API key is never printed.
 """
@@ -37,7 +38,10 @@ def encode_outcome(outcome: Outcome) -> bytes:
         The JSON object, reusing the operations' own encodings.
     """
     if isinstance(outcome, Deliver):
-        return b'{"outcome":"deliver","operations":[' + b",".join(outcome.encoded) + b"]}"
+        line = b'{"outcome":"deliver","operations":[' + b",".join(outcome.encoded) + b"]"
+        if outcome.dropped_timestamps:
+            line += b',"dropped_timestamps":' + orjson.dumps(outcome.dropped_timestamps)
+        return line + b"}"
     kind = "skip" if isinstance(outcome, Skip) else "reject"
     return orjson.dumps({"outcome": kind, "reason": outcome.reason})
 

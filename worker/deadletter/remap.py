@@ -14,7 +14,11 @@ from worker.settings import WorkspaceConfig
 
 
 def map_now(raw: bytes, config: WorkspaceConfig | None) -> dict[str, Any]:
-    """What the event maps to with today's transform: deliver (operations), skip or reject, with the reason."""
+    """What the event maps to with today's transform: deliver (operations), skip or reject, with the reason.
+
+    A delivered event whose time could not be read also lists ``dropped_timestamps`` (the fields left out or
+    passed as given), so an event dead-lettered for a timestamp under an older rule shows what it becomes now.
+    """
     if config is None:
         return {"outcome": "unknown", "detail": "the workspace is not configured here"}
     try:
@@ -26,7 +30,11 @@ def map_now(raw: bytes, config: WorkspaceConfig | None) -> dict[str, Any]:
     except Exception as exc:  # a bug in the transform must not hide the record
         return {"outcome": "error", "detail": f"the transform failed: {type(exc).__name__}: {exc}"}
     if hasattr(result, "operations"):
-        return {"outcome": "deliver", "operations": [_jsonable(op) for op in result.operations]}
+        mapped = {"outcome": "deliver", "operations": [_jsonable(op) for op in result.operations]}
+        dropped = getattr(result, "dropped_timestamps", ())
+        if dropped:
+            mapped["dropped_timestamps"] = list(dropped)
+        return mapped
     kind = "skip" if type(result).__name__.lower() == "skip" else "reject"
     return {"outcome": kind, "reason": str(getattr(result, "reason", ""))}
 
