@@ -19,7 +19,7 @@ from worker.delivery import Accepted, BatchResponse, SplitNeeded, classify
 from worker.errors import Rejected as RejectedError
 from worker.errors import RetryableError, Throttled, TransportFailure, Unauthorized, WorkerError
 from worker.observability import report_permanent_failure
-from worker.partitions import RetryState
+from worker.partitions import LeaseLost, RetryState
 from worker.planning import PlannedEntry
 from worker.ports import Deps, observe_settled
 from worker.ratelimit import credentials_fingerprint
@@ -60,10 +60,14 @@ class Failure:
 class BatchSender:
     """Delivers one partition's planned entries for one workspace."""
 
-    def __init__(self, deps: Deps, workspace: WorkspaceConfig, partition: int, renew: Callable[[], None]) -> None:
+    def __init__(
+        self, deps: Deps, workspace: WorkspaceConfig, partition: int, token: str, renew: Callable[[], None]
+    ) -> None:
+        """Send for the drainer whose lease holds ``token``; ``renew`` extends it or raises ``LeaseLost``."""
         self.deps = deps
         self.workspace = workspace
         self.partition = partition
+        self._token = token
         self._renew = renew
         #: True while this drain probes a workspace paused for refused credentials.
         self.on_probe = False
@@ -83,9 +87,11 @@ class BatchSender:
         items = [op for entry in run for op in entry.operations]
         owners = [index for index, entry in enumerate(run) for _ in entry.operations]
         body = batch_body(items)
-        self._renew()
-        # Nothing but the request itself between the grant and the send, so the rate seen upstream stays even.
         self._wait_for_limiter()
+        # Fencing: renewing the lease (and checking it is still ours) is the last thing before the request, so a
+        # drainer that stalled past its lease (while it waited for the limiter) sends nothing. Nothing else goes
+        # between the grant and the send, so the rate seen upstream stays even.
+        self._renew()
         try:
             verdict = classify(self._post(body, len(items)), len(items))
         except RetryableError as exc:
@@ -218,6 +224,7 @@ class BatchSender:
 
         Raises:
             Deferred: the dead-letter queue is full; ``dead`` stays at the head of the partition, never evicted.
+            LeaseLost: another worker took the partition over; nothing was settled.
         """
         name, store = self.workspace.name, self.deps.store
         if dead and self._dead_letter_queue_full(len(dead)):
@@ -228,13 +235,15 @@ class BatchSender:
         settled = [*delivered, *skipped, *(entry for entry, _ in dead)]
         done_ids = [entry.entry.id for entry in settled]
         dlq = dlq_key(store.prefix, name)
-        store.settle(
+        if not store.settle(
             name,
             self.partition,
+            self._token,
             done_ids,
             [(dlq, ltr.to_fields()) for ltr in letters],
             clear_retry=clear_retry,
-        )
+        ):
+            raise LeaseLost()
         observe_settled(self.deps, name, delivered, [(entry, failure.outcome) for entry, failure in dead])
         if dead:
             self._report_dead(dead)
