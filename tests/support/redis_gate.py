@@ -4,7 +4,8 @@ A worker process pointed at ``gate.url`` talks to Redis through the relay. ``hol
 the relay stop the first client→Redis chunk that contains one of ``markers`` (for example the SHA1 that ``EVALSHA`` of a
 Lua script sends), call ``on_hold`` (for example ``os.kill(pid, SIGSTOP)``) and keep the chunk until
 ``release()``. The worker is then known to be blocked exactly before that command runs, and the command runs only
-when released; ``replied`` is set once Redis's answer to it has been passed on.
+when released; ``replied`` is set once Redis's answer to it has been passed on. ``black_hole()`` makes Redis
+unreachable without closing anything: every byte either way is dropped from then on, as on a partitioned network.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class RedisGate:
         self._released = threading.Event()
         self._sockets: list[socket.socket] = []
         self._held: socket.socket | None = None
+        self._holed = False
+        #: Connections accepted so far.
+        self.connections = 0
         self.caught = threading.Event()
         self.replied = threading.Event()
         threading.Thread(target=self._accept, name="redis-gate", daemon=True).start()
@@ -57,6 +61,10 @@ class RedisGate:
         """Forward the held chunk (and everything after it)."""
         self._released.set()
 
+    def black_hole(self) -> None:
+        """Drop every byte either way from now on, keeping the connections open (and accepting new ones)."""
+        self._holed = True
+
     def close(self) -> None:
         """Stop relaying and close every connection."""
         self._released.set()
@@ -70,6 +78,7 @@ class RedisGate:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            self.connections += 1
             upstream = socket.create_connection(self._upstream)
             self._sockets += [client, upstream]
             threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
@@ -78,6 +87,8 @@ class RedisGate:
     def _pump(self, source: socket.socket, target: socket.socket, from_client: bool) -> None:
         with contextlib.suppress(OSError):
             while chunk := source.recv(65536):
+                if self._holed:
+                    continue
                 if from_client:
                     self._maybe_hold(source, chunk)
                 target.sendall(chunk)
