@@ -22,7 +22,7 @@ from worker.observability import report_permanent_failure
 from worker.partitions import LeaseLost, RetryState
 from worker.planning import PlannedEntry
 from worker.ports import Deps, observe_settled
-from worker.ratelimit import credentials_fingerprint
+from worker.ratelimit import Reservation, credentials_fingerprint
 from worker.retry import backoff_ceiling, next_delay
 from worker.settings import WorkspaceConfig
 
@@ -124,24 +124,27 @@ class BatchSender:
     def _wait_for_limiter(self) -> None:
         """Reserve the workspace's next request slot and sleep until it; defer the partition if it is far off.
 
-        A thread that wakes up well after its slot gives the slot up and takes a later one: sending late would
-        bunch this request with the next one and break the rate seen by Customer.io.
+        A thread that wakes up well after its slot does not send late, which would bunch this request with the
+        next one and break the rate seen by Customer.io: it reserves anew, giving its missed slot back (which the
+        limiter takes only if nobody reserved after it, so the missed slot is not lost to the workspace's rate).
         """
         name, workspace = self.workspace.name, self.workspace
+        missed: Reservation | None = None
         while True:
-            reserved, wait = self.deps.limiter.reserve(
-                name, workspace.limiter_rps, workspace.rate_limit_burst, MAX_LIMITER_SLEEP_S
+            slot = self.deps.limiter.reserve(
+                name, workspace.limiter_rps, workspace.rate_limit_burst, MAX_LIMITER_SLEEP_S, give_back=missed
             )
-            if wait > 0:
-                self.deps.metrics.limiter_wait(name, wait)
-            if not reserved:
-                raise Deferred(wait, "waiting for the rate limiter")
-            if wait <= 0:
+            if slot.wait_s > 0:
+                self.deps.metrics.limiter_wait(name, slot.wait_s)
+            if not slot.reserved:
+                raise Deferred(slot.wait_s, "waiting for the rate limiter")
+            if slot.wait_s <= 0:
                 return
             started = self.deps.monotonic()
-            self.deps.sleep(wait)
-            if self.deps.monotonic() - started - wait <= LATE_SEND_TOLERANCE_S:
+            self.deps.sleep(slot.wait_s)
+            if self.deps.monotonic() - started - slot.wait_s <= LATE_SEND_TOLERANCE_S:
                 return
+            missed = slot
 
     def _on_accepted(self, run: list[PlannedEntry], owners: list[int], verdict: Accepted) -> None:
         failed_entries: dict[int, str] = {}
