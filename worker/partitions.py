@@ -196,7 +196,8 @@ class PartitionStore:
         *,
         clear_retry: bool = False,
     ) -> bool:
-        """Atomically, if the lease still holds ``token``: write dead letters (key, fields), delete settled entries.
+        """Atomically, if the lease still holds ``token``: write dead letters (key, fields), delete settled entries
+        and, with ``clear_retry``, end the partition's retry state.
 
         Returns:
             False when the lease was lost to another drainer: then nothing was written or deleted.
