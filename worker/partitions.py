@@ -97,6 +97,27 @@ return out
 """
 
 
+# Fenced settle: nothing changes unless the lease still holds the drainer's token.
+# KEYS: lease, stream, retry hash, then one dead-letter stream per dead letter.
+# ARGV: token, clear retry ('1'/'0'), number of ids, the ids, then per dead letter: field count, fields and values.
+# Returns 1 when settled, 0 when the lease is lost (nothing written).
+_SETTLE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local ids = tonumber(ARGV[3])
+local at = 4 + ids
+for key = 4, #KEYS do
+  local fields = tonumber(ARGV[at])
+  redis.call('XADD', KEYS[key], '*', unpack(ARGV, at + 1, at + 2 * fields))
+  at = at + 1 + 2 * fields
+end
+for first = 4, 3 + ids, 1000 do
+  redis.call('XDEL', KEYS[2], unpack(ARGV, first, math.min(first + 999, 3 + ids)))
+end
+if ARGV[2] == '1' then redis.call('DEL', KEYS[3]) end
+return 1
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One stream entry: its id and its decoded fields."""
@@ -113,6 +134,10 @@ class Entry:
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     """A stream entry's fields from Redis's flat ``[name, value, ...]`` reply."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+class LeaseLost(Exception):
+    """Another worker took the partition over (this one stalled past the lease TTL): send and settle nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +173,7 @@ class PartitionStore:
         self._defer = client.register_script(_DEFER)
         self._end_retry_timers = client.register_script(_END_RETRY_TIMERS)
         self._read = client.register_script(_READ)
+        self._settle = client.register_script(_SETTLE)
 
     def stream(self, workspace: str, partition: int) -> str:
         """The partition's stream key."""
@@ -226,22 +252,32 @@ class PartitionStore:
         self,
         workspace: str,
         partition: int,
+        token: str,
         done_ids: Sequence[str],
         dead_letters: Sequence[tuple[str, Mapping[str, Any]]] = (),
         *,
         clear_retry: bool = False,
-    ) -> None:
-        """In one transaction: delete settled entries and write dead letters (key, fields) for the failed ones."""
+    ) -> bool:
+        """Atomically, if the lease still holds ``token``: write dead letters (key, fields), delete settled entries
+        and, with ``clear_retry``, end the partition's retry state.
+
+        Returns:
+            False when the lease was lost to another drainer: then nothing was written or deleted.
+        """
         if not done_ids and not dead_letters and not clear_retry:
-            return
-        pipe = self._redis.pipeline(transaction=True)
+            return True
+        keys = [
+            self.lease(workspace, partition),
+            self.stream(workspace, partition),
+            self.retry_key(workspace, partition),
+        ]
+        args: list[Any] = [token, "1" if clear_retry else "0", len(done_ids), *done_ids]
         for dlq, fields in dead_letters:
-            pipe.xadd(dlq, dict(fields))
-        if done_ids:
-            pipe.xdel(self.stream(workspace, partition), *done_ids)
-        if clear_retry:
-            pipe.delete(self.retry_key(workspace, partition))
-        pipe.execute()
+            keys.append(dlq)
+            args.append(len(fields))
+            for name, value in fields.items():
+                args += [name, value]
+        return bool(self._settle(keys=keys, args=args))
 
     def end_retry_timers(self, workspace: str, partitions: int) -> int:
         """Free every partition of the workspace that waits for a retry timer, and end every failure run.

@@ -15,7 +15,7 @@ from typing import Final, Literal
 from producers._wire import KICK_TTL_MS
 from worker.batching import linger_ms
 from worker.credentials import resume_if_credentials_changed
-from worker.partitions import Entry
+from worker.partitions import Entry, LeaseLost
 from worker.planning import PlannedEntry, plan_entries
 from worker.ports import Deps
 from worker.sending import BatchSender, Deferred, Failure
@@ -23,10 +23,6 @@ from worker.settings import WorkspaceConfig
 from worker.transform import TransformOptions
 
 log = logging.getLogger("cio_fleet.pipeline")
-
-
-class LeaseLost(Exception):
-    """Another worker took the partition over (this one stalled past the lease TTL)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +93,7 @@ class PartitionDrainer:
         self.token = uuid.uuid4().hex
         self.ttl_ms = int(deps.settings.lease_ttl_s * 1000)
         self.options = TransformOptions.for_workspace(workspace)
-        self.sender = BatchSender(deps, workspace, partition, self.renew)
+        self.sender = BatchSender(deps, workspace, partition, self.token, self.renew)
 
     def run(self) -> DrainResult:
         """Take the lease, work, and leave the lease in the right state."""
@@ -130,7 +126,7 @@ class PartitionDrainer:
         return DrainResult("requeue" if more else "done")
 
     def renew(self) -> None:
-        """Extend the lease before each request.
+        """Extend the lease, and check that it is still this drainer's: the last Redis call before each request.
 
         Raises:
             LeaseLost: the lease expired and another worker owns the partition.

@@ -32,6 +32,7 @@ import redis
 __all__ = [
     "AuthPause",
     "Grant",
+    "Reservation",
     "WorkspaceLimiter",
     "authpause_key",
     "credentials_fingerprint",
@@ -66,19 +67,27 @@ redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', string.format('%
 return {0, now}
 """
 
-#: KEYS: rate, pause. ARGV: interval (us), burst, longest reservation (us). Returns {wait_us, reserved}.
+#: KEYS: rate, pause. ARGV: interval (us), burst, longest reservation (us), TAT left by a reservation the caller
+#: gives back (0: none). Returns {wait_us, reserved, the TAT this reservation left (0 when none was made)}.
 #: Like _ACQUIRE_LUA, but a slot up to the longest reservation ahead is taken for the caller, who sleeps until it:
 #: concurrent callers get distinct, evenly spaced slots instead of all polling for the next one.
+#: A caller that woke up too late for its slot gives it back while reserving anew: when nobody reserved after it
+#: (the TAT is still the one its reservation left), the TAT moves back one interval, as if that reservation had
+#: never been made. Otherwise the slot cannot be given back without bunching the later reservations.
 _RESERVE_LUA: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local paused_ms = redis.call('PTTL', KEYS[2])
 if paused_ms > 0 then
-  return {paused_ms * 1000, 0}
+  return {paused_ms * 1000, 0, 0}
 end
 local interval = tonumber(ARGV[1])
 local tolerance = interval * (tonumber(ARGV[2]) - 1)
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
+local given_back = tonumber(ARGV[4])
+if given_back > 0 and tat == given_back then
+  tat = tat - interval
+end
 if tat < now then
   tat = now
 end
@@ -87,12 +96,12 @@ if wait < 0 then
   wait = 0
 end
 if wait > tonumber(ARGV[3]) then
-  return {wait, 0}
+  return {wait, 0, 0}
 end
 local next_tat = tat + interval
 local ttl_ms = math.ceil((next_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', string.format('%d', ttl_ms))
-return {wait, 1}
+return {wait, 1, next_tat}
 """
 
 #: KEYS: pause. ARGV: milliseconds, reason. Never shortens a longer pause. Returns the pause's ms left.
@@ -163,6 +172,23 @@ class Grant:
     def granted(self) -> bool:
         """Whether the request may go now."""
         return self.wait_s == 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """One answer of ``WorkspaceLimiter.reserve``.
+
+    Attributes:
+        reserved: True: the slot is the caller's, to send after sleeping ``wait_s``. False: nothing was taken
+            (the next slot is further away, or the workspace is paused); come back after ``wait_s``.
+        wait_s: Seconds until the slot (0.0: now), or until the caller should ask again.
+        tat_us: The theoretical arrival time this reservation left, which identifies it when the caller gives
+            it back; 0 when nothing was reserved.
+    """
+
+    reserved: bool
+    wait_s: float
+    tat_us: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +265,9 @@ class WorkspaceLimiter:
         """
         return self.try_acquire(workspace, rps, burst).wait_s
 
-    def reserve(self, workspace: str, rps: float, burst: int, max_wait_s: float) -> tuple[bool, float]:
+    def reserve(
+        self, workspace: str, rps: float, burst: int, max_wait_s: float, *, give_back: Reservation | None = None
+    ) -> Reservation:
         """Take the workspace's next free slot if it is at most ``max_wait_s`` away.
 
         Args:
@@ -247,18 +275,20 @@ class WorkspaceLimiter:
             rps: Requests per second allowed fleet-wide (> 0).
             burst: Requests that may go at once after an idle spell (>= 1).
             max_wait_s: The furthest slot the caller is willing to sleep for.
+            give_back: The caller's earlier reservation whose slot it missed (it woke up too late). It is given
+                back, in the same atomic step, if nobody reserved a slot after it; else it stays spent.
 
         Returns:
-            ``(True, wait)``: the slot is the caller's; send after sleeping ``wait`` seconds.
-            ``(False, wait)``: nothing was taken (the next slot is further away, or the workspace is paused);
-            come back after ``wait`` seconds.
+            The reservation, or why and for how long nothing was reserved.
 
         Raises:
             ValueError: ``rps`` or ``burst`` is out of range.
         """
         keys, interval_us = self._limit(workspace, rps, burst)
-        wait_us, reserved = self._reserve(keys=keys, args=[interval_us, burst, int(max_wait_s * 1_000_000)])
-        return bool(int(reserved)), int(wait_us) / 1_000_000
+        given_back = give_back.tat_us if give_back is not None else 0
+        args = [interval_us, burst, int(max_wait_s * 1_000_000), given_back]
+        wait_us, reserved, tat_us = self._reserve(keys=keys, args=args)
+        return Reservation(bool(int(reserved)), int(wait_us) / 1_000_000, int(tat_us))
 
     def pause(self, workspace: str, seconds: float, reason: str) -> None:
         """Hold the workspace's requests fleet-wide; a longer pause already in place is kept.

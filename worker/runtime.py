@@ -8,6 +8,9 @@ import socket
 import threading
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 
 from worker.delivery import CustomerIOClient
 from worker.health import Health
@@ -30,6 +33,8 @@ _stopping = threading.Event()
 health = Health()
 #: Threads of this worker process, as Celery started it (``set_concurrency``).
 _concurrency = 32
+#: TCP keepalive of Redis connections: probe after 15 s idle, every 5 s, give up after 3 unanswered probes.
+_KEEPALIVE = {"TCP_KEEPIDLE": 15, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
 
 
 def identity() -> str:
@@ -38,8 +43,27 @@ def identity() -> str:
 
 
 def redis_client(settings: Settings) -> redis.Redis[bytes]:
-    """A Redis client (connection pool) for the data keys."""
-    return redis.Redis.from_url(settings.redis_url.get_secret_value(), health_check_interval=30)
+    """A Redis client (connection pool) for the data keys, used by drain threads, the sweeper and metrics.
+
+    A black-holed Redis fails a command after ``redis_socket_timeout_s`` instead of hanging the thread, and a
+    timeout is not retried (the command may have run; the caller decides). A connection lost before its answer is
+    retried twice on a new connection, so a Redis restart costs no drain.
+    """
+    return redis.Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        health_check_interval=30,
+        socket_timeout=settings.redis_socket_timeout_s,
+        socket_connect_timeout=settings.redis_connect_timeout_s,
+        socket_keepalive=True,
+        # types-redis says str keys; redis-py passes them to setsockopt, which takes the socket module's ints.
+        socket_keepalive_options=_keepalive_options(),  # type: ignore[arg-type]
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), 2, supported_errors=(RedisConnectionError,)),
+    )
+
+
+def _keepalive_options() -> dict[int, int]:
+    """The keepalive socket options this platform knows (Linux has all three)."""
+    return {getattr(socket, name): value for name, value in _KEEPALIVE.items() if hasattr(socket, name)}
 
 
 def build_deps(settings: Settings, metrics: Metrics | None = None) -> Deps:

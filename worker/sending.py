@@ -24,10 +24,10 @@ from worker.errors import Rejected as RejectedError
 from worker.errors import RetryableError, Throttled, TransportFailure, Unauthorized, WorkerError
 from worker.logs import redact
 from worker.observability import report_permanent_failure
-from worker.partitions import RetryState
+from worker.partitions import LeaseLost, RetryState
 from worker.planning import PlannedEntry
 from worker.ports import Deps, observe_settled
-from worker.ratelimit import credentials_fingerprint
+from worker.ratelimit import Reservation, credentials_fingerprint
 from worker.retry import THROTTLE_MAX_STEP, head_batch_limit, next_delay, throttle_pause
 from worker.settings import WorkspaceConfig
 
@@ -65,10 +65,14 @@ class Failure:
 class BatchSender:
     """Delivers one partition's planned entries for one workspace."""
 
-    def __init__(self, deps: Deps, workspace: WorkspaceConfig, partition: int, renew: Callable[[], None]) -> None:
+    def __init__(
+        self, deps: Deps, workspace: WorkspaceConfig, partition: int, token: str, renew: Callable[[], None]
+    ) -> None:
+        """Send for the drainer whose lease holds ``token``; ``renew`` extends it or raises ``LeaseLost``."""
         self.deps = deps
         self.workspace = workspace
         self.partition = partition
+        self._token = token
         self._renew = renew
         #: True while this drain probes a workspace paused for refused credentials.
         self.on_probe = False
@@ -101,9 +105,11 @@ class BatchSender:
         items = [op for entry in run for op in entry.operations]
         owners = [index for index, entry in enumerate(run) for _ in entry.operations]
         body = batch_body(items)
-        self._renew()
-        # Nothing but the request itself between the grant and the send, so the rate seen upstream stays even.
         self._wait_for_limiter()
+        # Fencing: renewing the lease (and checking it is still ours) is the last thing before the request, so a
+        # drainer that stalled past its lease (while it waited for the limiter) sends nothing. Nothing else goes
+        # between the grant and the send, so the rate seen upstream stays even.
+        self._renew()
         try:
             verdict = classify(self._post(body, len(items)), len(items))
         except RetryableError as exc:
@@ -136,24 +142,27 @@ class BatchSender:
     def _wait_for_limiter(self) -> None:
         """Reserve the workspace's next request slot and sleep until it; defer the partition if it is far off.
 
-        A thread that wakes up well after its slot gives the slot up and takes a later one: sending late would
-        bunch this request with the next one and break the rate seen by Customer.io.
+        A thread that wakes up well after its slot does not send late, which would bunch this request with the
+        next one and break the rate seen by Customer.io: it reserves anew, giving its missed slot back (which the
+        limiter takes only if nobody reserved after it, so the missed slot is not lost to the workspace's rate).
         """
         name, workspace = self.workspace.name, self.workspace
+        missed: Reservation | None = None
         while True:
-            reserved, wait = self.deps.limiter.reserve(
-                name, workspace.limiter_rps, workspace.rate_limit_burst, MAX_LIMITER_SLEEP_S
+            slot = self.deps.limiter.reserve(
+                name, workspace.limiter_rps, workspace.rate_limit_burst, MAX_LIMITER_SLEEP_S, give_back=missed
             )
-            if wait > 0:
-                self.deps.metrics.limiter_wait(name, wait)
-            if not reserved:
-                raise Deferred(wait, "waiting for the rate limiter")
-            if wait <= 0:
+            if slot.wait_s > 0:
+                self.deps.metrics.limiter_wait(name, slot.wait_s)
+            if not slot.reserved:
+                raise Deferred(slot.wait_s, "waiting for the rate limiter")
+            if slot.wait_s <= 0:
                 return
             started = self.deps.monotonic()
-            self.deps.sleep(wait)
-            if self.deps.monotonic() - started - wait <= LATE_SEND_TOLERANCE_S:
+            self.deps.sleep(slot.wait_s)
+            if self.deps.monotonic() - started - slot.wait_s <= LATE_SEND_TOLERANCE_S:
                 return
+            missed = slot
 
     def _on_accepted(self, run: list[PlannedEntry], owners: list[int], verdict: Accepted) -> None:
         failed_entries: dict[int, str] = {}
@@ -268,6 +277,7 @@ class BatchSender:
 
         Raises:
             Deferred: the dead-letter queue is full; ``dead`` stays at the head of the partition, never evicted.
+            LeaseLost: another worker took the partition over; nothing was settled.
         """
         name, store = self.workspace.name, self.deps.store
         if dead and self._dead_letter_queue_full(len(dead)):
@@ -279,13 +289,15 @@ class BatchSender:
         settled = [*delivered, *skipped, *(entry for entry, _ in dead)]
         done_ids = [entry.entry.id for entry in settled]
         dlq = dlq_key(store.prefix, name)
-        store.settle(
+        if not store.settle(
             name,
             self.partition,
+            self._token,
             done_ids,
             [(dlq, ltr.to_fields()) for ltr in letters],
             clear_retry=clear_retry,
-        )
+        ):
+            raise LeaseLost()
         observe_settled(self.deps, name, delivered, [(entry, failure.outcome) for entry, failure in dead])
         if dead:
             self._report_dead(dead)

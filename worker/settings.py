@@ -23,7 +23,16 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 #: Regional Track API base URLs (customerio-track-api.md §1.1).
@@ -34,6 +43,9 @@ DEFAULT_RATE_LIMIT_RPS = 100.0
 
 #: Default number of partitions (streams) per workspace.
 DEFAULT_PARTITIONS = 16
+
+#: Slack between the longest a request may run after its drainer checked the lease, and the lease's TTL.
+LEASE_MARGIN_S = 1.0
 
 
 class ConfigError(Exception):
@@ -128,9 +140,15 @@ class HttpSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    #: Bounds each of waiting for a pooled connection, writing the request and reading the answer.
     timeout_s: float = Field(default=10.0, gt=0)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=100, ge=1)
+
+    @property
+    def longest_request_s(self) -> float:
+        """The longest one request may run: every phase httpx bounds (pool, connect, write, read) at its timeout."""
+        return self.connect_timeout_s + 3 * self.timeout_s
 
 
 class Settings(BaseSettings):
@@ -141,6 +159,10 @@ class Settings(BaseSettings):
     )
 
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    #: A worker's Redis command (or connection attempt) fails after this long, so a black-holed Redis never hangs
+    #: drain and sweeper threads; longer than the slowest legitimate command (the Lua settle of a batch).
+    redis_socket_timeout_s: float = Field(default=5.0, gt=0)
+    redis_connect_timeout_s: float = Field(default=5.0, gt=0)
     key_prefix: str = Field(default="cio", pattern=r"^[A-Za-z0-9_.\-]+$")
     workspaces_file: Path | None = None
     workspaces: dict[str, WorkspaceConfig] = Field(default_factory=dict)
@@ -152,8 +174,9 @@ class Settings(BaseSettings):
     #: The share of a worker process's threads that drains of one workspace may hold at once (the rest wait in
     #: the queue), so that a hanging or slow workspace never holds every thread.
     workspace_max_share: float = Field(default=0.75, gt=0, le=1)
-    #: A partition lease not renewed for this long is taken over by another worker.
-    lease_ttl_s: float = Field(default=30.0, ge=1)
+    #: A partition lease not renewed for this long is taken over by another worker. It must outlive any request
+    #: (see ``_lease_outlives_a_request``).
+    lease_ttl_s: float = Field(default=60.0, ge=1)
     #: How often the sweeper looks for partitions with work and no drainer.
     sweep_interval_s: float = Field(default=2.0, gt=0)
     #: On SIGTERM, the batch in flight is finished or released within this time.
@@ -172,6 +195,23 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: Prometheus endpoint port of a worker process (0 turns it off).
     metrics_port: int = Field(default=9808, ge=0, le=65535)
+
+    @field_validator("lease_ttl_s")
+    @classmethod
+    def _lease_outlives_a_request(cls, value: float, info: ValidationInfo) -> float:
+        """A request sent after the lease check must end before the lease can expire and another worker sends."""
+        http, redis_timeout = info.data.get("http"), info.data.get("redis_socket_timeout_s")
+        if not isinstance(http, HttpSettings) or redis_timeout is None:
+            return value  # their own errors are reported
+        needed = redis_timeout + http.longest_request_s + LEASE_MARGIN_S
+        if value <= needed:
+            raise ValueError(
+                f"must exceed {needed:g} s, the longest a request may run after its drainer checked the lease: "
+                f"redis_socket_timeout_s ({redis_timeout:g}) + http.connect_timeout_s ({http.connect_timeout_s:g}) "
+                f"+ 3 x http.timeout_s ({http.timeout_s:g}; pool, write, read) + {LEASE_MARGIN_S:g} s of margin; "
+                "raise lease_ttl_s or lower those timeouts"
+            )
+        return value
 
     @model_validator(mode="after")
     def _name_workspaces(self) -> Settings:

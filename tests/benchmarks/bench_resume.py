@@ -40,6 +40,12 @@ PARTITIONS = 16
 WARM_S = 5.0
 #: The sweeper's interval: the production default (the e2e fleet uses 0.5 s), overridable with ``BENCH_SWEEP_S``.
 SWEEP_S = os.environ.get("BENCH_SWEEP_S", "2")
+#: Timeouts short enough for a 5 s lease (a request must not outlive the lease: 1 + 0.5 + 3 x 0.5 + 1 s margin).
+TIMEOUTS_FOR_A_SHORT_LEASE = {
+    "CIO_HTTP__TIMEOUT_S": "0.5",
+    "CIO_HTTP__CONNECT_TIMEOUT_S": "0.5",
+    "CIO_REDIS_SOCKET_TIMEOUT_S": "1",
+}
 #: A partition whose gap is longer than this is counted as stalled by the kill.
 STALL_S = 1.0
 
@@ -63,7 +69,9 @@ def test_partitions_of_a_killed_worker_resume_after_the_lease_ttl(
     # Given two workers draining a steady stream from a paced producer
     stand_in.client.set_faults([{"latency_ms": 50}])
     fleet = make_fleet(workspace_options(stand_in.url, rate_limit_rps=100_000, partitions=PARTITIONS))
-    victim, _survivor = fleet.start(2, concurrency=8, CIO_LEASE_TTL_S=str(ttl_s), CIO_SWEEP_INTERVAL_S=SWEEP_S)
+    victim, _survivor = fleet.start(
+        2, concurrency=8, CIO_LEASE_TTL_S=str(ttl_s), CIO_SWEEP_INTERVAL_S=SWEEP_S, **TIMEOUTS_FOR_A_SHORT_LEASE
+    )
     sent: dict[str, float] = {}
     producer = fleet.producer(WORKSPACE, partitions=PARTITIONS)
     feeder = threading.Thread(target=lambda: sent.update(paced_enqueue(producer, rate, WARM_S + ttl_s + 20, tag="r")))

@@ -89,7 +89,9 @@ def test_sigkills_5xx_and_hangs_lose_nothing_and_keep_per_person_order(
     fleet = make_fleet(
         standin_workspaces(fast_stand_in.url, "abc"),
         CIO_HTTP__TIMEOUT_S="1",
-        CIO_LEASE_TTL_S="3",
+        CIO_HTTP__CONNECT_TIMEOUT_S="0.5",
+        CIO_REDIS_SOCKET_TIMEOUT_S="1",
+        CIO_LEASE_TTL_S="6",
         CIO_RETRY__BASE_S="0.2",
         CIO_RETRY__CAP_S="2",
         CIO_BATCHING__MAX_EVENTS="50",

@@ -193,7 +193,9 @@ def test_a_batch_still_in_flight_when_the_grace_ends_is_released_to_the_fleet(
 ):
     # Given Customer.io hanging every request for 8 s, and a worker whose shutdown grace is 2 s
     stand_in.set_faults([{"latency_ms": 8000}])
-    fleet = make_fleet(standin_workspaces(stand_in.url, "a"), CIO_SHUTDOWN_GRACE_S="2", CIO_HTTP__TIMEOUT_S="20")
+    fleet = make_fleet(
+        standin_workspaces(stand_in.url, "a"), CIO_SHUTDOWN_GRACE_S="2", CIO_HTTP__TIMEOUT_S="20", CIO_LEASE_TTL_S="75"
+    )
     (worker,) = fleet.start(1)
     with fleet.producer("wsa") as producer:
         producer.enqueue_many([track(n) for n in range(40)])

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from worker.ratelimit import (
+    Reservation,
     WorkspaceLimiter,
     authpause_key,
     credentials_fingerprint,
@@ -256,8 +257,8 @@ def test_reservations_hand_out_distinct_evenly_spaced_slots(limiter: WorkspaceLi
     # Given ten callers asking at once for a 10 requests/s workspace, each willing to wait up to 2 s
     answers = [limiter.reserve("acme", 10, 1, 2.0) for _ in range(10)]
     # Then each got its own slot, 100 ms after the previous one
-    assert all(reserved for reserved, _ in answers)
-    waits = [wait for _, wait in answers]
+    assert all(answer.reserved for answer in answers)
+    waits = [answer.wait_s for answer in answers]
     assert waits[0] == 0.0
     gaps = [later - earlier for earlier, later in itertools.pairwise(waits)]
     assert all(0.09 <= gap <= 0.11 for gap in gaps), gaps
@@ -265,15 +266,73 @@ def test_reservations_hand_out_distinct_evenly_spaced_slots(limiter: WorkspaceLi
 
 def test_a_slot_beyond_the_longest_wait_is_not_reserved(limiter: WorkspaceLimiter) -> None:
     for _ in range(3):
-        assert limiter.reserve("acme", 10, 1, 0.25)[0]
-    reserved, wait = limiter.reserve("acme", 10, 1, 0.25)
-    assert not reserved and 0.25 < wait <= 0.31
+        assert limiter.reserve("acme", 10, 1, 0.25).reserved
+    refused = limiter.reserve("acme", 10, 1, 0.25)
+    assert not refused.reserved and 0.25 < refused.wait_s <= 0.31
     # And the refusal took nothing: the next caller willing to wait longer gets that same slot
-    reserved, again = limiter.reserve("acme", 10, 1, 1.0)
-    assert reserved and abs(again - wait) < 0.02
+    again = limiter.reserve("acme", 10, 1, 1.0)
+    assert again.reserved and abs(again.wait_s - refused.wait_s) < 0.02
 
 
 def test_a_paused_workspace_reserves_nothing(limiter: WorkspaceLimiter) -> None:
     limiter.pause("acme", 5, "throttled")
-    reserved, wait = limiter.reserve("acme", 10, 1, 10.0)
-    assert not reserved and 4 < wait <= 5
+    answer = limiter.reserve("acme", 10, 1, 10.0)
+    assert not answer.reserved and 4 < answer.wait_s <= 5
+
+
+#: The emission interval of a 0.1 request/s workspace, in microseconds: long enough to need no sleep in a test.
+TEN_S_US = 10_000_000
+
+
+def redis_now_us(client: redis.Redis) -> int:
+    seconds, micros = client.time()
+    return seconds * 1_000_000 + micros
+
+
+def missed_reservation(client: redis.Redis, prefix: str, missed_by_us: int = 2_000_000) -> Reservation:
+    """The limiter's state after a caller reserved the slot ``missed_by_us`` ago and has not used it (it overslept)."""
+    missed = Reservation(True, 0.5, redis_now_us(client) - missed_by_us + TEN_S_US)
+    client.set(rate_key(prefix, "acme"), missed.tat_us, px=60_000)
+    return missed
+
+
+def stored_tat(client: redis.Redis, prefix: str) -> int:
+    return int(client.get(rate_key(prefix, "acme")) or 0)
+
+
+def test_a_missed_slot_nobody_reserved_after_is_given_back(
+    limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # Given a caller of a 0.1 request/s workspace that woke up 2 s after its slot, and nobody reserved since
+    missed = missed_reservation(redis_client, key_prefix)
+    before = redis_now_us(redis_client)
+    # When it reserves anew, giving its missed slot back
+    slot = limiter.reserve("acme", 0.1, 1, 0.5, give_back=missed)
+    # Then it may send at once, and the slot after it is one interval after now: the missed slot cost no rate
+    assert slot.reserved and slot.wait_s == 0.0
+    assert before + TEN_S_US <= slot.tat_us <= redis_now_us(redis_client) + TEN_S_US
+    assert stored_tat(redis_client, key_prefix) == slot.tat_us
+
+
+def test_a_missed_slot_not_given_back_delays_the_next_request_by_an_interval(
+    limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # Given the same missed slot, when the caller reserves without giving it back, then the next slot is 8 s away
+    missed = missed_reservation(redis_client, key_prefix)
+    slot = limiter.reserve("acme", 0.1, 1, 0.5)
+    assert not slot.reserved and 7.5 < slot.wait_s <= 8.0
+    assert stored_tat(redis_client, key_prefix) == missed.tat_us
+
+
+def test_a_missed_slot_is_not_given_back_once_someone_reserved_after_it(
+    limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # Given a caller that missed its slot, and another caller that reserved the next slot after it
+    missed = missed_reservation(redis_client, key_prefix)
+    later_tat = missed.tat_us + TEN_S_US
+    redis_client.set(rate_key(key_prefix, "acme"), later_tat, px=60_000)
+    # When the first one reserves anew, giving its slot back
+    slot = limiter.reserve("acme", 0.1, 1, 0.5, give_back=missed)
+    # Then nothing moves: giving it back would put the two callers' requests less than an interval apart
+    assert not slot.reserved and 17.5 < slot.wait_s <= 18.0
+    assert stored_tat(redis_client, key_prefix) == later_tat
