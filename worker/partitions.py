@@ -97,6 +97,15 @@ return out
 """
 
 
+# Fenced failure record. KEYS: lease, retry hash. ARGV: token, attempts, first failure (ms), head limit, last error.
+_RECORD_FAILURE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], 'attempts', ARGV[2], 'first_failed_at', ARGV[3], 'head_limit', ARGV[4],
+  'last_error', ARGV[5])
+return 1
+"""
+
+
 # Fenced settle: nothing changes unless the lease still holds the drainer's token.
 # KEYS: lease, stream, retry hash, then one dead-letter stream per dead letter.
 # ARGV: token, clear retry ('1'/'0'), number of ids, the ids, then per dead letter: field count, fields and values.
@@ -174,6 +183,7 @@ class PartitionStore:
         self._end_retry_timers = client.register_script(_END_RETRY_TIMERS)
         self._read = client.register_script(_READ)
         self._settle = client.register_script(_SETTLE)
+        self._record_failure = client.register_script(_RECORD_FAILURE)
 
     def stream(self, workspace: str, partition: int) -> str:
         """The partition's stream key."""
@@ -234,15 +244,15 @@ class PartitionStore:
         fields = (raw.get(b"attempts", b"0"), raw.get(b"first_failed_at", b"0"), raw.get(b"head_limit", b"0"))
         return RetryState(*(int(value) for value in fields))
 
-    def record_failure(self, workspace: str, partition: int, state: RetryState, error: str) -> None:
-        """Remember a transient failure (kept until the head entry of the partition is settled)."""
-        mapping: dict[str | bytes, str | int] = {
-            "attempts": state.attempts,
-            "first_failed_at": state.first_failed_at_ms,
-            "head_limit": state.head_limit,
-            "last_error": error[:500],
-        }
-        self._redis.hset(self.retry_key(workspace, partition), mapping=mapping)
+    def record_failure(self, workspace: str, partition: int, token: str, state: RetryState, error: str) -> bool:
+        """Remember a transient failure (kept until the head entry is settled), fenced like ``settle``.
+
+        Returns:
+            False when the lease no longer holds ``token``: nothing was written (the new owner keeps its run).
+        """
+        keys = [self.lease(workspace, partition), self.retry_key(workspace, partition)]
+        args = [token, state.attempts, state.first_failed_at_ms, state.head_limit, error[:500]]
+        return bool(self._record_failure(keys=keys, args=args))
 
     def end_retry_run(self, workspace: str, partition: int) -> None:
         """Forget the partition's failure run: the next transient failure starts a new one."""

@@ -218,7 +218,9 @@ class BatchSender:
         current_limit = state.head_limit if state else 0
         limit = head_batch_limit(attempts, len(run) - len(expired), current_limit, throttled=throttled)
         delay = self._retry_delay(exc, attempts)
-        store.record_failure(name, self.partition, RetryState(attempts, first_failed, limit), str(exc))
+        run_state = RetryState(attempts, first_failed, limit)
+        if not store.record_failure(name, self.partition, self._token, run_state, redact(str(exc))):
+            raise LeaseLost()
         level = logging.DEBUG if throttled else logging.WARNING
         log.log(level, "delivery failed; will retry", extra=self._extra(exc, attempts, delay))
         raise Deferred(delay, str(exc))

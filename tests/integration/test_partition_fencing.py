@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 
 from worker.deadletter import dlq_key
-from worker.partitions import PartitionStore
+from worker.partitions import PartitionStore, RetryState
 
 WS, PARTITION = "ws", 0
 
@@ -63,3 +63,17 @@ def test_a_settle_of_thousands_of_entries_deletes_them_all(redis_client, key_pre
     assert store.settle(WS, PARTITION, "me", ids) is True
     assert redis_client.xlen(store.stream(WS, PARTITION)) == 0
     assert redis_client.exists(store.retry_key(WS, PARTITION))
+
+
+def test_a_failure_recorded_with_a_stale_token_leaves_the_new_owners_run_alone(redis_client, key_prefix):
+    # Given a partition whose lease another drainer took over (its run: 2 attempts)
+    store = PartitionStore(redis_client, key_prefix)
+    prepare(redis_client, store, owner="new-owner")
+    before = snapshot(redis_client, store)
+    # When the old drainer's request times out after it woke and it records the failure
+    recorded = store.record_failure(WS, PARTITION, "old-owner", RetryState(7, 5, 0), "HTTP 503")
+    # Then nothing is written, and it is told so; with the lease, the run is recorded
+    assert recorded is False
+    assert snapshot(redis_client, store) == before
+    assert store.record_failure(WS, PARTITION, "new-owner", RetryState(3, 1, 0), "HTTP 503") is True
+    assert store.retry_state(WS, PARTITION) == RetryState(3, 1, 0)
