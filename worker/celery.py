@@ -19,6 +19,8 @@ log = logging.getLogger("cio_fleet.worker")
 
 #: Longer than any task: a task runs one time slice plus one request.
 VISIBILITY_TIMEOUT_S: Final = 3_600
+#: The broker transport (``worker/broker.py``).
+BROKER_TRANSPORT: Final = "worker.broker:Transport"
 
 
 def _load() -> Settings:
@@ -33,6 +35,8 @@ def create_app(settings: Settings) -> Celery:
     """A Celery app configured for at-least-once delivery on Redis."""
     celery_app = Celery("cio_fleet", broker=settings.redis_url.get_secret_value(), include=["worker.tasks"])
     celery_app.conf.update(
+        # kombu's Redis transport with a fix: a Redis restart with drain tasks in flight must not end the worker.
+        broker_transport=BROKER_TRANSPORT,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         # A task that raised was handled by the pipeline (its partition deferred); do not redeliver it too.
