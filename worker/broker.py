@@ -19,10 +19,16 @@ stream, and the sweeper kicks any partition that has events and no drainer.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+from collections.abc import Iterable
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from producers._wire import DRAIN_TASK
 
 
 class Channel(kombu_redis.Channel):
@@ -46,3 +52,31 @@ class Transport(kombu_redis.Transport):
     """kombu's Redis transport with the channel above (``broker_transport`` of the Celery app)."""
 
     Channel = Channel
+
+
+def queued_partitions(messages: Iterable[bytes]) -> set[tuple[str, int]]:
+    """The (workspace, partition) of every drain task among raw messages of the queue list (others are skipped).
+
+    A message in kombu's Redis list is JSON: Celery's headers (``task``) and a body, base64-encoded JSON
+    ``[args, kwargs, embed]`` (Celery's message protocol 2, which producers and workers send).
+    """
+    found = set()
+    for raw in messages:
+        target = _drain_target(raw)
+        if target is not None:
+            found.add(target)
+    return found
+
+
+def _drain_target(raw: bytes) -> tuple[str, int] | None:
+    try:
+        message = json.loads(raw)
+        if message["headers"]["task"] != DRAIN_TASK:
+            return None
+        body = message["body"]
+        if message["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        workspace, partition = json.loads(body)[0][:2]
+        return str(workspace), int(partition)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, binascii.Error):
+        return None

@@ -113,6 +113,22 @@ def _start_background(**_: Any) -> None:
 @signals.worker_shutting_down.connect
 def _stop(**_: Any) -> None:
     runtime.request_stop()
+    _hand_back_parked()
     runtime.shutdown_watchdog(settings).start()
     if _sweeper is not None:
         _sweeper.stop()
+
+
+def _hand_back_parked() -> None:
+    """Queue the partitions parked in this process again at once, for the rest of the fleet (a parked lease left
+    behind would run out within seconds anyway)."""
+    from worker.pipeline import unpark
+    from worker.tasks import kick
+
+    deps = runtime.deps(settings)
+    try:
+        for name in settings.workspaces:
+            for partition in unpark(deps, name, every=True):
+                kick(name, partition)
+    except Exception:
+        log.exception("could not hand the parked partitions back; their leases run out in seconds")

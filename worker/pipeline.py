@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from producers._wire import KICK_TTL_MS
-from worker.partitions import Entry
+from worker.partitions import PARK_TTL_MS, Entry
 from worker.planning import PlannedEntry, plan_entries
 from worker.ports import Deps
 from worker.ratelimit import credentials_fingerprint
@@ -32,7 +32,8 @@ class LeaseLost(Exception):
 class DrainResult:
     """What to do after a drain: ``done``, ``requeue`` now, ``later`` after ``delay_s``, ``busy`` or ``parked``.
 
-    ``unparked`` are partitions of the same workspace that waited for this drain's slot: queue them now.
+    ``requeue``: the lease is ``kicked`` for the task to queue. ``unparked`` are partitions of the same workspace
+    that waited for this drain's slot, their leases ``kicked``: queue them now.
     """
 
     action: Literal["done", "requeue", "later", "busy", "parked"]
@@ -51,16 +52,34 @@ def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
         return DrainResult("done")
     with deps.slots.hold(workspace_name) as held:
         if not held:
-            deps.slots.park(workspace_name, partition)
-            return DrainResult("parked")
+            return park(deps, workspace_name, partition)
         result = PartitionDrainer(deps, workspace, partition).run()
     # A parked partition waits for this slot; when the process is stopping, every parked partition goes back.
-    unparked = deps.slots.unpark(workspace_name, every=deps.stopping())
+    unparked = unpark(deps, workspace_name, every=deps.stopping())
     if result.action == "requeue" and unparked and not deps.stopping():
         # Round robin: this partition queues behind the ones that waited, instead of taking the slot again.
-        deps.slots.park(workspace_name, partition)
-        result = replace(result, action="parked")
+        result = replace(result, action=park(deps, workspace_name, partition).action)
+    deps.store.refresh_parked(workspace_name, deps.slots.parked(workspace_name), PARK_TTL_MS)
     return replace(result, unparked=unparked)
+
+
+def park(deps: Deps, workspace: str, partition: int) -> DrainResult:
+    """Park a partition in this process until a slot of its workspace frees, its lease ``parked`` meanwhile.
+
+    The lease changes from ``kicked`` (the task being run was the partition's queued task) to ``parked``: the
+    partition has no queued task now. A lease held otherwise (a drainer, a retry timer, parked by another
+    process) means the partition is not this task's to park.
+    """
+    if not deps.store.park(workspace, partition, PARK_TTL_MS):
+        return DrainResult("busy")
+    deps.slots.park(workspace, partition)
+    return DrainResult("parked")
+
+
+def unpark(deps: Deps, workspace: str, *, every: bool) -> tuple[int, ...]:
+    """The parked partitions to queue again now, each ``kicked`` (those whose ``parked`` lease ran out are not)."""
+    waiting = deps.slots.unpark(workspace, every=every)
+    return tuple(partition for partition in waiting if deps.store.unpark(workspace, partition, KICK_TTL_MS))
 
 
 class PartitionDrainer:

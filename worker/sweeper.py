@@ -15,7 +15,8 @@ from typing import Final
 
 import redis
 
-from producers._wire import KICK_TTL_MS
+from producers._wire import KICK_GRACE_MS, KICK_TTL_MS, drain_queue
+from worker.broker import queued_partitions
 from worker.partitions import PartitionStore
 from worker.ratelimit import WorkspaceLimiter, credentials_fingerprint
 from worker.settings import Settings, WorkspaceConfig
@@ -52,6 +53,28 @@ def dead_letter_alarms(settings: Settings, store: PartitionStore) -> list[tuple[
     threshold = settings.dlq_max_entries * settings.dlq_alarm_ratio
     sizes = [(name, store.dead_letter_count(name)) for name in settings.workspaces]
     return [(name, size) for name, size in sizes if size >= threshold]
+
+
+def kick_lost(settings: Settings, store: PartitionStore, kick: Kick, queued: Callable[[], set[tuple[str, int]]]) -> int:
+    """Kick again every partition whose ``kicked`` lease is older than ``KICK_GRACE_MS`` and whose drain task is
+    not in the queue: it was lost (a failed publish, a worker killed as it took the task). Returns how many.
+
+    A kick whose task waits in the queue, however long, is left alone: at most one queued task per partition.
+    """
+    old = {
+        (name, partition)
+        for name, workspace in settings.workspaces.items()
+        for partition in store.old_kicks(name, workspace.partitions, KICK_TTL_MS, KICK_GRACE_MS)
+    }
+    if not old:
+        return 0
+    kicked = 0
+    for name, partition in sorted(old - queued()):
+        if store.kick_again(name, partition, KICK_TTL_MS, KICK_GRACE_MS):
+            log.info("drain task lost; kicking the partition again", extra={"workspace": name, "partition": partition})
+            kick(name, partition)
+            kicked += 1
+    return kicked
 
 
 def sweep_once(settings: Settings, store: PartitionStore, limiter: WorkspaceLimiter, kick: Kick) -> int:
@@ -102,7 +125,12 @@ class Sweeper:
         if not self.client.set(f"{prefix}:sweeper", self.identity, nx=True, px=interval_ms):
             return 0
         self._alarm_dead_letters()
-        return sweep_once(self.settings, self.store, self.limiter, self.kick)
+        kicked = sweep_once(self.settings, self.store, self.limiter, self.kick)
+        return kicked + kick_lost(self.settings, self.store, self.kick, self._queued)
+
+    def _queued(self) -> set[tuple[str, int]]:
+        """The partitions that have a drain task in the queue now."""
+        return queued_partitions(self.client.lrange(drain_queue(self.settings.key_prefix), 0, -1))
 
     def _alarm_dead_letters(self) -> None:
         """Log an error, at most once a minute per workspace, while its dead-letter queue is past the alarm."""

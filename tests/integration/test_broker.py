@@ -1,11 +1,13 @@
-"""The broker transport: unacknowledged drain tasks go back to the queue even after kombu let go of the transport."""
+"""The broker transport: restoring unacknowledged drain tasks after kombu let go of it; reading the queue back."""
 
 from __future__ import annotations
 
 import redis
 from kombu.connection import Connection
 
-from worker.broker import Transport
+from producers._kick import Kicker
+from producers._wire import drain_queue
+from worker.broker import Transport, queued_partitions
 
 
 def test_a_detached_channel_still_restores_its_unacknowledged_tasks(redis_url, key_prefix):
@@ -29,3 +31,16 @@ def test_a_detached_channel_still_restores_its_unacknowledged_tasks(redis_url, k
     assert message.payload == {"task": "drain"}
     client.close()
     connection.release()  # type: ignore[no-untyped-call]
+
+
+def test_the_drain_tasks_waiting_in_the_queue_are_read_back_with_their_partitions(redis_url, key_prefix):
+    # Given drain tasks queued as producers queue them, a task of another name, and a message that is not JSON
+    kicker = Kicker(redis_url, key_prefix, "acme")
+    kicker.kick([3, 5, 3])
+    kicker._celery().send_task("other.task", args=["acme", 7], queue=drain_queue(key_prefix))
+    kicker.close()
+    client = redis.Redis.from_url(redis_url)
+    client.lpush(drain_queue(key_prefix), b"not json")
+    # When the queue is read, then the drain tasks' partitions are found and the rest is skipped
+    assert queued_partitions(client.lrange(drain_queue(key_prefix), 0, -1)) == {("acme", 3), ("acme", 5)}
+    client.close()
