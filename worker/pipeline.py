@@ -52,7 +52,9 @@ def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
         return DrainResult("done")
     with deps.slots.hold(workspace_name) as held:
         if not held:
-            return park(deps, workspace_name, partition)
+            parked = park(deps, workspace_name, partition)
+            # A stopping process keeps nothing parked: what it parked goes back to the queue.
+            return replace(parked, unparked=unpark(deps, workspace_name, every=True)) if deps.stopping() else parked
         result = PartitionDrainer(deps, workspace, partition).run()
     # A parked partition waits for this slot; when the process is stopping, every parked partition goes back.
     unparked = unpark(deps, workspace_name, every=deps.stopping())

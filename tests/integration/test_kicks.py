@@ -200,3 +200,13 @@ def test_a_producer_that_could_not_queue_the_task_gives_the_kick_back(redis_clie
     producer.close()
     assert redis_client.xlen(stream_key(key_prefix, WS, 0)) == 1
     assert lease(redis_client, key_prefix, 0) is None
+
+
+def test_a_stopping_worker_parks_nothing(deps, redis_client, key_prefix):
+    kick_as_a_producer(redis_client, key_prefix, 1)
+    deps.stopping = lambda: True
+    with deps.slots.hold(WS):
+        result = drain(deps, WS, 1)
+    assert result.unparked == (1,)
+    assert lease(redis_client, key_prefix, 1) == b"kicked"
+    assert deps.slots.parked(WS) == ()
