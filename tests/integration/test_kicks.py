@@ -11,6 +11,7 @@ import redis
 from producers import Producer
 from producers._wire import KICK_GRACE_MS, KICK_TTL_MS, lease_key, stream_key
 from worker.delivery import CustomerIOClient
+from worker.fleet_status import PartitionFacts
 from worker.partitions import PARK_TTL_MS, PartitionStore
 from worker.pipeline import drain
 from worker.ports import Deps
@@ -210,3 +211,8 @@ def test_a_stopping_worker_parks_nothing(deps, redis_client, key_prefix):
     assert result.unparked == (1,)
     assert lease(redis_client, key_prefix, 1) == b"kicked"
     assert deps.slots.parked(WS) == ()
+
+
+@pytest.mark.parametrize(("value", "busy"), [("parked", False), ("kicked", False), ("retry", False), ("token", True)])
+def test_status_counts_only_drainers_as_busy(value, busy):
+    assert PartitionFacts(backlog=3, oldest_ms=None, lease=value, has_retry=False).busy is busy
