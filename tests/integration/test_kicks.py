@@ -10,6 +10,7 @@ import redis
 
 from producers import Producer
 from producers._wire import KICK_GRACE_MS, KICK_TTL_MS, lease_key, stream_key
+from tests.e2e.conftest import wait_for
 from worker.delivery import CustomerIOClient
 from worker.fleet_status import PartitionFacts
 from worker.partitions import PARK_TTL_MS, PartitionStore
@@ -18,7 +19,7 @@ from worker.ports import Deps
 from worker.ratelimit import WorkspaceLimiter
 from worker.settings import Settings
 from worker.slots import WorkspaceSlots
-from worker.sweeper import kick_lost
+from worker.sweeper import kick_lost, sweep_once
 
 WS = "ws"
 
@@ -216,3 +217,20 @@ def test_a_stopping_worker_parks_nothing(deps, redis_client, key_prefix):
 @pytest.mark.parametrize(("value", "busy"), [("parked", False), ("kicked", False), ("retry", False), ("token", True)])
 def test_status_counts_only_drainers_as_busy(value, busy):
     assert PartitionFacts(backlog=3, oldest_ms=None, lease=value, has_retry=False).busy is busy
+
+
+def test_a_partition_parked_by_a_process_that_died_is_kicked_once_its_parked_lease_runs_out(
+    settings, deps, redis_client, key_prefix
+):
+    # Given a partition with events parked by a process that then died (nobody refreshes its parked lease)
+    with_an_event(redis_client, key_prefix, 1)
+    kick_as_a_producer(redis_client, key_prefix, 1)
+    park_while_the_slot_is_taken(deps, 1)
+    ports = Kicks()
+    assert sweep_once(settings, deps.store, deps.limiter, ports.kick) == 0
+    # When the parked lease runs out, then the next sweep kicks the partition
+    redis_client.pexpire(lease_key(key_prefix, WS, 1), 1)
+    wait_for(lambda: lease(redis_client, key_prefix, 1) is None, 5, "the parked lease to run out")
+    assert sweep_once(settings, deps.store, deps.limiter, ports.kick) == 1
+    assert ports.kicked == [(WS, 1)]
+    assert lease(redis_client, key_prefix, 1) == b"kicked"
