@@ -9,8 +9,11 @@ The script sets the partition's lease to ``kicked`` with ``SET NX``, so exactly 
 partition. ``Kicker`` only publishes the Celery message, by task name, so that producers never import the
 worker. Celery is imported on the first kick, never at import time.
 
-A failed publish is logged and swallowed: the event is safely in its stream, and once the ``kicked`` lease
-expires (``KICK_TTL_MS``) the workers' sweeper queues the drain task. Raising would make callers enqueue again.
+The ``kicked`` lease lives as long as the queued task may wait (``KICK_TTL_MS``), so that nobody queues a second
+task for the partition meanwhile. A failed publish is logged and swallowed: the event is safely in its stream;
+the ``kicked`` lease is dropped, so that the workers' sweeper queues the drain task at its next sweep (if Redis
+cannot be reached for that either, the sweeper finds the lost kick after ``KICK_GRACE_MS``). Raising would make
+callers enqueue again.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import redis
 from pydantic import BaseModel
 
 from producers._events import InvalidEventError, encode_event, event_dict, find_problem, now_iso
@@ -75,9 +79,11 @@ class Kicker:
 
     def __init__(self, broker_url: str, prefix: str, workspace: str) -> None:
         self._broker_url = broker_url
+        self._prefix = prefix
         self._queue = drain_queue(prefix)
         self._workspace = workspace
         self._app: Any = None
+        self._redis: redis.Redis[bytes] | None = None
         self._lock = threading.Lock()
 
     def _celery(self) -> Any:
@@ -102,17 +108,40 @@ class Kicker:
                     partition,
                     self._scrub(str(exc)),
                 )
+                self._forget(partition)
+
+    def _forget(self, partition: int) -> None:
+        """Drop the ``kicked`` lease of a partition whose drain task was not queued (best effort)."""
+        try:
+            with self._lock:
+                if self._redis is None:
+                    self._redis = redis.Redis.from_url(self._broker_url, socket_connect_timeout=5.0, socket_timeout=5.0)
+                client = self._redis
+            lease = lease_key(self._prefix, self._workspace, partition)
+            client.execute_command("EVAL", FORGET_SCRIPT, 1, lease, KICKED)
+        except Exception:  # best effort: the sweeper finds the lost kick after KICK_GRACE_MS anyway
+            logger.warning("could not drop the kick of workspace %s partition %d", self._workspace, partition)
 
     def _scrub(self, text: str) -> str:
         password = urlsplit(self._broker_url).password
         return text.replace(password, "***") if password else text
 
     def close(self) -> None:
-        """Release the Celery app's broker connections, if one was made."""
+        """Release the Celery app's broker connections and the Redis client, if they were made."""
         with self._lock:
             if self._app is not None:
                 self._app.close()
                 self._app = None
+            if self._redis is not None:
+                self._redis.close()
+                self._redis = None
+
+
+#: Drops a ``kicked`` lease (KEYS[1]) if it still is one (ARGV[1]).
+FORGET_SCRIPT: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 #: Appends events and claims the kick in one round trip.

@@ -9,8 +9,9 @@ Format version 1 (documented in the README, "Wire format"):
 * Each entry has the fields ``v`` (``"1"``) and ``event`` (the raw Segment JSON, UTF-8). Entries that come back
   from the dead-letter queue also carry ``attempts`` and ``first_failed_at`` (unix ms).
 * ``{prefix}:lease:{workspace}:{partition}`` holds ``kicked`` while a drain task is queued for the partition,
-  or the owner token of the worker draining it. A producer that finds no lease sets ``kicked`` and queues a
-  drain task; a raw ``XADD`` may skip that step, and the workers' sweeper then picks the partition up.
+  or the owner token of the worker draining it. A producer that finds no lease sets ``kicked`` (``SET NX PX``
+  ``KICK_TTL_MS``) and queues a drain task; a raw ``XADD`` may skip that step, and the workers' sweeper then
+  picks the partition up. Only the one who set ``kicked`` queues a task, so a partition has at most one queued.
 * ``{prefix}:enqueued:{workspace}`` is a hash of event type → events enqueued, kept by the Python producer
   (optional for other producers: their events are counted as type ``other`` in metrics).
 * ``{prefix}:config:{workspace}`` is a hash that workers keep up to date with the workspace's ``partitions``, and
@@ -34,9 +35,14 @@ VERSION_FIELD: Final = "v"
 KICKED: Final = "kicked"
 #: The Celery task that drains one partition, called by name so that producers never import the worker.
 DRAIN_TASK: Final = "worker.drain"
-#: How long a producer's ``kicked`` lease lives: the drain task it queued should start well within it, else the
-#: lease expires and the workers' sweeper kicks the partition again.
-KICK_TTL_MS: Final = 5_000
+#: How long a ``kicked`` lease lives at most (an hour, the broker's visibility timeout). It stands for the queued
+#: drain task, which may wait long for a thread: it must not expire meanwhile, or the sweeper would queue a second
+#: task. A kick whose task is lost (a failed publish, a worker killed as it took the task) is found by the sweeper
+#: after ``KICK_GRACE_MS``: its task is not in the queue.
+KICK_TTL_MS: Final = 3_600_000
+#: How long a ``kicked`` lease stands unchecked: older, with events waiting, the workers' sweeper looks for its
+#: drain task in the queue and kicks the partition again if it is not there.
+KICK_GRACE_MS: Final = 5_000
 #: Partitions per workspace when neither the caller nor the workers said otherwise.
 DEFAULT_PARTITIONS: Final = 16
 #: Key prefix when none is configured.

@@ -20,6 +20,8 @@ log = logging.getLogger("cio_fleet.worker")
 
 #: Longer than any task: a task runs one time slice plus one request.
 VISIBILITY_TIMEOUT_S: Final = 3_600
+#: The broker transport (``worker/broker.py``).
+BROKER_TRANSPORT: Final = "worker.broker:Transport"
 
 
 def _load() -> Settings:
@@ -34,6 +36,8 @@ def create_app(settings: Settings) -> Celery:
     """A Celery app configured for at-least-once delivery on Redis."""
     celery_app = Celery("cio_fleet", broker=settings.redis_url.get_secret_value(), include=["worker.tasks"])
     celery_app.conf.update(
+        # kombu's Redis transport with a fix: a Redis restart with drain tasks in flight must not end the worker.
+        broker_transport=BROKER_TRANSPORT,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         # A task that raised was handled by the pipeline (its partition deferred); do not redeliver it too.
@@ -139,6 +143,22 @@ def _start_background(**_: Any) -> None:
 @signals.worker_shutting_down.connect
 def _stop(**_: Any) -> None:
     runtime.request_stop()
+    _hand_back_parked()
     runtime.shutdown_watchdog(settings).start()
     if _sweeper is not None:
         _sweeper.stop()
+
+
+def _hand_back_parked() -> None:
+    """Queue the partitions parked in this process again at once, for the rest of the fleet (a parked lease left
+    behind would run out within seconds anyway)."""
+    from worker.pipeline import unpark
+    from worker.tasks import kick
+
+    deps = runtime.deps(settings)
+    try:
+        for name in settings.workspaces:
+            for partition in unpark(deps, name, every=True):
+                kick(name, partition)
+    except Exception:
+        log.exception("could not hand the parked partitions back; their leases run out in seconds")

@@ -15,6 +15,7 @@ import redis
 from producers._wire import KICKED, lease_key, stream_key
 from worker.deadletter import dlq_key
 from worker.layout import scan_streams
+from worker.partitions import PARKED
 from worker.ratelimit import authpause_key, pause_key
 
 #: A worker whose last heartbeat is older than this is counted as gone.
@@ -46,8 +47,8 @@ class PartitionFacts:
 
     @property
     def busy(self) -> bool:
-        """A drainer holds the lease (an owner token, not ``kicked`` nor ``retry``)."""
-        return self.lease is not None and self.lease not in (KICKED, RETRY_LEASE)
+        """A drainer holds the lease (an owner token, not ``kicked``, ``parked`` nor ``retry``)."""
+        return self.lease is not None and self.lease not in (KICKED, PARKED, RETRY_LEASE)
 
     @property
     def retrying(self) -> bool:

@@ -1,7 +1,8 @@
 """The Redis side of a partition: its stream, its lease, its retry state, and settling entries.
 
-The lease (``{prefix}:lease:{ws}:{n}``) holds ``kicked`` (a drain task is queued), ``retry`` (waiting for a retry
-timer; it expires when the timer does) or the owner token of the drainer. Every change is a Lua script, so two
+The lease (``{prefix}:lease:{ws}:{n}``) holds ``kicked`` (a drain task is queued), ``parked`` (waiting in a worker
+process for a thread of its workspace, no task queued), ``retry`` (waiting for a retry timer; it expires when the
+timer does) or the owner token of the drainer. Every change is a Lua script, so two
 workers never both own a partition and an event written while a drainer releases is never stranded.
 """
 
@@ -19,6 +20,10 @@ from worker.deadletter.records import dlq_key
 
 #: Lease value of a partition waiting for its retry timer.
 RETRY: Final = "retry"
+#: Lease value of a partition parked in a worker process (``worker.slots``), and how long it lives unless the
+#: process refreshes it: a partition parked by a process that died is kicked again by the sweeper soon after.
+PARKED: Final = "parked"
+PARK_TTL_MS: Final = 5_000
 
 # Returns {0, 0} when taken, {1, pttl} while a retry timer runs, {2, pttl} while another drainer owns it.
 _TAKE = """
@@ -228,6 +233,44 @@ class PartitionStore:
         """Mark an idle partition ``kicked``; True when the caller must queue a drain task."""
         return bool(self._redis.set(self.lease(workspace, partition), KICKED, nx=True, px=ttl_ms))
 
+    def park(self, workspace: str, partition: int, ttl_ms: int) -> bool:
+        """Mark a partition whose queued task found no thread ``parked``; False when it is not ours to park.
+
+        Ours: ``kicked`` (the task that was queued for it is the caller) or no lease at all.
+        """
+        keys = [self.lease(workspace, partition)]
+        return bool(self._script(_PARK)(keys=keys, args=[KICKED, PARKED, ttl_ms]))
+
+    def unpark(self, workspace: str, partition: int, ttl_ms: int) -> bool:
+        """Turn a ``parked`` partition ``kicked``; True when the caller must queue its drain task."""
+        keys = [self.lease(workspace, partition)]
+        return bool(self._script(_SWAP)(keys=keys, args=[PARKED, KICKED, ttl_ms]))
+
+    def refresh_parked(self, workspace: str, partitions: Sequence[int], ttl_ms: int) -> None:
+        """Extend the ``parked`` leases of partitions parked in this process."""
+        if partitions:
+            keys = [self.lease(workspace, partition) for partition in partitions]
+            self._script(_REFRESH)(keys=keys, args=[PARKED, ttl_ms])
+
+    def forget_kick(self, workspace: str, partition: int) -> bool:
+        """Drop a ``kicked`` lease whose drain task could not be queued, so that the sweeper kicks it at once."""
+        return bool(self._script(_FORGET)(keys=[self.lease(workspace, partition)], args=[KICKED]))
+
+    def old_kicks(self, workspace: str, partitions: int, ttl_ms: int, grace_ms: int) -> list[int]:
+        """Partitions with waiting events whose ``kicked`` lease (set for ``ttl_ms``) is older than ``grace_ms``."""
+        leases = [self.lease(workspace, partition) for partition in range(partitions)]
+        streams = [self.stream(workspace, partition) for partition in range(partitions)]
+        found = self._script(_OLD_KICKS)(keys=[*leases, *streams], args=[KICKED, ttl_ms - grace_ms])
+        return [int(index) for index in found]
+
+    def kick_again(self, workspace: str, partition: int, ttl_ms: int, grace_ms: int) -> bool:
+        """Renew a ``kicked`` lease older than ``grace_ms`` whose task is lost; True when the caller must queue one."""
+        keys = [self.lease(workspace, partition)]
+        return bool(self._script(_KICK_AGAIN)(keys=keys, args=[KICKED, ttl_ms - grace_ms, ttl_ms]))
+
+    def _script(self, source: str) -> Any:
+        return self._redis.register_script(source)
+
     def read(self, workspace: str, partition: int, count: int, max_bytes: int) -> list[Entry]:
         """The oldest entries of the partition, in order: at most ``count``, and at most ``max_bytes`` of fields.
 
@@ -339,3 +382,62 @@ class PartitionStore:
             pipe.exists(self.lease(workspace, partition))
         replies = pipe.execute()
         return [(p, int(replies[2 * p]), bool(replies[2 * p + 1])) for p in range(partitions)]
+
+
+# The kick-mark scripts (``kicked`` and ``parked`` leases); the lease value compared is always an argument.
+
+# KEYS: lease. ARGV: kicked, parked, ttl. Park when kicked or free.
+_PARK = """
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+# KEYS: lease. ARGV: expected value, new value, ttl.
+_SWAP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+# KEYS: leases. ARGV: parked, ttl.
+_REFRESH = """
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then redis.call('PEXPIRE', key, ARGV[2]) end
+end
+return 0
+"""
+
+# KEYS: lease. ARGV: kicked.
+_FORGET = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: the P leases, then the P streams. ARGV: kicked, the PTTL at or below which a kick is old.
+# Returns the partitions with entries whose lease is an old kick (no TTL counts as old).
+_OLD_KICKS = """
+local p = #KEYS / 2
+local old = {}
+for i = 1, p do
+  if redis.call('GET', KEYS[i]) == ARGV[1] and redis.call('PTTL', KEYS[i]) <= tonumber(ARGV[2])
+      and redis.call('XLEN', KEYS[p + i]) > 0 then
+    old[#old + 1] = i - 1
+  end
+end
+return old
+"""
+
+# KEYS: lease. ARGV: kicked, the PTTL at or below which a kick is old, ttl.
+_KICK_AGAIN = """
+if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('PTTL', KEYS[1]) <= tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""

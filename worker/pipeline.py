@@ -15,7 +15,7 @@ from typing import Final, Literal
 from producers._wire import KICK_TTL_MS
 from worker.batching import linger_ms
 from worker.credentials import resume_if_credentials_changed
-from worker.partitions import Entry, LeaseLost
+from worker.partitions import PARK_TTL_MS, Entry, LeaseLost
 from worker.planning import PlannedEntry, plan_entries
 from worker.ports import Deps
 from worker.sending import BatchSender, Deferred, Failure
@@ -29,7 +29,8 @@ log = logging.getLogger("cio_fleet.pipeline")
 class DrainResult:
     """What to do after a drain: ``done``, ``requeue`` now, ``later`` after ``delay_s``, ``busy`` or ``parked``.
 
-    ``unparked`` are partitions of the same workspace that waited for this drain's slot: queue them now.
+    ``requeue``: the lease is ``kicked`` for the task to queue. ``unparked`` are partitions of the same workspace
+    that waited for this drain's slot, their leases ``kicked``: queue them now.
     """
 
     action: Literal["done", "requeue", "later", "busy", "parked"]
@@ -59,15 +60,16 @@ def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
         return hold_back(deps, workspace, partition)
     with deps.slots.hold(workspace_name) as held:
         if not held:
-            deps.slots.park(workspace_name, partition)
-            return DrainResult("parked")
+            parked = park(deps, workspace_name, partition)
+            # A stopping process keeps nothing parked: what it parked goes back to the queue.
+            return replace(parked, unparked=unpark(deps, workspace_name, every=True)) if deps.stopping() else parked
         result = PartitionDrainer(deps, workspace, partition).run()
     # A parked partition waits for this slot; when the process is stopping, every parked partition goes back.
-    unparked = deps.slots.unpark(workspace_name, every=deps.stopping())
+    unparked = unpark(deps, workspace_name, every=deps.stopping())
     if result.action == "requeue" and unparked and not deps.stopping():
         # Round robin: this partition queues behind the ones that waited, instead of taking the slot again.
-        deps.slots.park(workspace_name, partition)
-        result = replace(result, action="parked")
+        result = replace(result, action=park(deps, workspace_name, partition).action)
+    deps.store.refresh_parked(workspace_name, deps.slots.parked(workspace_name), PARK_TTL_MS)
     return replace(result, unparked=unparked)
 
 
@@ -81,6 +83,25 @@ def hold_back(deps: Deps, workspace: WorkspaceConfig, partition: int) -> DrainRe
     extra = {"workspace": workspace.name, "partition": partition}
     log.debug("partition waits for the streams of an older partition count to empty", extra=extra)
     return DrainResult("later", OLDER_STREAMS_WAIT_S)
+
+
+def park(deps: Deps, workspace: str, partition: int) -> DrainResult:
+    """Park a partition in this process until a slot of its workspace frees, its lease ``parked`` meanwhile.
+
+    The lease changes from ``kicked`` (the task being run was the partition's queued task) to ``parked``: the
+    partition has no queued task now. A lease held otherwise (a drainer, a retry timer, parked by another
+    process) means the partition is not this task's to park.
+    """
+    if not deps.store.park(workspace, partition, PARK_TTL_MS):
+        return DrainResult("busy")
+    deps.slots.park(workspace, partition)
+    return DrainResult("parked")
+
+
+def unpark(deps: Deps, workspace: str, *, every: bool) -> tuple[int, ...]:
+    """The parked partitions to queue again now, each ``kicked`` (those whose ``parked`` lease ran out are not)."""
+    waiting = deps.slots.unpark(workspace, every=every)
+    return tuple(partition for partition in waiting if deps.store.unpark(workspace, partition, KICK_TTL_MS))
 
 
 class PartitionDrainer:

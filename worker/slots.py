@@ -1,8 +1,9 @@
 """Per-workspace drain slots of one worker process, so that one slow workspace cannot hold every thread.
 
 A drain that finds its workspace's slots all taken does not wait on a thread: its partition is parked here, and
-the next drain of that workspace to finish hands it back (the Celery edge queues it at once). If the process dies
-meanwhile, the partition's ``kicked`` lease expires and the sweeper picks it up.
+the next drain of that workspace to finish hands it back (the Celery edge queues it at once). Meanwhile its lease
+is ``parked`` (no drain task is queued for it), refreshed by every drain of the workspace that finishes in this
+process; if the process dies, the lease expires within seconds and the sweeper picks the partition up.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ class WorkspaceSlots:
                 waiting.clear()
                 return handed
             return (waiting.popleft(),)
+
+    def parked(self, workspace: str) -> tuple[int, ...]:
+        """The partitions of the workspace parked now, longest-parked first."""
+        with self._lock:
+            return tuple(self._parked.get(workspace, ()))
 
     def busy(self, workspace: str) -> int:
         """Slots the workspace holds now."""

@@ -18,8 +18,9 @@ from typing import Final
 import redis
 
 from producers._kick import MAX_PARTITIONS
-from producers._wire import KICK_TTL_MS, stream_key
+from producers._wire import KICK_GRACE_MS, KICK_TTL_MS, drain_queue, stream_key
 from worker import layout
+from worker.broker import queued_partitions
 from worker.credentials import resume_if_credentials_changed
 from worker.fleet_status import WORKER_FORGET_S
 from worker.partitions import PartitionStore
@@ -66,6 +67,28 @@ def dead_letter_alarms(settings: Settings, store: PartitionStore) -> list[tuple[
     threshold = settings.dlq_max_entries * settings.dlq_alarm_ratio
     sizes = [(name, store.dead_letter_count(name)) for name in settings.workspaces]
     return [(name, size) for name, size in sizes if size >= threshold]
+
+
+def kick_lost(settings: Settings, store: PartitionStore, kick: Kick, queued: Callable[[], set[tuple[str, int]]]) -> int:
+    """Kick again every partition whose ``kicked`` lease is older than ``KICK_GRACE_MS`` and whose drain task is
+    not in the queue: it was lost (a failed publish, a worker killed as it took the task). Returns how many.
+
+    A kick whose task waits in the queue, however long, is left alone: at most one queued task per partition.
+    """
+    old = {
+        (name, partition)
+        for name, workspace in settings.workspaces.items()
+        for partition in store.old_kicks(name, workspace.partitions, KICK_TTL_MS, KICK_GRACE_MS)
+    }
+    if not old:
+        return 0
+    kicked = 0
+    for name, partition in sorted(old - queued()):
+        if store.kick_again(name, partition, KICK_TTL_MS, KICK_GRACE_MS):
+            log.info("drain task lost; kicking the partition again", extra={"workspace": name, "partition": partition})
+            kick(name, partition)
+            kicked += 1
+    return kicked
 
 
 def sweep_once(settings: Settings, store: PartitionStore, limiter: WorkspaceLimiter, kick: Kick) -> int:
@@ -151,7 +174,12 @@ class Sweeper:
         if self.client.set(f"{prefix}:scan", self.identity, nx=True, px=interval_ms * layout.SCAN_EVERY_SWEEPS):
             self._alarm_stranded(scan_strays(self.settings, self.client))
         self._alarm_dead_letters()
-        return sweep_once(self.settings, self.store, self.limiter, self.kick)
+        kicked = sweep_once(self.settings, self.store, self.limiter, self.kick)
+        return kicked + kick_lost(self.settings, self.store, self.kick, self._queued)
+
+    def _queued(self) -> set[tuple[str, int]]:
+        """The partitions that have a drain task in the queue now."""
+        return queued_partitions(self.client.lrange(drain_queue(self.settings.key_prefix), 0, -1))
 
     def _alarm_stranded(self, stranded: Mapping[str, int]) -> None:
         """Log an error, at most once a minute per workspace, while an unconfigured workspace holds events."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Final
+
+import redis
 
 from producers._wire import DRAIN_TASK, drain_queue
 from worker import pipeline, runtime
@@ -15,8 +18,17 @@ MAX_COUNTDOWN_S: Final = 60.0
 
 
 def kick(workspace: str, partition: int, countdown: float | None = None) -> None:
-    """Queue a drain task for a partition."""
-    drain.apply_async((workspace, partition), queue=drain_queue(settings.key_prefix), countdown=countdown)
+    """Queue a drain task for a partition (whose lease is ``kicked``, but for a retry timer's ``countdown``).
+
+    When the task cannot be queued, the ``kicked`` lease is dropped, so that the sweeper kicks the partition as
+    soon as the broker is back (if Redis cannot be reached for that either, the sweeper finds the lost kick later).
+    """
+    try:
+        drain.apply_async((workspace, partition), queue=drain_queue(settings.key_prefix), countdown=countdown)
+    except Exception:
+        with contextlib.suppress(redis.RedisError):
+            runtime.deps(settings).store.forget_kick(workspace, partition)
+        raise
 
 
 @app.task(name=DRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True, throws=(PermanentError,))

@@ -10,6 +10,7 @@ import pytest
 from producers import DEFAULT_PARTITIONS, FORMAT_VERSION, partition_for, person_key
 from producers._wire import (
     DRAIN_TASK,
+    KICK_GRACE_MS,
     KICK_TTL_MS,
     KICKED,
     config_key,
@@ -28,7 +29,7 @@ def test_key_names_follow_the_documented_layout() -> None:
 
 def test_protocol_constants_are_the_documented_ones() -> None:
     assert (FORMAT_VERSION, KICKED, DRAIN_TASK, DEFAULT_PARTITIONS) == ("1", "kicked", "worker.drain", 16)
-    assert KICK_TTL_MS == 5_000
+    assert (KICK_TTL_MS, KICK_GRACE_MS) == (3_600_000, 5_000)
 
 
 @pytest.mark.parametrize(
