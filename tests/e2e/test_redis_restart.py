@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
 from tests.e2e.conftest import backlog, standin_workspaces, wait_for
 from tests.support.redis_server import RedisServer
+from worker.demo import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -46,9 +48,10 @@ def test_a_busy_worker_survives_a_redis_restart_and_delivers_everything(
     fleet = make_fleet(
         standin_workspaces(stand_in.url, "a"),
         CIO_BATCHING__MAX_EVENTS="2",
-        CIO_LEASE_TTL_S="5",
+        CIO_LEASE_TTL_S="10",
         CIO_HTTP__TIMEOUT_S="2",
         CIO_HTTP__CONNECT_TIMEOUT_S="1",
+        CIO_REDIS_SOCKET_TIMEOUT_S="1",
     )
     (worker,) = fleet.start(1, concurrency=8)
     with fleet.producer("wsa") as producer:
@@ -83,3 +86,29 @@ def track(n: int) -> dict[str, str]:
 
 def accepted_ids(stand_in) -> set[str]:
     return {record["operation"]["id"] for record in stand_in.accepted()}
+
+
+def test_health_says_not_ready_while_the_broker_is_gone_and_ready_again_after(
+    stand_in, make_fleet, redis_server, redis_client, key_prefix
+):
+    # Given a worker serving its health endpoints, on a Redis of its own
+    port = free_port()
+    fleet = make_fleet(standin_workspaces(stand_in.url, "a"), CIO_METRICS_PORT=str(port), CIO_SWEEP_INTERVAL_S="0.3")
+    (worker,) = fleet.start(1, concurrency=2)
+    wait_for(lambda: health(port, "healthz")[0] == 200, 30, "the worker to be ready")
+    # When Redis stops, the consumer is reported down at once: not ready, but still alive (no restart for a blip)
+    redis_server.stop()
+    wait_for(lambda: health(port, "healthz")[0] == 503, 30, "readiness to fail")
+    _, body = health(port, "healthz")
+    assert body["parts"]["consumer"]["healthy"] is False, body
+    assert health(port, "livez")[0] == 200
+    # Then once Redis is back, the consumer reconnects and the worker is ready again
+    redis_server.start()
+    wait_for(lambda: health(port, "healthz")[0] == 200, 60, "readiness to come back")
+    assert worker.poll() is None
+
+
+def health(port: int, path: str) -> tuple[int, dict]:
+    """Status and JSON body of ``/healthz`` or ``/livez``."""
+    response = httpx.get(f"http://127.0.0.1:{port}/{path}", timeout=5)
+    return response.status_code, response.json()
