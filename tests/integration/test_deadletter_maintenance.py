@@ -31,14 +31,14 @@ def test_purge_deletes_only_matching_entries_and_counts_them(redis_client: redis
     put(redis_client, key_prefix, letter(n=1, status=400))
     put(redis_client, key_prefix, letter(n=2, status=500))
     put(redis_client, key_prefix, letter("beta", n=3, status=400))
-    assert purge(redis_client, key_prefix, DeadLetterFilter(status=400)) == 2
+    assert purge(redis_client, key_prefix, DeadLetterFilter(status=400)).removed == 2
     assert letters_in(redis_client, key_prefix) == [letter(n=2, status=500)]
     assert dlq_size(redis_client, key_prefix, "beta") == 0
 
 
 def test_a_dry_purge_counts_and_deletes_nothing(redis_client: redis.Redis, key_prefix: str) -> None:
     put(redis_client, key_prefix, letter())
-    assert purge(redis_client, key_prefix, DeadLetterFilter(), dry_run=True) == 1
+    assert purge(redis_client, key_prefix, DeadLetterFilter(), dry_run=True).removed == 1
     assert dlq_size(redis_client, key_prefix, "acme") == 1
 
 

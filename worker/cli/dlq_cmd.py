@@ -19,6 +19,7 @@ from rich.table import Table
 
 from producers._wire import DRAIN_TASK, drain_queue
 from worker import deadletter as dl
+from worker.cli.interrupts import interruptible
 from worker.cli.status_cmd import (
     EXIT_CODES_HELP,
     Exit,
@@ -245,12 +246,12 @@ def replay(
     flt = _filter(workspace, outcome, reason, status, event_type, event, since, until)
     settings = load(workspaces_file)
     client = connect(settings)
-    with redis_errors(client), _progress_bar() as bar:
+    with redis_errors(client), _progress_bar() as bar, interruptible() as stop:
         task = bar.add_task("replay", total=None)
         result = dl.replay(
             client, settings.key_prefix, flt, _partitions_of(client, settings), rate, limit, dry_run,
             lambda done, total: bar.update(task, completed=done, total=total),
-            workspaces=_workspaces(client, settings),
+            workspaces=_workspaces(client, settings), should_stop=stop,
         )  # fmt: skip
     with redis_errors(client):
         kicked = (
@@ -258,12 +259,15 @@ def replay(
         )
     if as_json:
         print_json({"matched": result.matched, "moved": result.moved, "missing": result.missing,
-                    "dry_run": dry_run, "kicked_partitions": kicked})  # fmt: skip
+                    "dry_run": dry_run, "kicked_partitions": kicked, "interrupted": result.interrupted})  # fmt: skip
     elif dry_run:
         typer.echo(f"would replay {result.matched} dead letter(s) (dry run; nothing moved)")
     else:
         gone = f", {result.missing} already gone" if result.missing else ""
-        typer.echo(f"moved {result.moved} of {result.matched} dead letter(s) back to their partitions{gone}")
+        stopped = "; interrupted, the rest stay in the dead-letter queue" if result.interrupted else ""
+        typer.echo(f"moved {result.moved} of {result.matched} dead letter(s) back to their partitions{gone}{stopped}")
+    if result.interrupted:
+        raise typer.Exit(Exit.INTERRUPTED)
 
 
 @dlq_app.command(epilog=EXIT_CODES_HELP)
@@ -280,6 +284,7 @@ def purge(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count only; delete nothing.")] = False,
     workspaces_file: WorkspacesFile = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Delete dead letters for good. Needs a filter, or --all; asks for confirmation unless --yes."""
     flt = _filter(workspace, outcome, reason, status, event_type, event, since, until)
@@ -292,12 +297,25 @@ def purge(
         if not (yes or dry_run):
             count = sum(1 for _ in dl.iter_entries(client, settings.key_prefix, names, flt))
             if count == 0:
-                typer.echo("removed 0 dead letter(s): nothing matched")
+                if as_json:
+                    print_json({"matched": 0, "removed": 0, "dry_run": dry_run, "interrupted": False})
+                else:
+                    typer.echo("removed 0 dead letter(s): nothing matched")
                 return
             if not typer.confirm(f"Delete {count} dead letter(s) ({flt.describe()}) for good?", default=False):
                 fail("aborted; nothing deleted", Exit.ABORTED)
-        removed = dl.purge(client, settings.key_prefix, flt, workspaces=names, dry_run=dry_run)
-    typer.echo(f"would remove {removed} dead letter(s) (dry run)" if dry_run else f"removed {removed} dead letter(s)")
+        with interruptible() as stop:
+            result = dl.purge(client, settings.key_prefix, flt, workspaces=names, dry_run=dry_run, should_stop=stop)
+    if as_json:
+        print_json({"matched": result.matched, "removed": result.removed, "dry_run": dry_run,
+                    "interrupted": result.interrupted})  # fmt: skip
+    elif dry_run:
+        typer.echo(f"would remove {result.removed} dead letter(s) (dry run)")
+    else:
+        stopped = f" of {result.matched}; interrupted, the rest are kept" if result.interrupted else ""
+        typer.echo(f"removed {result.removed} dead letter(s){stopped}")
+    if result.interrupted:
+        raise typer.Exit(Exit.INTERRUPTED)
 
 
 @dlq_app.command(epilog=EXIT_CODES_HELP)
@@ -313,25 +331,36 @@ def export(
     limit: Limit = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write (default: stdout).")] = None,
     workspaces_file: WorkspacesFile = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object on stderr (stdout holds the lines).")
+    ] = False,
 ) -> None:
     """Write dead letters as JSON Lines, oldest first (the event kept byte for byte)."""
     flt = _filter(workspace, outcome, reason, status, event_type, event, since, until)
     settings = load(workspaces_file)
     client = connect(settings)
-    with redis_errors(client):
+    with redis_errors(client), interruptible() as stop:
         names = _workspaces(client, settings)
         if out is None:
-            count = dl.export(client, settings.key_prefix, flt, sys.stdout, workspaces=names, limit=limit)
+            count = dl.export(client, settings.key_prefix, flt, sys.stdout, workspaces=names, limit=limit,
+                              should_stop=stop)  # fmt: skip
         else:
             with out.open("w", encoding="utf-8") as handle:
-                count = dl.export(client, settings.key_prefix, flt, handle, workspaces=names, limit=limit)
-    typer.echo(f"exported {count} dead letter(s)", err=True)
+                count = dl.export(client, settings.key_prefix, flt, handle, workspaces=names, limit=limit,
+                                  should_stop=stop)  # fmt: skip
+    if as_json:
+        typer.echo(orjson.dumps({"exported": count, "interrupted": stop()}).decode(), err=True)
+    else:
+        typer.echo(f"exported {count} dead letter(s)" + ("; interrupted" if stop() else ""), err=True)
+    if stop():
+        raise typer.Exit(Exit.INTERRUPTED)
 
 
 @dlq_app.command(name="import", epilog=EXIT_CODES_HELP)
 def import_(
     file: Annotated[Path, typer.Argument(help="A file written by `dlq export`.")],
     workspaces_file: WorkspacesFile = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Put exported dead letters back into the queue; entries already there are skipped."""
     settings = load(workspaces_file)
@@ -341,11 +370,17 @@ def import_(
         fail(f"{file}: cannot be read ({type(exc).__name__})", Exit.USAGE)
     client = connect(settings)
     try:
-        with redis_errors(client):
-            result = dl.import_(client, settings.key_prefix, lines, source=str(file))
+        with redis_errors(client), interruptible() as stop:
+            result = dl.import_(client, settings.key_prefix, lines, source=str(file), should_stop=stop)
     except dl.ImportFormatError as exc:
         fail(f"{file}: {exc}; nothing imported", Exit.USAGE)
-    typer.echo(f"imported {result.imported} dead letter(s), skipped {result.skipped} already in the queue")
+    if as_json:
+        print_json({"imported": result.imported, "skipped": result.skipped, "interrupted": result.interrupted})
+    else:
+        stopped = "; interrupted, run it again to import the rest" if result.interrupted else ""
+        typer.echo(f"imported {result.imported} dead letter(s), skipped {result.skipped} already in the queue{stopped}")
+    if result.interrupted:
+        raise typer.Exit(Exit.INTERRUPTED)
 
 
 @dlq_app.command(epilog=EXIT_CODES_HELP)
@@ -367,7 +402,8 @@ def audit(
         table.add_column(column, overflow="fold")
     for rec in records:
         who = f"{rec.user}@{rec.host}"
-        table.add_row(when(rec.at_ms), who, rec.action, str(rec.count), "yes" if rec.dry_run else "", rec.filters)
+        count = f"{rec.count} (interrupted)" if rec.interrupted else str(rec.count)
+        table.add_row(when(rec.at_ms), who, rec.action, count, "yes" if rec.dry_run else "", rec.filters)
     Console().print(table)
 
 

@@ -21,6 +21,7 @@ import redis
 import typer
 
 from producers import EnqueueResult, Producer, QueueFull
+from worker.cli.interrupts import EXIT_INTERRUPTED, interruptible
 from worker.cli.status_cmd import WorkspacesFile, load
 from worker.cli.transform_cmd import EMPTY_LINE_REASON
 from worker.settings import ConfigError, Settings, WorkspaceConfig
@@ -37,7 +38,7 @@ CHUNK_LINES: Final = 1_000
 EXIT_CODES_HELP: Final = (
     "Exit codes: 0 all lines enqueued; 1 some lines rejected (the others are enqueued); 2 bad option, "
     "configuration or input file; 3 Redis unreachable; 4 the workspace's backlog is full (the lines before "
-    "are enqueued, none after)."
+    "are enqueued, none after); 130 stopped by Ctrl-C (the lines it names were handled, none after)."
 )
 
 
@@ -63,6 +64,8 @@ class Tally:
     #: ``--json``: rejected lines are collected for the summary instead of printed as they come.
     keep_problems: bool = False
     problems: list[dict[str, Any]] = field(default_factory=list)
+    #: The last input line handled (enqueued or rejected).
+    last_line: int = 0
 
 
 @dataclass
@@ -149,14 +152,21 @@ def settle(batch: Batch, result: EnqueueResult | None, tally: Tally) -> None:
 
 
 def send_lines(
-    producer: Producer, lines: Iterable[bytes], tally: Tally, check: Callable[[Any], str | None] | None = None
+    producer: Producer,
+    lines: Iterable[bytes],
+    tally: Tally,
+    check: Callable[[Any], str | None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Enqueue the events of ``lines``, reporting rejected lines as it goes.
+    """Enqueue the events of ``lines``, reporting rejected lines as it goes; stop between chunks on ``should_stop()``.
 
     Raises:
         QueueFull: The backlog cap was hit; ``tally`` counts what was enqueued before.
     """
     for batch in batches(lines, check):
+        if should_stop():
+            return
+        tally.last_line = max([*batch.line_numbers, *batch.problems, tally.last_line])
         try:
             result = producer.enqueue_many(batch.events)
         except QueueFull as exc:
@@ -220,8 +230,11 @@ def send(
     tally = Tally(keep_problems=as_json)
     checker = mapping_check(TransformOptions.for_workspace(config)) if check else None
     try:
-        with opened(source) as handle:
-            send_lines(producer, handle, tally, checker)
+        with opened(source) as handle, interruptible() as stop:
+            send_lines(producer, handle, tally, checker, stop)
+        if stop():
+            message = f"interrupted (Ctrl-C): lines 1 to {tally.last_line} were handled, none after"
+            finish(tally, as_json, EXIT_INTERRUPTED, message)
     except QueueFull as exc:
         finish(tally, as_json, EXIT_QUEUE_FULL, f"{exc}; stopped there")
     except (redis.ConnectionError, redis.TimeoutError) as exc:

@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from worker.cli.interrupts import EXIT_INTERRUPTED
 from worker.fleet_status import FleetStatus, WorkspaceStatus, gather_status
 from worker.settings import ConfigError, Settings, load_settings, read_workspaces_file
 
@@ -32,12 +33,14 @@ class Exit(IntEnum):
     USAGE = 2
     REDIS_UNREACHABLE = 3
     NOT_FOUND = 4
+    INTERRUPTED = EXIT_INTERRUPTED
 
 
 #: The exit codes, as the commands' help shows them.
 EXIT_CODES_HELP = (
     "Exit codes: 0 done (an empty result is not an error); 1 aborted at the confirmation prompt; "
-    "2 bad option, configuration or input file; 3 Redis unreachable; 4 no such dead letter."
+    "2 bad option, configuration or input file; 3 Redis unreachable; 4 no such dead letter; "
+    "130 stopped by Ctrl-C after the chunk in hand (the summary and `dlq audit` say what was done)."
 )
 
 WorkspacesFile = Annotated[

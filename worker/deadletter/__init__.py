@@ -19,6 +19,7 @@ from worker.deadletter.filters import DeadLetterFilter, FilterError, parse_time
 from worker.deadletter.maintenance import (
     ImportFormatError,
     ImportResult,
+    PurgeResult,
     entry_to_json,
     export,
     import_,
@@ -60,6 +61,7 @@ __all__ = [
     "ImportFormatError",
     "ImportResult",
     "Outcome",
+    "PurgeResult",
     "ReplayResult",
     "ReplayTarget",
     "audit",

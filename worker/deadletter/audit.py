@@ -42,6 +42,8 @@ class AuditRecord:
     filters: str
     count: int
     dry_run: bool
+    #: The command was stopped by Ctrl-C part way: ``count`` is what it did before.
+    interrupted: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -54,6 +56,7 @@ class AuditRecord:
             "filters": self.filters,
             "count": self.count,
             "dry_run": self.dry_run,
+            "interrupted": self.interrupted,
         }
 
 
@@ -66,6 +69,7 @@ def record_audit(
     count: int,
     dry_run: bool,
     actor: Actor | None = None,
+    interrupted: bool = False,
 ) -> str:
     """Append one record to ``{prefix}:dlq-audit`` (never trimmed) and return its stream id.
 
@@ -77,6 +81,7 @@ def record_audit(
         count: Entries acted on (or that would be, in a dry run).
         dry_run: Whether nothing was changed.
         actor: Who acted; the current user and host by default.
+        interrupted: The action was stopped part way (Ctrl-C); ``count`` is what was done.
     """
     who = actor or Actor.current()
     fields: dict[str, str] = {
@@ -87,6 +92,7 @@ def record_audit(
         "filters": filters,
         "count": str(count),
         "dry_run": "1" if dry_run else "0",
+        "interrupted": "1" if interrupted else "0",
     }
     stream_id = client.xadd(audit_key(prefix), fields)
     return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
@@ -111,4 +117,5 @@ def _record(stream_id: str, fields: dict[bytes, bytes]) -> AuditRecord:
         filters=text("filters"),
         count=int(text("count") or 0),
         dry_run=text("dry_run") == "1",
+        interrupted=text("interrupted") == "1",
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
@@ -39,6 +39,17 @@ class ImportResult:
 
     imported: int
     skipped: int
+    #: Stopped part way (Ctrl-C, between chunks): ``imported`` counts what was written before.
+    interrupted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    """What a purge did: ``matched`` dead letters, ``removed`` (or that would be, dry), ``interrupted`` by Ctrl-C."""
+
+    matched: int
+    removed: int
+    interrupted: bool = False
 
 
 def purge(
@@ -50,21 +61,30 @@ def purge(
     limit: int | None = None,
     dry_run: bool = False,
     actor: Actor | None = None,
-) -> int:
-    """Delete the matching dead letters for good; return how many were deleted (or would be, when dry).
+    should_stop: Callable[[], bool] = lambda: False,
+) -> PurgeResult:
+    """Delete the matching dead letters for good; say how many were deleted (or would be, when dry).
 
-    The caller decides whether an empty filter (everything) is allowed; this function does as told.
+    The caller decides whether an empty filter (everything) is allowed; this function does as told. It stops
+    between chunks once ``should_stop()`` (Ctrl-C), and the audit record says so.
     """
     names = dlq_workspaces(client, prefix) if workspaces is None else workspaces
     ids = [(e.letter.workspace, e.stream_id) for e in iter_entries(client, prefix, names, flt, limit)]
     removed = len(ids) if dry_run else 0
+    interrupted = False
     for start in range(0, 0 if dry_run else len(ids), WRITE_CHUNK):
+        if should_stop():
+            interrupted = True
+            break
         pipe = client.pipeline(transaction=False)
         for workspace, stream_id in ids[start : start + WRITE_CHUNK]:
             pipe.xdel(dlq_key(prefix, workspace), stream_id)
         removed += sum(int(count) for count in pipe.execute())
-    record_audit(client, prefix, action="purge", filters=flt.describe(), count=removed, dry_run=dry_run, actor=actor)
-    return removed
+    record_audit(
+        client, prefix, action="purge", filters=flt.describe(), count=removed, dry_run=dry_run, actor=actor,
+        interrupted=interrupted,
+    )  # fmt: skip
+    return PurgeResult(matched=len(ids), removed=removed, interrupted=interrupted)
 
 
 def entry_to_json(entry: DeadLetterEntry) -> dict[str, Any]:
@@ -189,11 +209,17 @@ def export(
     *,
     workspaces: Sequence[str] | None = None,
     limit: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Write the matching dead letters to ``out`` as JSON Lines, oldest first; return how many."""
+    """Write the matching dead letters to ``out`` as JSON Lines, oldest first; return how many (whole lines only).
+
+    It stops before the next line once ``should_stop()`` (Ctrl-C).
+    """
     names = dlq_workspaces(client, prefix) if workspaces is None else workspaces
     count = 0
     for entry in iter_entries(client, prefix, names, flt, limit, newest_first=False):
+        if should_stop():
+            break
         out.write(orjson.dumps(entry_to_json(entry)).decode("utf-8") + "\n")
         count += 1
     return count
@@ -250,6 +276,7 @@ def import_(
     *,
     source: str = "-",
     actor: Actor | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> ImportResult:
     """Write exported dead letters back into their workspaces' queues, skipping those already there.
 
@@ -259,24 +286,30 @@ def import_(
         lines: The lines of an export file.
         source: The file's name, for the audit record.
         actor: Who imports, for the audit record.
+        should_stop: Asked between chunks: True stops the import there (Ctrl-C); a rerun skips what was written.
 
     Raises:
         ImportFormatError: A line is not an exported dead letter (nothing is written then).
     """
     letters = parse_lines(lines)
     fresh = _fresh_letters(client, prefix, letters)
+    written = 0
     for start in range(0, len(fresh), WRITE_CHUNK):
+        if should_stop():
+            break
         pipe = client.pipeline(transaction=False)
         for letter in fresh[start : start + WRITE_CHUNK]:
             pipe.xadd(dlq_key(prefix, letter.workspace), letter.to_fields())
-        pipe.execute()
+        written += len(pipe.execute())
+    interrupted = written < len(fresh)
     record_audit(
         client,
         prefix,
         action="import",
         filters=f"file={source}",
-        count=len(fresh),
+        count=written,
         dry_run=False,
         actor=actor,
+        interrupted=interrupted,
     )
-    return ImportResult(imported=len(fresh), skipped=len(letters) - len(fresh))
+    return ImportResult(imported=written, skipped=len(letters) - len(fresh), interrupted=interrupted)

@@ -83,13 +83,16 @@ class ReplayTarget:
 
 @dataclass(frozen=True, slots=True)
 class ReplayResult:
-    """What a replay did: ``matched`` entries in the snapshot, ``moved`` back, ``missing`` already gone."""
+    """What a replay did: ``matched`` entries in the snapshot, ``moved`` back, ``missing`` already gone (not tried
+    when interrupted)."""
 
     matched: int
     moved: int
     missing: int
     dry_run: bool
     partitions: frozenset[tuple[str, int]]
+    #: Stopped part way (Ctrl-C, between chunks): ``moved`` counts what went back before.
+    interrupted: bool = False
 
 
 def target_partition(letter: DeadLetter, partitions: int) -> int:
@@ -148,15 +151,25 @@ def move_chunk(client: redis.Redis[bytes], prefix: str, targets: Sequence[Replay
 
 
 def _move_all(
-    client: redis.Redis[bytes], prefix: str, targets: Sequence[ReplayTarget], pacer: _Pacer, progress: Progress | None
-) -> int:
-    moved = 0
+    client: redis.Redis[bytes],
+    prefix: str,
+    targets: Sequence[ReplayTarget],
+    pacer: _Pacer,
+    progress: Progress | None,
+    should_stop: Callable[[], bool],
+) -> tuple[int, int]:
+    """Move the targets chunk by chunk; returns (moved, tried). Stops between chunks once ``should_stop()``."""
+    moved = tried = 0
     for start in range(0, len(targets), pacer.chunk):
+        if should_stop():
+            break
         pacer.wait_for(start)
-        moved += move_chunk(client, prefix, targets[start : start + pacer.chunk])
+        chunk = targets[start : start + pacer.chunk]
+        moved += move_chunk(client, prefix, chunk)
+        tried += len(chunk)
         if progress:
-            progress(min(start + pacer.chunk, len(targets)), len(targets))
-    return moved
+            progress(tried, len(targets))
+    return moved, tried
 
 
 def replay(
@@ -173,6 +186,7 @@ def replay(
     actor: Actor | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> ReplayResult:
     """Move the matching dead letters back to their partition streams, at most ``rate`` per second.
 
@@ -189,6 +203,7 @@ def replay(
         actor: Who replays, for the audit record.
         clock: Monotonic clock, for the rate.
         sleep: How to wait, for the rate.
+        should_stop: Asked between chunks (a chunk is never cut): True stops the replay there (Ctrl-C).
 
     Returns:
         The counts, and the partitions that received entries (to kick their drain tasks).
@@ -196,11 +211,16 @@ def replay(
     targets = snapshot(client, prefix, flt, partitions_of, workspaces=workspaces, limit=limit)
     if progress:
         progress(0, len(targets))
-    moved = 0 if dry_run else _move_all(client, prefix, targets, _Pacer(rate, clock, sleep), progress)
+    pacer = _Pacer(rate, clock, sleep)
+    moved, tried = (0, 0) if dry_run else _move_all(client, prefix, targets, pacer, progress, should_stop)
+    interrupted = not dry_run and tried < len(targets)
     count = len(targets) if dry_run else moved
-    record_audit(client, prefix, action="replay", filters=flt.describe(), count=count, dry_run=dry_run, actor=actor)
-    touched = frozenset((t.workspace, t.partition) for t in targets) if not dry_run else frozenset()
-    return ReplayResult(len(targets), moved, 0 if dry_run else len(targets) - moved, dry_run, touched)
+    record_audit(
+        client, prefix, action="replay", filters=flt.describe(), count=count, dry_run=dry_run, actor=actor,
+        interrupted=interrupted,
+    )  # fmt: skip
+    touched = frozenset((t.workspace, t.partition) for t in targets[:tried])
+    return ReplayResult(len(targets), moved, tried - moved, dry_run, touched, interrupted)
 
 
 def kick_partitions(
