@@ -159,7 +159,14 @@ def test_replay_moves_matching_entries_and_kicks_their_partitions(
     cli_env: dict[str, str], seeded: dict[str, str], redis_client: redis.Redis, key_prefix: str
 ) -> None:
     data = run_json(cli_env, "dlq", "replay", "--status", "400", "--workspace", "acme")
-    assert data == {"matched": 2, "moved": 2, "missing": 0, "dry_run": False, "kicked_partitions": 2}
+    assert data == {
+        "matched": 2,
+        "moved": 2,
+        "missing": 0,
+        "dry_run": False,
+        "kicked_partitions": 2,
+        "interrupted": False,
+    }
     for n in (0, 4):
         partition = partition_for({"userId": f"u{n}"}, PARTITIONS)
         assert redis_client.xrange(stream_key(key_prefix, "acme", partition))[0][1][b"event"] == letter(n=n).event
