@@ -207,3 +207,17 @@ def test_the_datasource_is_the_compose_prometheus() -> None:
     container_port = prometheus["ports"][0].rsplit(":", 1)[1]
     assert datasource["url"] == f"http://prometheus:{container_port}"
     assert datasource["type"] == "prometheus"
+
+
+def test_docs_say_what_to_do_about_every_panel(dashboard: dict[str, Any]) -> None:
+    """docs/operations.md#dashboard has a row for each panel, under its row's name."""
+    docs = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = docs[docs.index("## Dashboard") :]
+    section = section[: section.index("\n## ", 1)]
+    row, undocumented = "", []
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            row = panel["title"]
+        elif f"| {row} | {panel['title']} |" not in section:
+            undocumented.append(f"{row} / {panel['title']}")
+    assert undocumented == []
