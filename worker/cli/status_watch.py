@@ -162,7 +162,8 @@ def _row(ws: WorkspaceStatus, view: WatchView) -> list[RenderableType]:
 def _table(view: WatchView) -> Table:
     table = Table(title="Workspaces", title_justify="left")
     for column in _COLUMNS:
-        table.add_column(column, justify="left" if column in ("workspace", "trend", "paused") else "right")
+        left = column in ("workspace", "trend", "paused")
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
     for ws in view.status.workspaces:
         table.add_row(*_row(ws, view))
     return table
