@@ -20,8 +20,13 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from producers._wire import stream_key
 from tests.integration.test_cli_dlq import API_KEY, CLI, cli_environment, run
 from tests.integration.test_cli_status import seed_fleet
+from tests.integration.test_deadletter_store import letter, put
+from worker.cli.status_rates import Counts
+from worker.cli.status_watch import read_snapshot, scrape_requests
+from worker.deadletter.records import dlq_key
 from worker.demo import free_port
 
 #: Cursor shown again: what rich's Live writes when it stops (the terminal is restored).
@@ -147,3 +152,28 @@ def test_watch_to_a_pipe_prints_one_frame_per_refresh(tmp_path: Path, redis_url:
         assert process.wait(timeout=30) == 0
     text = "".join(lines)
     assert text.count("Workspaces") == 2 and "refresh #1" in text and "\x1b[" not in text
+
+
+def test_a_snapshot_reads_the_counters_the_rates_are_made_of(redis_client: redis.Redis, key_prefix: str) -> None:
+    # Given 8 events in two of acme's streams and one dead letter
+    ids = [redis_client.xadd(stream_key(key_prefix, "acme", n % 2), {"v": "1", "event": "{}"}) for n in range(8)]
+    first_letter = put(redis_client, key_prefix, letter("acme"))
+    before = read_snapshot(redis_client, key_prefix, {"acme": 2, "beta": 1}, {"acme": 7.0})
+    # When 3 events are settled, one more event is dead-lettered and the first dead letter is purged
+    redis_client.xdel(stream_key(key_prefix, "acme", 0), *ids[0:6:2])  # three events of partition 0
+    put(redis_client, key_prefix, letter("acme", n=1))
+    redis_client.xdel(dlq_key(key_prefix, "acme"), first_letter)
+    after = read_snapshot(redis_client, key_prefix, {"acme": 2, "beta": 1}, None)
+    # Then the counters only grow (entries ever added), while the backlog is what waits now
+    assert before.workspaces == {"acme": Counts(8, 8, 1, 7.0), "beta": Counts(0, 0, 0, 0.0)}
+    assert after.workspaces["acme"] == Counts(enqueued=8, backlog=5, dead_lettered=2, requests=None)
+    assert after.at_ms >= before.at_ms
+
+
+def test_requests_are_summed_per_workspace_over_the_scraped_workers(metrics_url: str) -> None:
+    """Two scrapes of the same worker count twice; an unreachable worker makes the sum unknown, and says so."""
+    assert scrape_requests([metrics_url, metrics_url]) == ({"acme": 30.0}, ())
+    unreachable = f"http://127.0.0.1:{free_port()}/metrics"
+    totals, problems = scrape_requests([metrics_url, unreachable])
+    assert totals is None
+    assert problems == (f"cannot scrape {unreachable} (URLError)",)
