@@ -147,11 +147,17 @@ def _paused(ws: WorkspaceStatus) -> Text:
     return Text("no")
 
 
+def _backlog(ws: WorkspaceStatus) -> str:
+    if not ws.out_of_range_events:
+        return f"{ws.backlog:,}"
+    return f"{ws.backlog:,} ({ws.out_of_range_events:,} in partitions >= {ws.partitions})"
+
+
 def _row(ws: WorkspaceStatus, view: WatchView) -> list[RenderableType]:
     rate = view.rates.get(ws.name)
     trend = sparkline(view.history.get(ws.name, ()), TREND_WIDTH)
     return [
-        ws.name, f"{ws.backlog:,}", Text(trend, style="cyan"), age(ws.oldest_age_s),
+        ws.name, _backlog(ws), Text(trend, style="cyan"), age(ws.oldest_age_s),
         _per_s(rate.events_out_per_s if rate else None), _per_s(rate.delivered_per_s if rate else None),
         _per_s(rate.requests_per_s if rate else None), _share(rate.budget_share if rate else None),
         f"{ws.dead_letters:,}", _per_s(rate.dead_letters_per_min if rate else None),
