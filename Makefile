@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup redis demo test lint mypy bench all
+.PHONY: setup redis demo test lint mypy bench picture all
 
 setup: $(VENV)/.installed
 
@@ -31,5 +31,9 @@ mypy: setup
 
 bench: setup redis
 	$(BIN)/pytest tests/benchmarks -s -p no:cacheprovider -o addopts=""
+
+# The README's picture of `cio-fleet status --watch` (tests/unit/test_status_picture.py fails when it is stale).
+picture: setup
+	$(BIN)/python -m tests.support.status_picture docs/status-watch.svg
 
 all: lint mypy test

@@ -4,7 +4,8 @@ Two kinds of numbers:
 
 * **What this process did** (counters and histograms on ``FleetMetrics``): events delivered, skipped,
   rejected and dead-lettered, requests by status, batch sizes, request and end-to-end latency, rate limiter
-  waits, auth failures. Prometheus sums them over the fleet's processes.
+  waits, auth failures. Prometheus sums them over the fleet's processes. Plus one gauge of configuration,
+  ``cio_fleet_rate_limit_rps`` (the budget requests are measured against; aggregate it with ``max``).
 * **What the fleet's Redis holds** (``RedisStateCollector``, read at scrape time): events enqueued (each
   partition stream's ``entries-added``, which counts producers in any process or language), backlog, age of
   the oldest waiting event, pauses, dead letters and the dead-letter alarm. Every process reports the same
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
@@ -146,6 +147,12 @@ class FleetMetrics:
             ["workspace", "field"],
             registry=r,
         )
+        self.rate_limit_rps = Gauge(
+            "cio_fleet_rate_limit_rps",
+            "The workspace's configured rate_limit_rps: the budget of Track API requests per second.",
+            ["workspace"],
+            registry=r,
+        )
 
     def delivered(self, workspace: str, type: str, n: int = 1) -> None:
         """Count events Customer.io accepted."""
@@ -215,6 +222,11 @@ class FleetMetrics:
             self.auth_failures.labels(workspace)
             for field in DROPPED_FIELDS:
                 self.timestamps_dropped_events.labels(workspace, field)
+
+    def budget(self, rate_limits: Mapping[str, float]) -> None:
+        """Export each workspace's configured ``rate_limit_rps``, so dashboards can show requests against it."""
+        for workspace, rps in rate_limits.items():
+            self.rate_limit_rps.labels(workspace).set(rps)
 
     def watch_redis(
         self,

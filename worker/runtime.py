@@ -99,6 +99,7 @@ def fleet_metrics(settings: Settings) -> FleetMetrics:
         _metrics = FleetMetrics()
         partitions = {name: ws.partitions for name, ws in settings.workspaces.items()}
         _metrics.prepare(partitions)
+        _metrics.budget({name: ws.rate_limit_rps for name, ws in settings.workspaces.items()})
         _metrics.watch_redis(
             redis_client(settings), settings.key_prefix, partitions, settings.dlq_max_entries, settings.dlq_alarm_ratio
         )

@@ -48,6 +48,14 @@ WorkspacesFile = Annotated[
     typer.Option("--workspaces", help="Workspaces TOML file (default: $CIO_WORKSPACES_FILE).", show_default=False),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+WatchFlag = Annotated[
+    bool, typer.Option("--watch", help="Refresh a live view, with rates and the backlog's trend, until Ctrl-C.")
+]
+IntervalOption = Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between refreshes of --watch.")]
+MetricsOption = Annotated[
+    list[str] | None,
+    typer.Option("--metrics", help="A worker's /metrics URL, for requests/s in --watch (repeatable)."),
+]
 
 
 def fail(message: str, code: Exit) -> NoReturn:
@@ -163,14 +171,28 @@ def render(status: FleetStatus, console: Console) -> None:
     console.print(f"Workers alive: {len(alive)}" + (f" ({', '.join(alive)})" if alive else ""))
 
 
-def status(workspaces_file: WorkspacesFile = None, as_json: JsonFlag = False) -> None:
+def status(
+    workspaces_file: WorkspacesFile = None,
+    as_json: JsonFlag = False,
+    watch: WatchFlag = False,
+    interval: IntervalOption = 2.0,
+    metrics: MetricsOption = None,
+) -> None:
     """Show backlog, oldest waiting event, busy and retrying partitions, pauses and dead letters per workspace.
 
     Every stream of the key prefix is looked at: events in streams above a workspace's partition count count in
     its backlog, and workspaces that are not configured but hold events are listed as unconfigured.
     """
+    if watch and as_json:
+        fail("--watch cannot be combined with --json (--json prints one snapshot)", Exit.USAGE)
     settings = load(workspaces_file)
     client = connect(settings)
+    if watch:
+        from worker.cli.status_watch import watch_status  # here: status_watch imports this module
+
+        with redis_errors(client):
+            watch_status(settings, client, interval, metrics or [], Console())
+        return
     with redis_errors(client):
         fleet = gather_status(client, settings.key_prefix, {n: ws.partitions for n, ws in settings.workspaces.items()})
     if as_json:
