@@ -32,6 +32,7 @@ from worker.cli.status_cmd import (
     redis_errors,
     when,
 )
+from worker.cli.tables import print_table
 from worker.settings import Settings
 
 dlq_app = typer.Typer(
@@ -99,7 +100,7 @@ def stats(workspaces_file: WorkspacesFile = None, as_json: JsonFlag = False) -> 
     console = Console()
     console.print(f"Dead letters: {result.total}  (oldest {when(result.oldest_ms)}, newest {when(result.newest_ms)})")
     for title in ("by_workspace", "by_outcome", "by_status", "by_age", "by_reason"):
-        console.print(_count_table(title.removeprefix("by_"), data[title]))
+        print_table(console, _count_table(title.removeprefix("by_"), data[title]))
     for ws in data["alarm"]:
         console.print(f"[bold red]ALARM[/]: {ws} holds {result.by_workspace[ws]} dead letters")
 
@@ -152,7 +153,7 @@ def list_(
             entry.id, when(entry.dead_lettered_at_ms), letter.outcome, str(letter.status or "-"),
             letter.event_type or "-", letter.event_name or "-", str(letter.attempts), letter.reason[:120],
         )  # fmt: skip
-    Console().print(table)
+    print_table(Console(), table)
 
 
 @dlq_app.command(epilog=EXIT_CODES_HELP)
@@ -186,14 +187,21 @@ def _render_entry(data: dict[str, Any], console: Console) -> None:
     console.print(f"  first failure {when(data['first_failed_at'])}, last failure {when(data['last_failed_at'])}")
     console.print(f"  message id {data['message_id'] or '-'}, type {data['type'] or '-'}, event {data['name'] or '-'}")
     if data["entry"]:
-        console.print("[bold]Stream entry fields[/]", _entry_line(data["entry"]), markup=False)
+        console.print("[bold]Stream entry fields[/]")
+        _print_whole(console, _entry_line(data["entry"]))
     if data["response"]:
-        console.print("[bold]Response excerpt[/]", data["response"], markup=False)
+        console.print("[bold]Response excerpt[/]")
+        _print_whole(console, data["response"])
     console.print("[bold]Event[/]")
     event = data.get("event")
-    console.print(event if event is not None else f"(not UTF-8; base64) {data['event_b64']}", markup=False)
+    _print_whole(console, event if event is not None else f"(not UTF-8; base64) {data['event_b64']}")
     console.print("[bold]Maps to now[/]")
-    console.print_json(orjson.dumps(data["maps_to"]).decode())
+    _print_whole(console, orjson.dumps(data["maps_to"]).decode())
+
+
+def _print_whole(console: Console, text: str) -> None:
+    """Print ``text`` as it is: never wrapped or highlighted by rich, so JSON copied from it stays JSON."""
+    console.print(text, soft_wrap=True, markup=False, highlight=False, emoji=False)
 
 
 def _entry_line(pairs: list[list[Any]]) -> str:
@@ -404,7 +412,7 @@ def audit(
         who = f"{rec.user}@{rec.host}"
         count = f"{rec.count} (interrupted)" if rec.interrupted else str(rec.count)
         table.add_row(when(rec.at_ms), who, rec.action, count, "yes" if rec.dry_run else "", rec.filters)
-    Console().print(table)
+    print_table(Console(), table)
 
 
 def register(app: typer.Typer) -> None:

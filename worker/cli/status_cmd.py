@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from worker.cli.interrupts import EXIT_INTERRUPTED
+from worker.cli.tables import print_table
 from worker.fleet_status import FleetStatus, WorkspaceStatus, gather_status
 from worker.settings import ConfigError, Settings, load_settings, read_workspaces_file
 
@@ -151,12 +152,21 @@ def render_unconfigured(status: FleetStatus, console: Console) -> None:
         table.add_column(column, justify="left" if column == "workspace" else "right")
     for ws in status.unconfigured:
         table.add_row(ws.name, str(ws.backlog), age(ws.oldest_age_s), ",".join(map(str, ws.partitions)))
-    console.print(table)
+    print_table(console, table)
     console.print("No worker delivers these events: configure the workspaces, or remove their streams.", style="red")
 
 
 def render(status: FleetStatus, console: Console) -> None:
-    """Print the status as tables."""
+    """Print the status as tables (no workspace table when none is configured)."""
+    if status.workspaces:
+        render_workspaces(status, console)
+    render_unconfigured(status, console)
+    alive = [worker.id for worker in status.workers if worker.alive]
+    console.print(f"Workers alive: {len(alive)}" + (f" ({', '.join(alive)})" if alive else ""))
+
+
+def render_workspaces(status: FleetStatus, console: Console) -> None:
+    """The configured workspaces, one row each."""
     table = Table(title="Workspaces")
     for column in ("workspace", "backlog", "oldest", "busy", "retrying", "paused", "dead letters"):
         table.add_column(column, justify="left" if column in ("workspace", "paused") else "right")
@@ -165,10 +175,7 @@ def render(status: FleetStatus, console: Console) -> None:
             ws.name, _backlog_text(ws), age(ws.oldest_age_s), f"{ws.busy}/{ws.partitions}", str(ws.retrying),
             _pause_text(ws), str(ws.dead_letters),
         )  # fmt: skip
-    console.print(table)
-    render_unconfigured(status, console)
-    alive = [worker.id for worker in status.workers if worker.alive]
-    console.print(f"Workers alive: {len(alive)}" + (f" ({', '.join(alive)})" if alive else ""))
+    print_table(console, table)
 
 
 def status(
@@ -199,6 +206,16 @@ def status(
         print_json(fleet.as_dict())
     else:
         render(fleet, Console())
+    if not settings.workspaces:
+        fail(NOTHING_CONFIGURED, Exit.USAGE)
+
+
+#: What ``status`` says when no workspace is configured (it still lists streams it finds).
+NOTHING_CONFIGURED = (
+    "no workspace is configured, so no backlog can be shown for one: set CIO_WORKSPACES_FILE (or pass "
+    "--workspaces FILE) or CIO_WORKSPACES__NAME__SITE_ID and __API_KEY, as the workers have them "
+    "(README, 'Configuration')"
+)
 
 
 def register(app: typer.Typer) -> None:
