@@ -297,3 +297,12 @@ def test_output_is_streamed_line_by_line_before_the_input_ends(workspaces_file: 
         assert orjson.loads(proc.stdout.readline())["outcome"] == "deliver"
         proc.stdin.close()
         assert proc.wait(timeout=30) == 0
+
+
+def test_a_preview_needs_no_workspace_nor_credentials(tmp_path: Path) -> None:
+    # No workspaces file at all, and no CIO_ variable: the default mapping options apply
+    event = b'{"type":"identify","userId":"u1","traits":{"created_at":"2024-01-01T00:00:00Z"}}\n'
+    converted = output_lines(run("-", stdin=event, env={"CIO_WORKSPACES_FILE": str(tmp_path / "none.toml")}))
+    as_given = output_lines(run("--no-convert-timestamps", "-", stdin=event, env={}))
+    assert converted[0]["operations"][0]["attributes"] == {"created_at": 1704067200}
+    assert as_given[0]["operations"][0]["attributes"] == {"created_at": "2024-01-01T00:00:00Z"}

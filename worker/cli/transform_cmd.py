@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, BinaryIO, NoReturn
 
@@ -106,23 +107,39 @@ def _write_all(outputs: Iterator[bytes]) -> None:
 
 def transform_command(
     workspace: Annotated[
-        str, typer.Option("--workspace", "-w", help="Workspace whose mapping options apply.", show_default=False)
-    ],
+        str | None,
+        typer.Option(
+            "--workspace", "-w", help="Workspace whose mapping options apply (none: the defaults).", show_default=False
+        ),
+    ] = None,
     file: Annotated[str, typer.Argument(help="JSON Lines input; '-' or absent reads stdin.")] = "-",
     workspaces: Annotated[
         Path | None,
         typer.Option("--workspaces", help="Workspaces TOML file (default: $CIO_WORKSPACES_FILE).", show_default=False),
     ] = None,
+    convert_timestamps: Annotated[
+        bool | None,
+        typer.Option(
+            "--convert-timestamps/--no-convert-timestamps",
+            help="Override the workspace's convert_timestamps (a preview needs no workspace, nor credentials).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Map Segment events (JSON Lines) to Customer.io operations and print one outcome line per event.
 
-    Exit codes: 0 done (rejected events are output, not errors); 2 invalid configuration, unknown workspace or
-    unreadable input file.
+    A preview needs no credentials: without --workspace the default mapping options apply (and no configuration
+    is read). Exit codes: 0 done (rejected events are output, not errors); 2 invalid configuration, unknown
+    workspace or unreadable input file.
     """
-    try:
-        options = TransformOptions.for_workspace(_load_settings(workspaces).workspace(workspace))
-    except ConfigError as exc:
-        _fail(str(exc))
+    options = TransformOptions()
+    if workspace is not None:
+        try:
+            options = TransformOptions.for_workspace(_load_settings(workspaces).workspace(workspace))
+        except ConfigError as exc:
+            _fail(str(exc))
+    if convert_timestamps is not None:
+        options = replace(options, convert_timestamps=convert_timestamps)
     with _open_input(file) as handle:
         _write_all(transform_lines(iter(handle), options))
 
