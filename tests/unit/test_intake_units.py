@@ -64,6 +64,7 @@ def test_basic_auth_user_name_is_the_key_and_wins_over_the_body():
 
     assert basic_user(header) == "wk-1"
     assert basic_user("Bearer abc") is None
+    assert presented_key({"authorization": "Bearer pk_us_abc"}, {"writeKey": "wk-2"}) == "pk_us_abc"
     assert basic_user("Basic !!!") is None
     assert presented_key({"authorization": header}, {"writeKey": "wk-2"}) == "wk-1"
     assert presented_key({}, {"writeKey": "wk-2"}) == "wk-2"

@@ -1,4 +1,5 @@
-"""Write keys: HTTP Basic (the key as user name, empty password) or the body's ``writeKey``, mapped to a workspace."""
+"""Write keys, mapped to a workspace: HTTP Basic (the key as user name, empty password, as Segment's SDKs send it),
+``Bearer`` (Customer.io's SDKs send ``pk_``/``sk_`` keys so), or the body's ``writeKey`` (browsers)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,16 @@ def basic_user(authorization: str) -> str | None:
     return decoded.partition(":")[0] or None
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The token of a ``Bearer`` ``Authorization`` header, else ``None``."""
+    scheme, _, token = authorization.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
 def presented_key(headers: Mapping[str, str], body: Mapping[str, Any]) -> str | None:
-    """The write key a request carries: Basic auth wins over the body's ``writeKey``."""
-    from_header = basic_user(headers.get("authorization", ""))
+    """The write key a request carries: the ``Authorization`` header wins over the body's ``writeKey``."""
+    authorization = headers.get("authorization", "")
+    from_header = basic_user(authorization) or bearer_token(authorization)
     if from_header is not None:
         return from_header
     from_body = body.get("writeKey")
