@@ -3,9 +3,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
+NODE_CLIENTS := tests/e2e/node
+
 .PHONY: setup redis demo test lint mypy bench all
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(NODE_CLIENTS)/node_modules/.package-lock.json
+
+# The real Node.js SDKs the intake's end-to-end tests send with, exactly as locked (needs Node.js >= 18 and npm).
+$(NODE_CLIENTS)/node_modules/.package-lock.json: $(NODE_CLIENTS)/package.json $(NODE_CLIENTS)/package-lock.json
+	cd $(NODE_CLIENTS) && npm ci --no-audit --no-fund --loglevel=error
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -3,6 +3,7 @@ arrives as the mapping contract says, exactly once, in order."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,13 @@ from tests.support.intake import Intake, running_intake
 
 pytestmark = pytest.mark.e2e
 
-#: A key per SDK, each naming its own workspace (so each SDK's arrivals are told apart by site).
-SDK_KEYS = {"wsa": "wk-segment-python", "wsb": "pk_us_customerio-python"}
+#: The Segment SDKs send to workspace wsa, Customer.io's to wsb (a ``pk_us_`` key goes as Bearer, others as Basic).
+WRITE_KEYS = {
+    "wsa": ["wk-segment-python", "wk-segment-node"],
+    "wsb": ["pk_us_customerio-python", "wk-customerio-node"],
+}
+#: Where ``make setup`` installs the Node.js SDKs (``npm ci``) and the script that sends with them.
+NODE_DIR = Path(__file__).parent / "node"
 DEVICE_TOKEN = "fcm-token-0123456789"
 #: The operations the seven calls of ``send_all`` become (mapping.md), in the order they were made.
 EXPECTED = [
@@ -32,8 +38,8 @@ EXPECTED = [
 @pytest.fixture
 def fleet_and_intake(stand_in, make_fleet, tmp_path: Path) -> Iterator[Intake]:
     workspaces = standin_workspaces(stand_in.url, "ab")
-    for name, key in SDK_KEYS.items():
-        workspaces[name]["write_keys"] = [key]
+    for name, keys in WRITE_KEYS.items():
+        workspaces[name]["write_keys"] = keys
     fleet = make_fleet(workspaces)
     fleet.start(1)
     with running_intake(fleet.worker_env(), tmp_path / "intake.log") as intake:
@@ -57,13 +63,13 @@ def send_all(client: Any, user: str) -> None:
 def segment_client(url: str) -> Any:
     from segment.analytics import Client
 
-    return Client(SDK_KEYS["wsa"], host=url, max_retries=3, upload_interval=0.1)
+    return Client(WRITE_KEYS["wsa"][0], host=url, max_retries=3, upload_interval=0.1)
 
 
 def customerio_client(url: str) -> Any:
     from customerio.analytics import Client
 
-    return Client(SDK_KEYS["wsb"], host=url, max_retries=3, upload_interval=0.1)
+    return Client(WRITE_KEYS["wsb"][0], host=url, max_retries=3, upload_interval=0.1)
 
 
 @pytest.mark.parametrize(
@@ -89,6 +95,34 @@ def test_python_sdks_deliver_through_the_intake(
     client.shutdown()
 
     assert errors == []
+    assert_delivered(stand_in, redis_client, key_prefix, workspace, site, user)
+
+
+@pytest.mark.parametrize(
+    ("sdk", "workspace", "site"),
+    [("segment", "wsa", "site-a"), ("customerio", "wsb", "site-b")],
+    ids=["@segment/analytics-node", "@customerio/cdp-analytics-node"],
+)
+def test_node_sdks_deliver_through_the_intake(
+    fleet_and_intake: Intake, stand_in, redis_client, key_prefix, sdk: str, workspace: str, site: str
+):
+    assert (NODE_DIR / "node_modules" / ".package-lock.json").exists(), "run `make setup` (npm ci in tests/e2e/node)"
+    user = f"user-{workspace}"
+
+    sent = subprocess.run(
+        ["node", str(NODE_DIR / "send.js"), sdk, fleet_and_intake.url, WRITE_KEYS[workspace][1], user],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert sent.returncode == 0, sent.stderr
+    assert_delivered(stand_in, redis_client, key_prefix, workspace, site, user)
+
+
+def assert_delivered(stand_in, redis_client, key_prefix: str, workspace: str, site: str, user: str) -> None:
+    """The seven calls arrived at the workspace's site only, as the mapping says, each once, in order."""
     wait_for(lambda: len(stand_in.accepted(site)) >= len(EXPECTED), 60, "the seven operations")
     wait_until_drained(redis_client, key_prefix, workspace)
     operations = [record["operation"] for record in stand_in.accepted(site)]
