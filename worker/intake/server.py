@@ -9,6 +9,7 @@ to a body that takes over ``BODY_TIMEOUT_S``; uvicorn has no bound on the time t
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import uvicorn
@@ -16,6 +17,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from worker.intake.asgi import IntakeApp
 from worker.intake.limits import HEADER_TIMEOUT_S
+from worker.intake.options import IntakeOptions
 from worker.logs import configure_logging, register_secrets, settings_secrets
 from worker.settings import Settings, load_settings
 
@@ -34,7 +36,7 @@ def build_app(settings: Settings | None = None) -> IntakeApp:
     settings = settings or load_settings()
     configure_logging(settings.log_format, settings.log_level)
     register_secrets([*settings_secrets(settings), *settings.write_key_owners()])
-    return IntakeApp(settings)
+    return IntakeApp(settings, body_timeout_s=IntakeOptions().body_timeout_s)
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -70,15 +72,17 @@ def guarded_protocol(header_timeout_s: float) -> type[GuardedH11Protocol]:
     return type("GuardedH11Protocol", (GuardedH11Protocol,), {"header_timeout_s": header_timeout_s})
 
 
-def serve(host: str, port: int, *, workers: int = 1, header_timeout_s: float = HEADER_TIMEOUT_S) -> None:
+def serve(host: str, port: int, *, workers: int = 1, options: IntakeOptions | None = None) -> None:
     """Run the intake under uvicorn until stopped (several processes with ``workers`` > 1)."""
+    options = options or IntakeOptions()
+    os.environ["CIO_INTAKE_BODY_TIMEOUT_S"] = str(options.body_timeout_s)  # read again by each server process
     build_app()  # fail fast, with one clear ConfigError, before any process is started
     uvicorn.run(
         "worker.intake:app",
         host=host,
         port=port,
         workers=workers,
-        http=guarded_protocol(header_timeout_s),
+        http=guarded_protocol(options.header_timeout_s),
         timeout_keep_alive=KEEP_ALIVE_S,
         limit_concurrency=CONCURRENCY_LIMIT,
         access_log=False,
