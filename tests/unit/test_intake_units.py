@@ -13,7 +13,7 @@ from worker.intake.auth import KeyRing, basic_user, presented_key
 from worker.intake.decoding import check_content_type, decode, gunzip, parse_object
 from worker.intake.errors import HttpError
 from worker.intake.limits import BATCH_BYTES, BATCH_EVENTS, EVENT_BYTES
-from worker.intake.segment import events_of, stamp_received
+from worker.intake.segment import Clock, events_of, stamp_received
 from worker.settings import ConfigError, load_settings
 
 RECEIVED = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -122,7 +122,7 @@ def test_a_single_call_takes_its_type_from_the_endpoint_and_drops_the_write_key(
 def test_skew_correction_as_segment_computes_it():
     event = {"timestamp": "2030-01-01T13:00:00+01:00", "sentAt": "2030-01-01T12:00:30Z"}
 
-    stamp_received(event, None, RECEIVED)
+    stamp_received(event, None, Clock(RECEIVED))
 
     # The client's clock is 30 s ahead: the event happened 30 s before it was sent, 30 s before the intake got it.
     assert event["timestamp"] == "2030-01-01T11:59:30.000Z"
@@ -141,7 +141,7 @@ def test_skew_correction_as_segment_computes_it():
 def test_times_that_cannot_be_corrected_are_kept(event):
     original = dict(event)
 
-    stamp_received(event, None, RECEIVED)
+    stamp_received(event, None, Clock(RECEIVED))
 
     assert event["timestamp"] == original["timestamp"] and "originalTimestamp" not in event
 

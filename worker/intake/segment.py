@@ -53,15 +53,16 @@ def events_of(name: str, body: Mapping[str, Any], received: dt.datetime) -> list
     Raises:
         HttpError: 400 when a batch request has no ``batch`` list or a top-level field has the wrong type.
     """
+    clock = Clock(received)
     if name in SINGLE_CALLS:
         event = {**body, "type": SINGLE_CALLS[name]}
-        return [stamp_received(_without_credentials(event), None, received)]
+        return [clock.stamp(_without_credentials(event), None)]
     batch = body.get("batch")
     if not isinstance(batch, list):
         raise HttpError(400, "batch: must be a list of events")
     shared = _shared_fields(body)
     sent_at = body.get("sentAt")
-    return [_batch_event(item, shared, sent_at, received) for item in batch]
+    return [_batch_event(item, shared, sent_at, clock) for item in batch]
 
 
 def _shared_fields(body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -76,7 +77,7 @@ def _shared_fields(body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return shared
 
 
-def _batch_event(item: Any, shared: Mapping[str, dict[str, Any]], sent_at: Any, received: dt.datetime) -> Any:
+def _batch_event(item: Any, shared: Mapping[str, dict[str, Any]], sent_at: Any, clock: Clock) -> Any:
     if not isinstance(item, dict):
         return item
     event = _without_credentials(item)
@@ -86,21 +87,43 @@ def _batch_event(item: Any, shared: Mapping[str, dict[str, Any]], sent_at: Any, 
             event[name] = value
         elif isinstance(own, dict):
             event[name] = {**value, **own}
-    return stamp_received(event, sent_at, received)
+    return clock.stamp(event, sent_at)
 
 
 def _without_credentials(event: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in event.items() if key not in CREDENTIAL_FIELDS}
 
 
-def stamp_received(event: dict[str, Any], request_sent_at: Any, received: dt.datetime) -> dict[str, Any]:
+class Clock:
+    """The receipt time of one request, formatted once, and the ``sentAt`` values it has parsed."""
+
+    def __init__(self, received: dt.datetime) -> None:
+        self.received = received
+        self.received_iso = iso(received)
+        self._parsed: dict[str, dt.datetime | None] = {}
+
+    def sent(self, value: Any) -> dt.datetime | None:
+        """``parse_time`` of a ``sentAt``, once per distinct value (a batch's events share one)."""
+        if not isinstance(value, str):
+            return None
+        if value not in self._parsed:
+            self._parsed[value] = parse_time(value)
+        return self._parsed[value]
+
+    def stamp(self, event: dict[str, Any], request_sent_at: Any) -> dict[str, Any]:
+        """``stamp_received`` at this clock's time."""
+        return stamp_received(event, request_sent_at, self)
+
+
+def stamp_received(event: dict[str, Any], request_sent_at: Any, clock: Clock) -> dict[str, Any]:
     """Set ``receivedAt`` and correct ``timestamp`` for the client's clock skew, as Segment does.
 
     Nothing but ``receivedAt`` changes when ``sentAt`` (the event's, else the request's) or the client-side time
     (``originalTimestamp``, else ``timestamp``) is missing or not an ISO-8601 time with a zone.
     """
-    event["receivedAt"] = iso(received)
-    sent = parse_time(event.get("sentAt", request_sent_at))
+    received = clock.received
+    event["receivedAt"] = clock.received_iso
+    sent = clock.sent(event.get("sentAt", request_sent_at))
     original_raw = event.get("originalTimestamp", event.get("timestamp"))
     original = parse_time(original_raw)
     if sent is None or original is None:
