@@ -174,7 +174,12 @@ def test_gzip_bodies_are_accepted(client, redis_client, key_prefix):
 
 def test_cors_preflight_and_origins_per_workspace(client, redis_client, key_prefix):
     preflight = client.options(
-        "/v1/t", headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"}
+        "/v1/t",
+        headers={
+            "Origin": "https://shop.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-retry-count",
+        },
     )
     stranger = client.options("/v1/t", headers={"Origin": "https://evil.example"})
     event = orjson.dumps({"writeKey": KEY_A, "userId": "u", "event": "E"})
@@ -190,9 +195,11 @@ def test_cors_preflight_and_origins_per_workspace(client, redis_client, key_pref
     assert preflight.status_code == 204
     assert preflight.headers["access-control-allow-origin"] == "https://shop.example"
     assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert preflight.headers["access-control-allow-headers"] == "content-type,x-retry-count"  # analytics-next's
     assert "access-control-allow-origin" not in stranger.headers
     assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == "https://shop.example"
     assert other_workspace.status_code == 403
+    assert other_workspace.headers["access-control-allow-origin"] == "https://shop.example"  # the reason is readable
     assert len(stored_events(redis_client, key_prefix, "wsa")) == 1
     assert stored_events(redis_client, key_prefix, "wsb") == []
 

@@ -88,13 +88,17 @@ class IntakeApp:
         except HttpError as error:
             if error.status >= 500:
                 log.warning("intake request refused: %s", error.message, extra={"status": error.status})
-            return error_response(error)
+            response = error_response(error)
+            response.headers += self.cors.readable(header_map(scope).get("origin"))
+            return response
 
     async def _route(self, scope: Scope, receive: Receive) -> Response:
         method, path = scope["method"], scope["path"].rstrip("/") or "/"
         if path.startswith(_V1) and is_endpoint(path[len(_V1) :]):
             if method == "OPTIONS":
-                return Response(204, headers=self.cors.preflight(header_map(scope).get("origin")))
+                headers = header_map(scope)
+                preflight = self.cors.preflight(headers.get("origin"), headers.get("access-control-request-headers"))
+                return Response(204, headers=preflight)
             if method != "POST":
                 raise HttpError(405, "use POST")
             return await self._ingest(path[len(_V1) :], header_map(scope), receive)

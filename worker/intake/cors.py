@@ -34,16 +34,26 @@ class Cors:
     def _allows(self, allowed: frozenset[str], origin: str) -> bool:
         return ANY_ORIGIN in allowed or origin.rstrip("/") in allowed
 
-    def preflight(self, origin: str | None) -> list[tuple[str, str]]:
-        """The headers answering a preflight from ``origin``; none when no workspace allows it."""
+    def preflight(self, origin: str | None, requested_headers: str | None = None) -> list[tuple[str, str]]:
+        """The headers answering a preflight from ``origin``; none when no workspace allows it.
+
+        The request headers the browser asks for are allowed as asked (SDKs add their own, such as
+        ``X-Retry-Count``): a header grants nothing here, the write key in the request does.
+        """
         if origin is None or not self._allows(self._any, origin):
             return []
         return [
             *self.allow(origin),
             ("access-control-allow-methods", "POST, OPTIONS"),
-            ("access-control-allow-headers", _ALLOW_HEADERS),
+            ("access-control-allow-headers", requested_headers or _ALLOW_HEADERS),
             ("access-control-max-age", str(MAX_AGE_S)),
         ]
+
+    def readable(self, origin: str | None) -> list[tuple[str, str]]:
+        """The headers that let a browser read an error answer, for an origin some workspace allows."""
+        if origin is None or not self._allows(self._any, origin):
+            return []
+        return self.allow(origin)
 
     def check(self, workspace: str, origin: str | None) -> list[tuple[str, str]]:
         """The CORS headers of a request to ``workspace`` from ``origin``.
