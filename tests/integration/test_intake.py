@@ -242,3 +242,15 @@ def test_a_full_backlog_gets_503_with_retry_after_and_says_what_was_enqueued(red
     client = redis.Redis.from_url(redis_url)
     assert [event["event"] for event in stored_events(client, key_prefix, "wsa")] == ["E0", "E1"]
     client.close()
+
+
+def test_several_server_processes_serve_the_same_keys(redis_url, key_prefix, tmp_path, redis_client):
+    env = intake_env(redis_url, key_prefix, tmp_path)
+    with (
+        running_intake(env, tmp_path / "intake.log", "--workers", "2") as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        answers = [http.post("/v1/t", json={"userId": "u", "event": f"E{n}"}, headers=basic(KEY_A)) for n in range(4)]
+
+    assert [answer.status_code for answer in answers] == [200] * 4
+    assert len(stored_events(redis_client, key_prefix, "wsa")) == 4

@@ -9,6 +9,7 @@ to a body that takes over ``BODY_TIMEOUT_S``; uvicorn has no bound on the time t
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from typing import Any
 
@@ -16,7 +17,6 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from worker.intake.asgi import IntakeApp
-from worker.intake.limits import HEADER_TIMEOUT_S
 from worker.intake.options import IntakeOptions
 from worker.logs import configure_logging, register_secrets, settings_secrets
 from worker.settings import Settings, load_settings
@@ -39,10 +39,18 @@ def build_app(settings: Settings | None = None) -> IntakeApp:
     return IntakeApp(settings, body_timeout_s=IntakeOptions().body_timeout_s)
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers take over ``header_timeout_s``."""
+@functools.cache
+def header_timeout_s() -> float:
+    """This process's header timeout (``CIO_INTAKE_HEADER_TIMEOUT_S``, which ``serve`` sets for its processes)."""
+    return IntakeOptions().header_timeout_s
 
-    header_timeout_s: float = HEADER_TIMEOUT_S
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers take over ``header_timeout_s()``.
+
+    The class is passed to uvicorn by reference (server processes import it), so the timeout is read from the
+    environment in each process rather than stored on a class made at run time.
+    """
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -59,7 +67,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def _arm(self) -> None:
         waiting_for = self.cycle
-        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late, waiting_for)
+        self._header_timer = self.loop.call_later(header_timeout_s(), self._headers_late, waiting_for)
 
     def _headers_late(self, waiting_for: Any) -> None:
         self._header_timer = None
@@ -67,22 +75,20 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def guarded_protocol(header_timeout_s: float) -> type[GuardedH11Protocol]:
-    """``GuardedH11Protocol`` with its own header timeout."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"header_timeout_s": header_timeout_s})
-
-
 def serve(host: str, port: int, *, workers: int = 1, options: IntakeOptions | None = None) -> None:
     """Run the intake under uvicorn until stopped (several processes with ``workers`` > 1)."""
     options = options or IntakeOptions()
-    os.environ["CIO_INTAKE_BODY_TIMEOUT_S"] = str(options.body_timeout_s)  # read again by each server process
+    # Read again by each server process (uvicorn's --workers start them afresh).
+    os.environ["CIO_INTAKE_BODY_TIMEOUT_S"] = str(options.body_timeout_s)
+    os.environ["CIO_INTAKE_HEADER_TIMEOUT_S"] = str(options.header_timeout_s)
+    header_timeout_s.cache_clear()
     build_app()  # fail fast, with one clear ConfigError, before any process is started
     uvicorn.run(
         "worker.intake:app",
         host=host,
         port=port,
         workers=workers,
-        http=guarded_protocol(options.header_timeout_s),
+        http=GuardedH11Protocol,
         timeout_keep_alive=KEEP_ALIVE_S,
         limit_concurrency=CONCURRENCY_LIMIT,
         access_log=False,
