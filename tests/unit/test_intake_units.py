@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import gzip
+import logging
 
 import pytest
 
@@ -166,3 +167,19 @@ def test_malformed_batches_are_400(body):
     with pytest.raises(HttpError) as caught:
         events_of("batch", body, RECEIVED)
     assert caught.value.status == 400
+
+
+def test_building_the_app_registers_the_write_keys_as_secrets(monkeypatch):
+    from worker.intake import build_app
+    from worker.logs import MASK, clear_secrets, redact
+
+    workspace_env(monkeypatch, "ACME", '["wk-acme-secret-1"]')
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        build_app()
+        assert redact("key wk-acme-secret-1 seen") == f"key {MASK} seen"
+    finally:
+        clear_secrets()
+        root.handlers[:] = handlers
+        root.setLevel(level)
