@@ -163,3 +163,19 @@ def test_redis_lost_mid_request_gets_503_then_the_retry_is_whole_and_nothing_is_
         gate.close()
     stored = stored_events(redis_client, key_prefix, "wsa")
     assert sorted(event["messageId"] for event in stored) == sorted([f"m-{n}" for n in range(5)] * 2)
+
+
+def test_an_unreachable_redis_gets_503_with_retry_after_and_health_says_so(redis_url, key_prefix, tmp_path):
+    gate = RedisGate(redis_url)
+    env = intake_env(gate.url, key_prefix, tmp_path, CIO_REDIS_SOCKET_TIMEOUT_S="1", CIO_REDIS_CONNECT_TIMEOUT_S="1")
+    try:
+        with running_intake(env, tmp_path / "intake.log") as server, httpx.Client(base_url=server.url) as http:
+            gate.black_hole()
+            answer = http.post("/v1/track", content=track(), headers=basic(KEY_A), timeout=60)
+            health = http.get("/health", timeout=60)
+    finally:
+        gate.close()
+
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+    assert "Redis" in answer.json()["error"]
+    assert health.status_code == 503
