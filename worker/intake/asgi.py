@@ -22,7 +22,7 @@ from worker.intake.decoding import check_content_type, declared_length, decode, 
 from worker.intake.enqueue import Enqueuer, Outcome
 from worker.intake.errors import HttpError
 from worker.intake.limits import BATCH_BYTES, BODY_TIMEOUT_S, RETRY_AFTER_S
-from worker.intake.metrics import NO_WORKSPACE, IntakeMetrics
+from worker.intake.metrics import IntakeMetrics
 from worker.intake.openapi import document
 from worker.intake.responses import Response, error_response, json_response, outcome_response
 from worker.intake.segment import events_of, is_endpoint
@@ -133,7 +133,7 @@ class IntakeApp:
     def _count(self, workspace: str, outcome: Outcome) -> None:
         refused = len(outcome.refused)
         left_out = outcome.total - outcome.accepted - refused
-        self.metrics.outcome(workspace or NO_WORKSPACE, outcome.accepted, refused, left_out)
+        self.metrics.outcome(workspace, outcome.accepted, refused, left_out)
         if outcome.refused or outcome.full is not None:
             log.info(
                 "intake request partly refused",

@@ -8,8 +8,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 #: Request latency buckets, in seconds.
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-#: The ``workspace`` label of a request that named none (no key, unknown key).
-NO_WORKSPACE: Final = "-"
 
 
 class IntakeMetrics:
