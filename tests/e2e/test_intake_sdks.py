@@ -60,16 +60,16 @@ def send_all(client: Any, user: str) -> None:
     client.flush()
 
 
-def segment_client(url: str) -> Any:
+def segment_client(url: str, on_error: Callable[..., None]) -> Any:
     from segment.analytics import Client
 
-    return Client(WRITE_KEYS["wsa"][0], host=url, max_retries=3, upload_interval=0.1)
+    return Client(WRITE_KEYS["wsa"][0], host=url, max_retries=3, upload_interval=0.1, on_error=on_error)
 
 
-def customerio_client(url: str) -> Any:
+def customerio_client(url: str, on_error: Callable[..., None]) -> Any:
     from customerio.analytics import Client
 
-    return Client(WRITE_KEYS["wsb"][0], host=url, max_retries=3, upload_interval=0.1)
+    return Client(WRITE_KEYS["wsb"][0], host=url, max_retries=3, upload_interval=0.1, on_error=on_error)
 
 
 @pytest.mark.parametrize(
@@ -82,13 +82,12 @@ def test_python_sdks_deliver_through_the_intake(
     stand_in,
     redis_client,
     key_prefix,
-    make_client: Callable[[str], Any],
+    make_client: Callable[[str, Callable[..., None]], Any],
     workspace: str,
     site: str,
 ):
     errors: list[Any] = []
-    client = make_client(fleet_and_intake.url)
-    client.on_error = lambda error, batch: errors.append(error)
+    client = make_client(fleet_and_intake.url, lambda error, batch: errors.append(error))
     user = f"user-{workspace}"
 
     send_all(client, user)
