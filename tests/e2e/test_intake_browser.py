@@ -1,7 +1,7 @@
 """A real headless browser (Debian's chromium) loads a page that uses Segment's browser SDK (analytics-next, from
 npm, unmodified) pointed at the intake: its calls cross CORS (a preflight: the SDK adds X-Retry-Count) as
 text/plain with the body's writeKey, and land in Redis. Chromium comes from apt (``.ci/ensure-browser-and-node``),
-the SDK from npm (``make setup``)."""
+the SDK from npm (``make node-clients``, part of ``make test``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from tests.support.intake import free_port, running_intake, stored_events
 
 pytestmark = pytest.mark.e2e
 
-#: analytics-next's browser bundles, installed by ``make setup`` (npm ci in tests/e2e/node).
+#: analytics-next's browser bundles, installed by ``make node-clients`` (npm ci in tests/e2e/node).
 BUNDLES = Path(__file__).parent / "node" / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd"
 
 PAGE = """<!doctype html>
@@ -80,7 +80,7 @@ def open_in_chromium(url: str, profile: Path, log: Path) -> subprocess.Popen[byt
 
 
 def test_a_browser_sdk_page_sends_through_the_intake(redis_url, redis_client, key_prefix, tmp_path, browser):
-    assert (BUNDLES / "index.js").exists(), "run `make setup` (npm ci in tests/e2e/node)"
+    assert (BUNDLES / "index.js").exists(), "run `make node-clients` (npm ci in tests/e2e/node)"
     page_port = free_port()
     env = intake_env(redis_url, key_prefix, tmp_path)
     # The workspaces file lists https://shop.example for wsa; this page's origin is added by the environment.

@@ -20,7 +20,7 @@ WRITE_KEYS = {
     "wsa": ["wk-segment-python", "wk-segment-node"],
     "wsb": ["pk_us_customerio-python", "wk-customerio-node"],
 }
-#: Where ``make setup`` installs the Node.js SDKs (``npm ci``) and the script that sends with them.
+#: Where ``make node-clients`` installs the Node.js SDKs (``npm ci``) and the script that sends with them.
 NODE_DIR = Path(__file__).parent / "node"
 DEVICE_TOKEN = "fcm-token-0123456789"
 #: The operations the seven calls of ``send_all`` become (mapping.md), in the order they were made.
@@ -105,7 +105,7 @@ def test_python_sdks_deliver_through_the_intake(
 def test_node_sdks_deliver_through_the_intake(
     fleet_and_intake: Intake, stand_in, redis_client, key_prefix, sdk: str, workspace: str, site: str
 ):
-    assert (NODE_DIR / "node_modules" / ".package-lock.json").exists(), "run `make setup` (npm ci in tests/e2e/node)"
+    assert (NODE_DIR / "node_modules" / ".package-lock.json").exists(), "run `make node-clients` (npm ci there)"
     user = f"user-{workspace}"
 
     sent = subprocess.run(
