@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import gzip
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import orjson
 import pytest
 import redis
 
-from tests.support.intake import Intake, running_intake, stored_events, workspaces_toml
+from tests.support.intake import Intake, free_port, running_intake, stored_events, wait_healthy, workspaces_toml
 
 KEY_A = "wk-alpha-0001"
 KEY_A2 = "wk-alpha-0002"
@@ -254,3 +257,26 @@ def test_several_server_processes_serve_the_same_keys(redis_url, key_prefix, tmp
 
     assert [answer.status_code for answer in answers] == [200] * 4
     assert len(stored_events(redis_client, key_prefix, "wsa")) == 4
+
+
+def test_the_app_runs_under_a_plain_uvicorn_with_settings_from_the_environment(
+    redis_url, key_prefix, tmp_path, redis_client
+):
+    port = free_port()
+    uvicorn = str(Path(sys.executable).parent / "uvicorn")
+    env = {**os.environ, **intake_env(redis_url, key_prefix, tmp_path)}
+    log_path = tmp_path / "uvicorn.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [uvicorn, "worker.intake:app", "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=log
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, process, log_path)
+        answer = httpx.post(f"{url}/v1/track", json={"userId": "u", "event": "E"}, headers=basic(KEY_B), timeout=30)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+    assert answer.status_code == 200
+    assert [event["event"] for event in stored_events(redis_client, key_prefix, "wsb")] == ["E"]
