@@ -100,11 +100,11 @@ def server_side_p99_ms(url: str) -> str:
     buckets = []
     for line in httpx.get(f"{url}/metrics").text.splitlines():
         if line.startswith("cio_fleet_intake_request_seconds_bucket"):
-            bound = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+            label = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(label), float(line.rsplit(" ", 1)[1])))
     total = buckets[-1][1]
-    bound = next(bound for bound, count in buckets if count >= 0.99 * total)
-    return f"<= {bound * 1e3:g} ms"
+    p99 = next(upper for upper, count in buckets if count >= 0.99 * total)
+    return f"<= {p99 * 1e3:g} ms"
 
 
 def test_intake_latency_at_2000_events_per_second(intake: Intake, redis_client, key_prefix) -> None:
