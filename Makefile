@@ -3,9 +3,17 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup redis demo test lint mypy bench picture all
+NODE_CLIENTS := tests/e2e/node
+
+.PHONY: setup node-clients redis demo test lint mypy bench picture all
 
 setup: $(VENV)/.installed
+
+# The real Node.js and browser SDKs the intake's end-to-end tests send with, exactly as locked (Node.js >= 18, npm).
+node-clients: $(NODE_CLIENTS)/node_modules/.package-lock.json
+
+$(NODE_CLIENTS)/node_modules/.package-lock.json: $(NODE_CLIENTS)/package.json $(NODE_CLIENTS)/package-lock.json
+	cd $(NODE_CLIENTS) && npm ci --no-audit --no-fund --loglevel=error
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +27,7 @@ redis:
 demo: setup redis
 	$(BIN)/cio-fleet demo
 
-test: setup redis
+test: setup redis node-clients
 	$(BIN)/pytest
 
 lint: setup

@@ -10,6 +10,8 @@ Everything comes from ``CIO_``-prefixed environment variables (nested groups use
     track_url = "http://127.0.0.1:8899"   # optional
     rate_limit_rps = 100       # optional
     convert_timestamps = true  # optional
+    write_keys = ["..."]       # optional: keys of the HTTP intake (several, to rotate them)
+    cors_origins = ["https://app.example.com"]   # optional: browser origins the intake answers
 
 Workspaces may also come from the environment (``CIO_WORKSPACES__ACME__SITE_ID``); environment values
 override the file's, key by key. ``load_settings`` turns any problem into one ``ConfigError`` whose message
@@ -70,6 +72,11 @@ class WorkspaceConfig(BaseModel):
     convert_timestamps: bool = True
     partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=1024)
     object_type_id: str = "1"
+    #: Write keys of the HTTP intake (``cio-fleet intake``): an SDK sending with one of them delivers to this
+    #: workspace. Secrets; several so that keys can be rotated; a key belongs to one workspace only.
+    write_keys: tuple[SecretStr, ...] = ()
+    #: Browser origins (``https://app.example.com``, or ``*``) the intake accepts this workspace's events from.
+    cors_origins: tuple[str, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -92,6 +99,13 @@ class WorkspaceConfig(BaseModel):
     def _api_key_not_empty(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().strip():
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator("write_keys")
+    @classmethod
+    def _write_keys_not_blank(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if any(not key.get_secret_value().strip() for key in value):
+            raise ValueError("must not hold an empty key")
         return value
 
     @field_validator("track_url")
@@ -218,6 +232,21 @@ class Settings(BaseSettings):
         named = {key: ws.model_copy(update={"name": key}) for key, ws in self.workspaces.items()}
         object.__setattr__(self, "workspaces", named)
         return self
+
+    @model_validator(mode="after")
+    def _write_keys_are_unique(self) -> Settings:
+        """A write key names one workspace: the error names both workspaces, never the key."""
+        owners: dict[str, str] = {}
+        for name, workspace in sorted(self.workspaces.items()):
+            for key in workspace.write_keys:
+                owner = owners.setdefault(key.get_secret_value(), name)
+                if owner != name:
+                    raise ValueError(f"workspaces {owner!r} and {name!r} share a write key; each key names one")
+        return self
+
+    def write_key_owners(self) -> dict[str, str]:
+        """Each intake write key and the workspace it names."""
+        return {key.get_secret_value(): ws.name for ws in self.workspaces.values() for key in ws.write_keys}
 
     @classmethod
     def settings_customise_sources(
