@@ -5,7 +5,7 @@ PYTHON ?= python3
 
 NODE_CLIENTS := tests/e2e/node
 
-.PHONY: setup node-clients redis demo test lint mypy bench picture all
+.PHONY: setup node-clients browser redis demo test lint mypy bench picture all
 
 setup: $(VENV)/.installed
 
@@ -27,7 +27,11 @@ redis:
 demo: setup redis
 	$(BIN)/cio-fleet demo
 
-test: setup redis node-clients
+# Node.js, npm and Debian's chromium for the intake's SDK and browser tests (installed with apt-get when missing).
+browser:
+	@bash .ci/ensure-browser-and-node
+
+test: setup redis browser node-clients
 	$(BIN)/pytest
 
 lint: setup
