@@ -12,7 +12,7 @@ import pytest
 
 from tests.schema import validate_operation
 from worker.actions import CATALOGUE, NO_ACTION, ActionConfigError, compile_actions, compile_mapping
-from worker.settings import ConfigError, WorkspaceConfig, load_settings
+from worker.settings import ConfigError, WorkspaceConfig, load_settings, read_workspaces_file
 from worker.transform import Deliver, Outcome, Reject, Skip, TransformOptions, transform
 
 APNS = "a" * 64
@@ -312,3 +312,28 @@ def test_a_bad_action_is_one_config_error_naming_workspace_action_and_field(monk
 def test_no_actions_configured_keeps_the_fixed_routing() -> None:
     workspace = WorkspaceConfig(site_id="s", api_key="k")  # type: ignore[arg-type]
     assert TransformOptions.for_workspace(workspace).actions is None
+
+
+def readme_actions_example(tmp_path: Path) -> TransformOptions:
+    """The README's worked examples, loaded as a workspaces file."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in readme.split("```toml\n")[1:]]
+    (example,) = [block for block in blocks if "[[workspaces.acme.actions]]" in block and "site_id" not in block]
+    path = tmp_path / "workspaces.toml"
+    path.write_text('[workspaces.acme]\nsite_id = "s"\napi_key = "k"\n' + example, encoding="utf-8")
+    return TransformOptions.for_workspace(load_settings(workspaces=read_workspaces_file(path)).workspace("acme"))
+
+
+def test_the_readmes_worked_examples_do_what_it_says(tmp_path: Path) -> None:
+    acme = readme_actions_example(tmp_path)
+    device = only(transform(REGISTERED, acme))
+    assert (device["action"], device["device"]["token"]) == ("add_device", APNS)
+    assert only(transform({**REGISTERED, "event": "Application Installed"}, acme))["action"] == "add_device"
+    assert only(transform({**REGISTERED, "event": "Order"}, acme))["action"] == "event"
+    identify = only(transform(IDENTIFY, acme))
+    assert identify["identifiers"] == {"id": "C-77"}
+    assert identify["attributes"] == {"email": "a@x.io", "plan": "pro", "created_at": TS_S}
+    assert transform({"type": "page", "userId": "u1", "properties": {"url": "https://x.io/"}}, acme) == Skip(NO_ACTION)
+    assert acme.actions is not None
+    (track_event,) = [view for view in acme.actions.described if view.action == "Track Event"]
+    assert track_event.trigger == TRACK_EVENT_WITHOUT_PUSH["trigger"]
