@@ -33,7 +33,16 @@ import orjson
 from worker.devices import device_attributes
 from worker.errors import InvalidEvent
 from worker.fields import checked_event_name, convertible_attributes, required_name
-from worker.subscriptions import Predicate, SubscriptionError, compile_trigger
+from worker.subscriptions import (
+    Predicate,
+    SubscriptionError,
+    as_text,
+    compile_trigger,
+    decided_by_values,
+    excluded_values,
+    matched_values,
+    parse_trigger,
+)
 from worker.transform import (
     Skip,
     _add_device,
@@ -58,6 +67,8 @@ Resolver = Callable[[dict[str, Any]], object]
 
 #: What a resolver returns for a path the event does not have.
 MISSING: Final = object()
+#: The event types of the Segment spec (the transform rejects any other before the actions see it).
+SEGMENT_TYPES: Final = ("identify", "track", "page", "screen", "group", "alias")
 #: The reason of an event that no enabled action takes.
 NO_ACTION: Final = "no action subscribed"
 
@@ -334,12 +345,33 @@ class CompiledAction:
     #: ``attributes``: absent from the configuration (the builder's rule), a resolver, or ``None`` (unmapped).
     attributes: Resolver | bool | None = False
     convert_timestamps: bool | None = None
+    #: The event types and names the trigger can match (``None``: any), so that an event is only tried on the
+    #: actions that may take it.
+    types: frozenset[str] | None = None
+    names: frozenset[str] | None = None
+    excluded: frozenset[str] = frozenset()
+    #: Whether ``types`` and ``names`` decide the trigger exactly (then an indexed event needs no test).
+    exact: bool = False
+
+    def may_take(self, kind: str, name: str | None) -> bool:
+        """Whether the trigger can match an event of this type and name (``None``: no name given)."""
+        if self.types is not None and kind not in self.types:
+            return False
+        if name is not None and name in self.excluded:
+            return False
+        return self.names is None or (name is not None and name in self.names)
 
     def view(self, event: dict[str, Any]) -> dict[str, Any]:
         """The event as the builder should read it: mapped input fields put in their slots."""
         for slot, resolver in self.inputs:
             event = _with_value(event, slot, MISSING if resolver is None else resolver(event))
         return event
+
+    @property
+    def runner(self) -> Builder:
+        """What builds this action's operation: the catalogue's builder itself when nothing is configured."""
+        plain = not self.inputs and self.attributes is False and self.convert_timestamps is None
+        return self.spec.build if plain else self.build
 
     def build(self, event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> Operation | Skip:
         """This action's operation for ``event`` (the trigger already matched), or a skip.
@@ -372,6 +404,9 @@ class CompiledAction:
             holder.pop(key, None)
 
 
+_Candidate = tuple[Predicate | None, Builder]
+
+
 @dataclass(frozen=True, slots=True)
 class ActionView:
     """How one instance of an action is configured, for ``cio-fleet actions``."""
@@ -393,6 +428,39 @@ class Actions:
 
     enabled: tuple[CompiledAction, ...]
     described: tuple[ActionView, ...]
+    #: The enabled actions that may take an event, by its type and (as text) name; see :meth:`candidates`.
+    #: Each candidate is its trigger (``None`` when the index decided it) and what builds its operation.
+    by_name: dict[tuple[str, str | None], tuple[_Candidate, ...]] = dataclasses.field(default_factory=dict)
+    #: Every enabled action, each to be tested: for an event the index does not cover.
+    unindexed: tuple[_Candidate, ...] = ()
+
+    @classmethod
+    def of(cls, enabled: tuple[CompiledAction, ...], described: tuple[ActionView, ...]) -> Actions:
+        """The actions, indexed by the event types and names their triggers can match."""
+        kinds = set(SEGMENT_TYPES).union(*(action.types or () for action in enabled))
+        named = {name for action in enabled for name in (*(action.names or ()), *action.excluded)}
+        names: list[str | None] = [None, *named]
+        by_name = {
+            (kind, name): tuple(
+                (None if action.exact else action.matches, action.runner)
+                for action in enabled
+                if action.may_take(kind, name)
+            )
+            for kind in kinds
+            for name in names
+        }
+        return cls(enabled, described, by_name, tuple((action.matches, action.runner) for action in enabled))
+
+    def candidates(self, event: dict[str, Any]) -> tuple[_Candidate, ...]:
+        """The enabled actions whose triggers may match ``event``: each one's trigger, if it must still be tested,
+        and its builder."""
+        kind, name = event.get("type"), event.get("event")
+        if not isinstance(kind, str):
+            return self.unindexed
+        found = self.by_name.get((kind, name if name is None or isinstance(name, str) else as_text(name)))
+        if found is None:
+            found = self.by_name.get((kind, None), self.unindexed)
+        return found
 
     def run(self, event: dict[str, Any], options: TransformOptions, dropped: list[str]) -> list[Operation] | Skip:
         """The operations of every enabled action whose trigger matches, in order; else a skip.
@@ -402,10 +470,10 @@ class Actions:
         """
         operations: list[Operation] = []
         skipped: Skip | None = None
-        for action in self.enabled:
-            if not action.matches(event):
+        for matches, runner in self.candidates(event):
+            if matches is not None and not matches(event):
                 continue
-            built = action.build(event, options, dropped)
+            built = runner(event, options, dropped)
             if isinstance(built, Skip):
                 skipped = skipped or built
             else:
@@ -442,7 +510,9 @@ def _compile_one(spec: ActionSpec, entry: Mapping[str, Any], label: str) -> tupl
             inputs.append((field.slot, resolver))
     trigger = entry.get("trigger") or spec.trigger
     try:
-        predicate = compile_trigger(trigger)
+        tree = parse_trigger(trigger)
+        predicate, types, names = compile_trigger(trigger), matched_values(tree, "type"), matched_values(tree, "event")
+        exact, excluded = decided_by_values(tree), excluded_values(tree, "event")
     except SubscriptionError as exc:
         raise ActionConfigError(f"{label}, field 'trigger': {exc}") from None
     convert = entry.get("convert_timestamps")
@@ -462,7 +532,9 @@ def _compile_one(spec: ActionSpec, entry: Mapping[str, Any], label: str) -> tupl
     )
     if not enabled:
         return None, view
-    compiled = CompiledAction(view.name, spec, predicate, tuple(inputs), attributes, convert)
+    compiled = CompiledAction(
+        view.name, spec, predicate, tuple(inputs), attributes, convert, types, names, excluded, exact
+    )
     return compiled, view
 
 
@@ -505,4 +577,4 @@ def compile_actions(entries: Sequence[Mapping[str, Any]]) -> Actions:
             described.append(view)
             if compiled is not None:
                 enabled.append(compiled)
-    return Actions(tuple(enabled), tuple(described))
+    return Actions.of(tuple(enabled), tuple(described))

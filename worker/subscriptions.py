@@ -82,6 +82,32 @@ def _unquote(literal: str) -> str:
     return re.sub(r"\\(.)", r"\1", literal[1:-1])
 
 
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """``path operator "literal"`` (``exists`` has no literal)."""
+
+    path: tuple[str, ...]
+    operator: str
+    literal: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """``a or b or ...``"""
+
+    parts: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    """``a and b and ...``"""
+
+    parts: tuple[Node, ...]
+
+
+Node = Compare | AnyOf | AllOf
+
+
 class _Parser:
     """Recursive descent over the tokens; each method returns the predicate of what it parsed."""
 
@@ -108,25 +134,25 @@ class _Parser:
             return True
         return False
 
-    def parse(self) -> Predicate:
-        predicate = self.expression()
+    def parse(self) -> Node:
+        node = self.expression()
         if self.peek().kind != "end":
             raise self.fail("'and', 'or' or the end")
-        return predicate
+        return node
 
-    def expression(self) -> Predicate:
+    def expression(self) -> Node:
         parts = [self.conjunction()]
         while self.accept("word", "or"):
             parts.append(self.conjunction())
-        return parts[0] if len(parts) == 1 else _any_of(tuple(parts))
+        return parts[0] if len(parts) == 1 else AnyOf(tuple(parts))
 
-    def conjunction(self) -> Predicate:
+    def conjunction(self) -> Node:
         parts = [self.term()]
         while self.accept("word", "and"):
             parts.append(self.term())
-        return parts[0] if len(parts) == 1 else _all_of(tuple(parts))
+        return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
 
-    def term(self) -> Predicate:
+    def term(self) -> Node:
         if self.accept("op", "("):
             inner = self.expression()
             if not self.accept("op", ")"):
@@ -134,7 +160,7 @@ class _Parser:
             return inner
         path = self.field()
         if self.accept("word", "exists"):
-            return _exists(path)
+            return Compare(path, "exists", "")
         operator = self.peek()
         if operator.kind == "string" or operator.text not in ("=", "!=", "contains"):
             raise self.fail("'=', '!=', 'contains' or 'exists'")
@@ -143,7 +169,7 @@ class _Parser:
         if literal.kind != "string":
             raise self.fail("a string in double quotes")
         self.take()
-        return _comparison(path, operator.text, _unquote(literal.text))
+        return Compare(path, operator.text, _unquote(literal.text))
 
     def field(self) -> tuple[str, ...]:
         token = self.peek()
@@ -166,7 +192,8 @@ def _value(event: dict[str, Any], path: tuple[str, ...]) -> object:
     return value
 
 
-def _as_text(value: object) -> str | None:
+def as_text(value: object) -> str | None:
+    """A value as the comparisons see it: a string, a number or boolean as its JSON text, else ``None``."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -176,28 +203,31 @@ def _as_text(value: object) -> str | None:
     return None
 
 
-def _comparison(path: tuple[str, ...], operator: str, literal: str) -> Predicate:
+def _comparison(node: Compare) -> Predicate:
+    path, operator, literal = node.path, node.operator, node.literal
+    if operator == "exists":
+        return _exists(path)
     if len(path) == 1 and operator != "contains":
-        return _top_level_equals(path[0], literal, negate=operator == "!=")
+        return _top_level_in(path[0], frozenset({literal}), negate=operator == "!=")
     if operator == "=":
-        return lambda event: _as_text(_value(event, path)) == literal
+        return lambda event: as_text(_value(event, path)) == literal
     if operator == "!=":
-        return lambda event: _as_text(_value(event, path)) != literal
+        return lambda event: as_text(_value(event, path)) != literal
     return lambda event: _contains(_value(event, path), literal)
 
 
-def _top_level_equals(key: str, literal: str, *, negate: bool) -> Predicate:
-    """``key = literal`` (or ``!=``) on a top-level field: the common case, kept to one lookup."""
+def _top_level_in(key: str, literals: frozenset[str], *, negate: bool) -> Predicate:
+    """``key = a or key = b ...`` (or ``key != a and key != b ...``) on a top-level field, as one set lookup."""
 
-    def equals(event: dict[str, Any]) -> bool:
+    def member(event: dict[str, Any]) -> bool:
         value = event.get(key)
         if isinstance(value, str):
-            return value == literal
-        return _as_text(value) == literal
+            return value in literals
+        return as_text(value) in literals
 
     if negate:
-        return lambda event: not equals(event)
-    return equals
+        return lambda event: not member(event)
+    return member
 
 
 def _contains(value: object, literal: str) -> bool:
@@ -210,12 +240,100 @@ def _exists(path: tuple[str, ...]) -> Predicate:
     return lambda event: _value(event, path) not in (_MISSING, None)
 
 
-def _any_of(parts: tuple[Predicate, ...]) -> Predicate:
-    return lambda event: any(part(event) for part in parts)
+def _grouped(parts: tuple[Node, ...], operator: str) -> list[Predicate]:
+    """The parts' predicates, top-level comparisons by ``operator`` on one field merged into one set lookup."""
+    sets: dict[str, set[str]] = {}
+    predicates: list[Predicate] = []
+    for part in parts:
+        if isinstance(part, Compare) and part.operator == operator and len(part.path) == 1:
+            sets.setdefault(part.path[0], set()).add(part.literal)
+        else:
+            predicates.append(_compile(part))
+    merged = [_top_level_in(key, frozenset(literals), negate=operator == "!=") for key, literals in sets.items()]
+    return merged + predicates
 
 
-def _all_of(parts: tuple[Predicate, ...]) -> Predicate:
-    return lambda event: all(part(event) for part in parts)
+def _any_of(parts: list[Predicate]) -> Predicate:
+    def any_of(event: dict[str, Any]) -> bool:
+        for part in parts:  # noqa: SIM110 - a plain loop is cheaper than a generator, per event
+            if part(event):
+                return True
+        return False
+
+    return parts[0] if len(parts) == 1 else any_of
+
+
+def _all_of(parts: list[Predicate]) -> Predicate:
+    def all_of(event: dict[str, Any]) -> bool:
+        for part in parts:  # noqa: SIM110 - a plain loop is cheaper than a generator, per event
+            if not part(event):
+                return False
+        return True
+
+    return parts[0] if len(parts) == 1 else all_of
+
+
+def _compile(node: Node) -> Predicate:
+    if isinstance(node, AnyOf):
+        return _any_of(_grouped(node.parts, "="))
+    if isinstance(node, AllOf):
+        return _all_of(_grouped(node.parts, "!="))
+    return _comparison(node)
+
+
+def matched_values(node: Node, key: str) -> frozenset[str] | None:
+    """The values (as :func:`as_text`) of the top-level ``key`` a trigger can match, or ``None`` for any."""
+    if isinstance(node, Compare):
+        return frozenset({node.literal}) if node.path == (key,) and node.operator == "=" else None
+    known = [values for values in (matched_values(part, key) for part in node.parts) if values is not None]
+    if isinstance(node, AllOf):
+        return frozenset.intersection(*known) if known else None
+    return frozenset.union(*known) if len(known) == len(node.parts) else None
+
+
+#: The top-level fields by whose values an event can be looked up rather than tested.
+_INDEXED: Final = (("type",), ("event",))
+
+
+def _single_key(node: Node) -> tuple[str, ...] | None:
+    """The one indexed field that ``node`` tests for equality (``type = "a"``, ``event = "a" or ...``), or ``None``."""
+    parts = node.parts if isinstance(node, AnyOf) else (node,)
+    paths = {part.path for part in parts if isinstance(part, Compare) and part.operator == "="}
+    if len(paths) != 1 or not all(isinstance(part, Compare) and part.operator == "=" for part in parts):
+        return None
+    (path,) = paths
+    return path if path in _INDEXED else None
+
+
+def excluded_values(node: Node, key: str) -> frozenset[str]:
+    """The values of the top-level ``key`` that ``key != "value"`` parts (alone or joined by ``and``) exclude."""
+    parts = node.parts if isinstance(node, AllOf) else (node,)
+    return frozenset(
+        part.literal for part in parts if isinstance(part, Compare) and part.operator == "!=" and part.path == (key,)
+    )
+
+
+def decided_by_values(node: Node) -> bool:
+    """Whether the values :func:`matched_values` and :func:`excluded_values` give for ``type`` and ``event`` decide
+    the trigger exactly, with no other test."""
+    parts = node.parts if isinstance(node, AllOf) else (node,)
+    equalities = [_single_key(part) for part in parts if not _excludes_event(part)]
+    return None not in equalities and len(set(equalities)) == len(equalities)
+
+
+def _excludes_event(node: Node) -> bool:
+    return isinstance(node, Compare) and node.operator == "!=" and node.path == ("event",)
+
+
+def parse_trigger(text: str) -> Node:
+    """The syntax tree of a trigger.
+
+    Raises:
+        SubscriptionError: The trigger does not parse; the message names the position and what was expected.
+    """
+    if not text.strip():
+        raise SubscriptionError("position 1: expected a field or '(', found the end")
+    return _Parser(text).parse()
 
 
 def compile_trigger(text: str) -> Predicate:
@@ -230,6 +348,4 @@ def compile_trigger(text: str) -> Predicate:
     Raises:
         SubscriptionError: The trigger does not parse; the message names the position and what was expected.
     """
-    if not text.strip():
-        raise SubscriptionError("position 1: expected a field or '(', found the end")
-    return _Parser(text).parse()
+    return _compile(parse_trigger(text))
