@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -578,3 +578,17 @@ def compile_actions(entries: Sequence[Mapping[str, Any]]) -> Actions:
             if compiled is not None:
                 enabled.append(compiled)
     return Actions.of(tuple(enabled), tuple(described))
+
+
+def cached_actions(entries: Sequence[Mapping[str, Any]]) -> Actions:
+    """:func:`compile_actions`, once per distinct configuration: each drain of a workspace reuses its actions.
+
+    Raises:
+        ActionConfigError: As :func:`compile_actions`.
+    """
+    return _compile_once(orjson.dumps(list(entries), option=orjson.OPT_SORT_KEYS))
+
+
+@lru_cache(maxsize=256)
+def _compile_once(configuration: bytes) -> Actions:
+    return compile_actions(orjson.loads(configuration))

@@ -61,12 +61,12 @@ class TransformOptions:
 
     @classmethod
     def for_workspace(cls, ws: WorkspaceConfig) -> TransformOptions:
-        """The options configured for ``ws``, its actions compiled once here."""
+        """The options configured for ``ws``, its actions compiled once per configuration."""
         actions = None
         if ws.actions:
-            from worker.actions import compile_actions  # here: worker.actions imports this module
+            from worker.actions import cached_actions  # here: worker.actions imports this module
 
-            actions = compile_actions([entry.model_dump(exclude_none=True) for entry in ws.actions])
+            actions = cached_actions([entry.model_dump(exclude_none=True) for entry in ws.actions])
         return cls(convert_timestamps=ws.convert_timestamps, object_type_id=ws.object_type_id, actions=actions)
 
 

@@ -337,3 +337,10 @@ def test_the_readmes_worked_examples_do_what_it_says(tmp_path: Path) -> None:
     assert acme.actions is not None
     (track_event,) = [view for view in acme.actions.described if view.action == "Track Event"]
     assert track_event.trigger == TRACK_EVENT_WITHOUT_PUSH["trigger"]
+
+
+def test_a_workspaces_actions_are_compiled_once_and_reused() -> None:
+    workspace = WorkspaceConfig(site_id="s", api_key="k", actions=[PAGES_OFF])  # type: ignore[arg-type]
+    first, again = TransformOptions.for_workspace(workspace), TransformOptions.for_workspace(workspace)
+    assert first.actions is not None
+    assert first.actions is again.actions
