@@ -362,9 +362,11 @@ class CompiledAction:
         return self.names is None or (name is not None and name in self.names)
 
     def view(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The event as the builder should read it: mapped input fields put in their slots."""
-        for slot, resolver in self.inputs:
-            event = _with_value(event, slot, MISSING if resolver is None else resolver(event))
+        """The event as the builder should read it: mapped input fields put in their slots (each read from the
+        event as it came, so that one mapping never reads another's result)."""
+        values = [(slot, MISSING if resolver is None else resolver(event)) for slot, resolver in self.inputs]
+        for slot, value in values:
+            event = _with_value(event, slot, value)
         return event
 
     @property
@@ -556,14 +558,16 @@ def compile_actions(entries: Sequence[Mapping[str, Any]]) -> Actions:
     """
     changes: dict[str, Mapping[str, Any]] = {}
     extras: dict[str, list[Mapping[str, Any]]] = {}
+    seen: set[str] = set()
     for position, entry in enumerate(entries, start=1):
         action = entry.get("action")
         if action not in _BY_NAME:
             known = ", ".join(_BY_NAME)
             raise ActionConfigError(f"action #{position} {action!r}, field 'action': unknown action (known: {known})")
         instance = entry.get("name") or action
-        if instance in changes or any(instance == (e.get("name") or "") for e in extras.get(action, [])):
-            raise ActionConfigError(f"action {action!r} ({instance!r}), field 'name': configured twice")
+        if instance in seen or (instance != action and instance in _BY_NAME):
+            raise ActionConfigError(f"action {action!r} ({instance!r}), field 'name': used twice (give each its own)")
+        seen.add(instance)
         if instance == action:
             changes[action] = entry
         else:

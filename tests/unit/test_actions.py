@@ -225,6 +225,11 @@ def test_an_unsupported_type_is_still_rejected_not_skipped() -> None:
         ),
         ([{"action": "Track Event"}, {"action": "Track Event"}], "action 'Track Event' ('Track Event'), field 'name'"),
         (
+            [{"action": "Track Event", "name": "X"}, {"action": "Delete Device", "name": "X"}],
+            "action 'Delete Device' ('X'), field 'name': used twice",
+        ),
+        ([{"action": "Delete Device", "name": "Track Event"}], "action 'Delete Device' ('Track Event'), field 'name'"),
+        (
             [{"action": "Delete Device", "name": "B", "trigger": "x"}],
             "action 'Delete Device' ('B'), field 'trigger': position 1",
         ),
@@ -344,3 +349,9 @@ def test_a_workspaces_actions_are_compiled_once_and_reused() -> None:
     first, again = TransformOptions.for_workspace(workspace), TransformOptions.for_workspace(workspace)
     assert first.actions is not None
     assert first.actions is again.actions
+
+
+def test_mappings_read_the_event_as_it_came_not_each_others_results() -> None:
+    swap = {"action": "Merge People", "fields": {"primary": "$.previousId", "secondary": "$.userId"}}
+    operation = only(transform({"type": "alias", "userId": "new", "previousId": "old"}, options(swap)))
+    assert (operation["primary"], operation["secondary"]) == ({"id": "old"}, {"id": "new"})
