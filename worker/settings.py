@@ -54,6 +54,22 @@ class ConfigError(Exception):
     """The configuration is invalid; the message names the workspace and field, never a secret."""
 
 
+class ActionConfig(BaseModel):
+    """One configured action of a workspace (``worker.actions``): a catalogue action, changed or added."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: str
+    #: Another instance of ``action`` under this name, starting from its defaults (absent: change the default one).
+    name: str | None = None
+    enabled: bool = True
+    trigger: str | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)
+    #: Fields left out (TOML has no null; in JSON, ``"field": null`` in ``fields`` says the same).
+    unmapped: tuple[str, ...] = ()
+    convert_timestamps: bool | None = None
+
+
 class WorkspaceConfig(BaseModel):
     """One Customer.io workspace: where and how its events are delivered."""
 
@@ -77,6 +93,18 @@ class WorkspaceConfig(BaseModel):
     write_keys: tuple[SecretStr, ...] = ()
     #: Browser origins (``https://app.example.com``, or ``*``) the intake accepts this workspace's events from.
     cors_origins: tuple[str, ...] = ()
+    #: Changes to the default actions and extra actions (``worker.actions``); none keeps ``docs/mapping.md``'s routing.
+    actions: tuple[ActionConfig, ...] = ()
+
+    @field_validator("actions")
+    @classmethod
+    def _actions_compile(cls, value: tuple[ActionConfig, ...]) -> tuple[ActionConfig, ...]:
+        """Every trigger and mapping compiles, at start (the error names the action and the field)."""
+        from worker.actions import compile_actions  # here: the mapping core is only needed when actions are given
+
+        if value:
+            compile_actions([entry.model_dump(exclude_none=True) for entry in value])
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -34,6 +34,7 @@ from worker.identifiers import (
 from worker.timestamps import device_last_used, event_timestamp, identify_created_at
 
 if TYPE_CHECKING:
+    from worker.actions import Actions
     from worker.settings import WorkspaceConfig
 
 #: Customer.io's limit on one operation of a batch, serialised.
@@ -48,15 +49,25 @@ _GROUP_CONSUMED: Final = frozenset({"object_type_id", "objectTypeId", "relations
 
 @dataclass(frozen=True, slots=True)
 class TransformOptions:
-    """A workspace's mapping options."""
+    """A workspace's mapping options.
+
+    ``actions`` are the workspace's compiled actions (``worker.actions``); ``None``, when the workspace configures
+    none, maps by the fixed routing of ``docs/mapping.md``, which the default actions reproduce exactly.
+    """
 
     convert_timestamps: bool = True
     object_type_id: str = "1"
+    actions: Actions | None = None
 
     @classmethod
     def for_workspace(cls, ws: WorkspaceConfig) -> TransformOptions:
-        """The options configured for ``ws``."""
-        return cls(convert_timestamps=ws.convert_timestamps, object_type_id=ws.object_type_id)
+        """The options configured for ``ws``, its actions compiled once per configuration."""
+        actions = None
+        if ws.actions:
+            from worker.actions import cached_actions  # here: worker.actions imports this module
+
+            actions = cached_actions([entry.model_dump(exclude_none=True) for entry in ws.actions])
+        return cls(convert_timestamps=ws.convert_timestamps, object_type_id=ws.object_type_id, actions=actions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +139,8 @@ def transform(event: object, options: TransformOptions) -> Outcome:
         if builder is None:
             return Reject("type: unsupported event type")
         dropped: list[str] = []
+        if options.actions is not None:
+            return _deliver_all(options.actions.run(event, options, dropped), dropped)
         built = builder(event, options, dropped)
         return built if isinstance(built, Skip) else _deliver(built, dropped)
     except InvalidEvent as exc:
@@ -143,6 +156,18 @@ def _deliver(operation: dict[str, Any], dropped: list[str]) -> Deliver | Reject:
     if len(encoded) > MAX_OPERATION_BYTES:
         return Reject(f"operation: larger than {MAX_OPERATION_BYTES} bytes")
     return Deliver(operations=(operation,), encoded=(encoded,), dropped_timestamps=tuple(dropped) if dropped else ())
+
+
+def _deliver_all(built: list[dict[str, Any]] | Skip, dropped: list[str]) -> Outcome:
+    """The outcome of an event's actions: each operation within the size limit, else a reject."""
+    if isinstance(built, Skip):
+        return built
+    if len(built) == 1:
+        return _deliver(built[0], dropped)
+    encoded = tuple(orjson.dumps(operation) for operation in built)
+    if any(len(one) > MAX_OPERATION_BYTES for one in encoded):
+        return Reject(f"operation: larger than {MAX_OPERATION_BYTES} bytes")
+    return Deliver(operations=tuple(built), encoded=encoded, dropped_timestamps=tuple(dict.fromkeys(dropped)))
 
 
 def _required_person(event: Mapping[str, Any], action: str) -> Identifiers:

@@ -23,7 +23,7 @@ ALLOWED = {
 }
 #: The pure core: no I/O, no clock, no environment, no logging.
 PURE = ["worker/transform.py", "worker/fields.py", "worker/identifiers.py", "worker/timestamps.py", "worker/devices.py"]
-PURE += ["worker/planning.py", "worker/batching.py", "worker/retry.py"]
+PURE += ["worker/planning.py", "worker/batching.py", "worker/retry.py", "worker/actions.py", "worker/subscriptions.py"]
 IMPURE = {"redis", "httpx", "celery", "kombu", "logging", "os", "time", "socket", "sentry_sdk"}
 
 

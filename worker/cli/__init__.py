@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import demo_cmd, dlq_cmd, fake_cmd, intake_cmd, partition_cmd, send_cmd, status_cmd, transform_cmd
+from worker.cli import (
+    actions_cmd,
+    demo_cmd,
+    dlq_cmd,
+    fake_cmd,
+    intake_cmd,
+    partition_cmd,
+    send_cmd,
+    status_cmd,
+    transform_cmd,
+)
 
 app = typer.Typer(
     name="cio-fleet",
@@ -23,7 +33,17 @@ def version() -> None:
     typer.echo(installed_version("cio-fleet"))
 
 
-for module in (demo_cmd, transform_cmd, send_cmd, partition_cmd, fake_cmd, status_cmd, dlq_cmd, intake_cmd):
+for module in (
+    demo_cmd,
+    transform_cmd,
+    actions_cmd,
+    send_cmd,
+    partition_cmd,
+    fake_cmd,
+    status_cmd,
+    dlq_cmd,
+    intake_cmd,
+):
     module.register(app)
 
 
