@@ -372,6 +372,52 @@ def parse_event(data: Mapping[str, Any]) -> Identify | Track | Page | Screen | G
         raise _from_validation_error(exc, tagged=True) from None
 
 
+#: The exact Python types the call shapes take without their model, per typed field (pydantic's lax rules, such as
+#: accepting any mapping as an object, are left to the model). ``userId`` and the like are ``find_problem``'s.
+_COMMON_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    "messageId": (str,),
+    "userId": (str, int),
+    "anonymousId": (str, int),
+    **dict.fromkeys(_TIME_FIELDS, (str, int, float, dt.datetime)),
+    "context": (dict,),
+    "integrations": (dict,),
+    "email": (str,),
+    "projectId": (str,),
+    "created_at": (str, int, float),
+}
+_SHAPE_TYPES: Final[dict[str, dict[str, tuple[type, ...]]]] = {
+    "identify": {**_COMMON_TYPES, "traits": (dict,)},
+    "track": {**_COMMON_TYPES, "event": (str,), "properties": (dict,)},
+    "page": {**_COMMON_TYPES, "name": (str,), "category": (str,), "properties": (dict,)},
+    "screen": {**_COMMON_TYPES, "name": (str,), "category": (str,), "properties": (dict,)},
+    "group": {**_COMMON_TYPES, "groupId": (str, int), "traits": (dict,)},
+    "alias": {**_COMMON_TYPES, "previousId": (str, int)},
+}
+
+
+def plain_fits(kind: str, event: Mapping[str, Any]) -> bool:
+    """Whether every typed field of the ``kind`` model holds exactly a type the model keeps as it is.
+
+    Such an event needs no model: its plain dict is what the model would dump. Anything else (a subclass, a mapping
+    that is not a dict, a wrong type) goes through the model, which converts it or names the error.
+    """
+    types = _SHAPE_TYPES[kind]
+    for name, value in event.items():
+        allowed = types.get(name)
+        if allowed is not None and type(value) not in allowed:
+            return False
+    return True
+
+
+def shape_event(kind: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The plain event of one call shape, without its model: ``type`` first, ``None`` values left out."""
+    event = {"type": kind}
+    for key, value in fields.items():
+        if value is not None:
+            event[key] = value
+    return event
+
+
 def build_event(model: type[_Event], fields: Mapping[str, Any]) -> dict[str, Any]:
     """The plain event of one call shape: ``fields`` checked by ``model``, ``None`` values left out.
 

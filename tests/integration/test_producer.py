@@ -253,27 +253,39 @@ def test_kick_false_leaves_the_partition_to_the_sweeper(
     assert redis_client.exists(drain_queue(key_prefix)) == 0
 
 
-def test_a_failed_kick_is_logged_and_the_event_stays_enqueued(
-    redis_client: redis.Redis[bytes], key_prefix: str, caplog: pytest.LogCaptureFixture
+def test_the_kick_is_the_message_celery_would_queue(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
 ) -> None:
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-    broker = "memory://:s3cret@localhost/"  # a broker that takes no Redis queue: publish is swapped below
-    producer = Producer(broker, WS, key_prefix=key_prefix, partitions=8, redis_client=client)
-    assert producer._kicker is not None
-    app = producer._kicker._celery()
+    # Given the message Celery's own client queues for a drain task (the worker's broker reads that form)
+    import celery
 
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise ConnectionError("broker at memory://:s3cret@localhost/ refused")
+    app = celery.Celery(broker=redis_url, set_as_current=False)
+    app.send_task("worker.drain", args=['we"ird ws', 5], queue=drain_queue(key_prefix), serializer="json")
+    app.close()
+    [celerys] = drain_messages(redis_client, key_prefix)
+    redis_client.delete(drain_queue(key_prefix))
+    # When a producer kicks partition 5 of that workspace in its enqueue script
+    user = next(f"u{n}" for n in range(1000) if partition_for({"userId": f"u{n}"}, 8) == 5)
+    with Producer(redis_url, 'we"ird ws', key_prefix=key_prefix, partitions=8) as producer:
+        producer.track(user, "x")
+    [ours] = drain_messages(redis_client, key_prefix)
+    # Then it is the same message, but for its task id and origin (Celery's reply_to is for results: none here)
+    for message in (ours, celerys):
+        assert message["headers"]["id"] == message["headers"]["root_id"] == message["properties"]["correlation_id"]
+        assert message["properties"].pop("delivery_tag") and message["properties"].pop("correlation_id")
+        message["headers"].pop("id"), message["headers"].pop("root_id"), message["headers"].pop("origin")
+        message["properties"].pop("reply_to", None)
+    assert orjson.loads(base64.b64decode(ours.pop("body"))) == orjson.loads(base64.b64decode(celerys.pop("body")))
+    assert ours == celerys
 
-    app.send_task = refuse
-    with caplog.at_level(logging.WARNING, logger="producers"):
-        message_id = producer.track("u1", "x")
-    producer.close()
-    client.close()
-    [event] = events_in(redis_client, key_prefix)
-    assert event["messageId"] == message_id
-    assert "sweeper will pick it up" in caplog.text
-    assert "s3cret" not in caplog.text
+
+def test_a_kick_has_a_task_id_of_its_own(redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str) -> None:
+    users = [f"user-{n}" for n in range(40)]
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=8) as producer:
+        producer.enqueue_many({"type": "track", "userId": user, "event": "x"} for user in users)
+        producer.track("late", "x")
+    ids = [uuid.UUID(message["headers"]["id"]) for message in drain_messages(redis_client, key_prefix)]
+    assert len(ids) == len({partition_for({"userId": user}, 8) for user in [*users, "late"]}) == len(set(ids))
 
 
 def test_the_call_shapes_write_segment_events(
