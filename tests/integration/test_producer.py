@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any

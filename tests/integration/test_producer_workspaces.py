@@ -79,6 +79,8 @@ def test_every_sweeper_round_publishes_the_workers_workspaces_and_forgets_stale_
     sweeper_for(deps, redis_client, []).tick()
     # Then the fleet serves its workspace and no longer the retired one; producers follow
     assert set(redis_client.hkeys(workspaces_key(key_prefix))) == {b"ws"}
-    with Producer(redis_url, "retired", key_prefix=key_prefix, partitions=4) as producer:
-        with pytest.raises(UnknownWorkspace):
-            producer.track("u1", "x")
+    with (
+        Producer(redis_url, "retired", key_prefix=key_prefix, partitions=4) as producer,
+        pytest.raises(UnknownWorkspace),
+    ):
+        producer.track("u1", "x")
