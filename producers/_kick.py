@@ -19,7 +19,8 @@ once per layout (``Layout.head``): packing 2 * P key names on every call was the
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ from pydantic import BaseModel
 
 from producers._events import (
     InvalidEventError,
+    MessageIds,
     _Event,
     build_event,
     encode_event,
@@ -332,12 +334,16 @@ class Prepared:
     data: bytes
     kind: str
 
-    def index(self, partitions: int) -> str:
-        """The event's entry in the enqueue script's index: ``partition:length:type``."""
-        return f"{partition_of(self.person, partitions)}:{len(self.data)}:{self.kind}"
+
+def _person(event: Mapping[str, Any]) -> int | None:
+    """``person_hash``, with the usual case first: a non-empty string ``userId``."""
+    user_id = event.get("userId")
+    if type(user_id) is str and user_id:
+        return zlib.crc32(user_id.encode())
+    return person_hash(event)
 
 
-def prepare(event: EventLike, now: str) -> Prepared:
+def prepare(event: EventLike, now: str, new_id: Callable[[], str] = new_message_id) -> Prepared:
     """Check, stamp and serialise one event and hash its person key.
 
     Raises:
@@ -348,8 +354,8 @@ def prepare(event: EventLike, now: str) -> Prepared:
     problem = find_problem(event)
     if problem is not None:
         raise problem
-    message_id, data = encode_event(event, now=now)
-    return Prepared(message_id, person_hash(event), data, str(event["type"]))
+    message_id, data = encode_event(event, now=now, new_id=new_id)
+    return Prepared(message_id, _person(event), data, str(event["type"]))
 
 
 def prepare_shape(model: type[_Event], fields: Mapping[str, Any], now: str) -> Prepared:
@@ -373,13 +379,15 @@ def prepare_shape(model: type[_Event], fields: Mapping[str, Any], now: str) -> P
 
 @dataclass
 class Chunk:
-    """Consecutive input events, prepared for one script call."""
+    """Consecutive input events, prepared for one script call (the good ones' parts in parallel lists)."""
 
     start: int
     message_ids: list[str | None] = field(default_factory=list)
     errors: dict[int, InvalidEventError] = field(default_factory=dict)
-    prepared: list[Prepared] = field(default_factory=list)
     good: list[int] = field(default_factory=list)
+    persons: list[int | None] = field(default_factory=list)
+    blobs: list[bytes] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
     size: int = 0
 
     @classmethod
@@ -389,12 +397,12 @@ class Chunk:
         chunk.append(prepared)
         return chunk
 
-    def add(self, event: Any, now: str) -> None:
+    def add(self, event: Any, now: str, new_id: Callable[[], str]) -> None:
         """Prepare the next input event, or record why it is refused."""
-        index = self.start + len(self.message_ids)
         try:
-            prepared = prepare(event, now)
+            prepared = prepare(event, now, new_id)
         except InvalidEventError as exc:
+            index = self.start + len(self.message_ids)
             self.errors[index] = exc.at(index)
             self.message_ids.append(None)
             return
@@ -404,17 +412,17 @@ class Chunk:
         """Add an event that passed the checks."""
         self.good.append(len(self.message_ids))
         self.message_ids.append(prepared.message_id)
-        self.prepared.append(prepared)
+        self.persons.append(prepared.person)
+        self.blobs.append(prepared.data)
+        self.kinds.append(prepared.kind)
         self.size += len(prepared.data)
-
-    @property
-    def blobs(self) -> list[bytes]:
-        """The good events' JSON, in input order."""
-        return [prepared.data for prepared in self.prepared]
 
     def index_for(self, partitions: int) -> list[str]:
         """The good events' index entries (``partition:length:type``) among ``partitions`` partitions."""
-        return [prepared.index(partitions) for prepared in self.prepared]
+        return [
+            f"{partition_of(person, partitions)}:{len(data)}:{kind}"
+            for person, data, kind in zip(self.persons, self.blobs, self.kinds, strict=True)
+        ]
 
     @property
     def full(self) -> bool:
@@ -424,9 +432,10 @@ class Chunk:
 
 def chunks(events: Iterable[Any]) -> Iterator[Chunk]:
     """Prepare ``events`` lazily, one chunk at a time (one stamp time per chunk)."""
+    new_id = MessageIds()
     chunk, now = Chunk(0), now_iso()
     for event in events:
-        chunk.add(event, now)
+        chunk.add(event, now, new_id)
         if chunk.full:
             yield chunk
             chunk, now = Chunk(chunk.start + len(chunk.message_ids)), now_iso()
