@@ -149,8 +149,8 @@ def drain_message_template(prefix: str, workspace: str) -> bytes:
 #: ARGV: P, backlog cap (-1: none), lease TTL ms, lease value, format version, kick (1/0), the highest valid
 #: partition count, the workspace, the drain message template and its body template (``drain_message_template``),
 #: then per call: a task id (a uuid; the last 4 hex digits become the partition's), the index
-#: ("partition:length:type,..." in input order) and the events' JSON concatenated in that order. Two arguments for
-#: the whole chunk instead of two per event: argument packing is the client's largest cost.
+#: ("partition:type,..." in input order) and each event's JSON, in that order (the client packs them into protocol
+#: bytes itself, so many arguments cost it little; Redis hands each to the script without a copy in Lua).
 #: First the workspace check: when the workers published the workspaces they serve and this one is not among
 #: them, nothing is written and the script returns {0, 0, {}, 0, {known workspaces}}. While none is published
 #: (no worker ever started), every workspace is accepted.
@@ -192,16 +192,14 @@ end
 local added = 0
 local touched = {}
 local types = {}
-local blob = ARGV[13]
-local pos = 1
-for partition, length, kind in string.gmatch(ARGV[12], '(%d+):(%d+):(%a+)') do
+local at = 12
+for partition, kind in string.gmatch(ARGV[12], '(%d+):(%a+)') do
   if cap >= 0 and backlog >= cap then
     break
   end
   local n = tonumber(partition) + 1
-  local stop = pos + tonumber(length)
-  redis.call('XADD', KEYS[n], '*', 'v', ARGV[5], 'event', string.sub(blob, pos, stop - 1))
-  pos = stop
+  at = at + 1
+  redis.call('XADD', KEYS[n], '*', 'v', ARGV[5], 'event', ARGV[at])
   backlog = backlog + 1
   added = added + 1
   touched[n] = true
@@ -261,12 +259,14 @@ def _raw(value: int | str | bytes) -> bytes:
 class Layout:
     """The keys and fixed script arguments of one workspace, once its partition count is known.
 
-    ``head`` is the ``EVALSHA`` call up to its per-call arguments, already in Redis protocol bytes.
+    ``head`` is the ``EVALSHA`` call's arguments up to the per-call ones, already in Redis protocol bytes, and
+    ``fixed`` their number.
     """
 
     partitions: int
     keys: tuple[str, ...]
     head: bytes
+    fixed: int
 
     @classmethod
     def build(cls, prefix: str, workspace: str, partitions: int, *, cap: int | None, kick: bool) -> Layout:
@@ -279,8 +279,7 @@ class Layout:
         fixed: tuple[int | str, ...] = (*header, MAX_PARTITIONS, workspace)
         templates = (drain_message_template(prefix, workspace), drain_body_template(workspace))
         args = [b"EVALSHA", _raw(ENQUEUE_SHA), _raw(len(keys)), *map(_raw, (*keys, *fixed)), *templates]
-        head = b"*%d\r\n" % (len(args) + 3) + resp(*args)
-        return cls(partitions, keys, head)
+        return cls(partitions, keys, resp(*args), len(args))
 
     @property
     def streams(self) -> tuple[str, ...]:
@@ -290,7 +289,10 @@ class Layout:
     def packed(self, chunk: Chunk) -> bytes:
         """The whole ``EVALSHA`` command for the prepared events of ``chunk``, partitioned by this layout."""
         index = ",".join(chunk.index_for(self.partitions)).encode()
-        return self.head + resp(new_message_id().encode(), index, b"".join(chunk.blobs))
+        parts = [b"*%d\r\n" % (self.fixed + 2 + len(chunk.blobs)), self.head, resp(new_message_id().encode(), index)]
+        for data in chunk.blobs:
+            parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+        return b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -418,10 +420,9 @@ class Chunk:
         self.size += len(prepared.data)
 
     def index_for(self, partitions: int) -> list[str]:
-        """The good events' index entries (``partition:length:type``) among ``partitions`` partitions."""
+        """The good events' index entries (``partition:type``) among ``partitions`` partitions."""
         return [
-            f"{partition_of(person, partitions)}:{len(data)}:{kind}"
-            for person, data, kind in zip(self.persons, self.blobs, self.kinds, strict=True)
+            f"{partition_of(person, partitions)}:{kind}" for person, kind in zip(self.persons, self.kinds, strict=True)
         ]
 
     @property
