@@ -5,19 +5,18 @@ Targets (issue 17): ``enqueue_many`` ≥ 150,000 events/s; one ``track`` call p5
 ``AsyncProducer`` within 20 % of ``Producer``. Knobs: ``BENCH_PRODUCER_EVENTS`` (200,000), ``BENCH_PRODUCER_CALLS``
 (5,000), ``BENCH_PRODUCER_ROUNDS`` (3).
 
-The events are Segment-shaped as a web shop sends them: a type mix (60 % track with a product list, 20 % page,
-10 % identify, 10 % anonymous track), a full ``context`` (library, user agent, locale, page), ISO timestamps,
-5,000 people; about 530 bytes each once serialised.
+The events are Segment-shaped as a web shop sends them (``producer_ab.realistic_events``): a type mix (60 % track
+with a product list, 20 % page, 10 % identify, 10 % anonymous track), a full ``context`` (library, user agent,
+locale, page), ISO timestamps, 5,000 people; about 530 bytes each once serialised. ``producer_ab.py`` compares
+two code trees back to back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import orjson
 import pytest
@@ -27,46 +26,12 @@ from producers._events import encode_event, find_problem, now_iso
 from producers._kick import chunks, prepare
 from producers._wire import person_hash
 from tests.benchmarks.conftest import env_int
+from tests.benchmarks.producer_ab import realistic_events, simple_events
 
 WS = "bench"
 EVENTS = env_int("BENCH_PRODUCER_EVENTS", 200_000)
 CALLS = env_int("BENCH_PRODUCER_CALLS", 5_000)
 ROUNDS = env_int("BENCH_PRODUCER_ROUNDS", 3)
-
-
-def context(n: int) -> dict[str, Any]:
-    return {
-        "ip": f"10.0.{n % 256}.{n % 200}",
-        "library": {"name": "analytics-python", "version": "2.3.0"},
-        "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36",
-        "locale": "en-US",
-        "timezone": "Europe/Paris",
-        "page": {"path": "/checkout", "url": "https://shop.example.com/checkout", "referrer": "https://google.com"},
-    }
-
-
-def realistic_event(n: int, user: str) -> dict[str, Any]:
-    """One event of the mix (``n`` picks the type)."""
-    common = {"timestamp": f"2026-11-29T12:{n % 60:02d}:{n % 60:02d}.{n % 1000:03d}Z", "context": context(n)}
-    kind = n % 10
-    if kind < 6:
-        products = [{"sku": f"sku-{n % 97}", "price": 9.99, "quantity": 2}]
-        properties = {"order_id": f"o-{n}", "total": n % 500 + 0.99, "currency": "EUR", "products": products}
-        return {"type": "track", "userId": user, "event": "Order Completed", **common, "properties": properties}
-    if kind < 8:
-        properties = {"url": "https://shop.example.com/checkout", "title": "Checkout", "path": "/checkout"}
-        return {"type": "page", "userId": user, "name": "Checkout", **common, "properties": properties}
-    if kind == 8:
-        traits = {"email": f"{user}@example.com", "plan": "pro", "created_at": "2025-01-01T00:00:00Z"}
-        return {"type": "identify", "userId": user, **common, "traits": traits}
-    anonymous = f"anon-{n % 3_000}"
-    return {"type": "track", "anonymousId": anonymous, "event": "Product Viewed", **common, "properties": {"sku": "x"}}
-
-
-def realistic_events(count: int, people: int = 5_000, seed: int = 7) -> list[dict[str, Any]]:
-    """``count`` events of the mix over ``people`` people, in a random but repeatable order of people."""
-    pick = random.Random(seed)
-    return [realistic_event(n, f"user-{pick.randrange(people)}") for n in range(count)]
 
 
 @pytest.fixture
@@ -85,20 +50,6 @@ def timed(run: Callable[[], int]) -> tuple[float, float]:
     count = run()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return count / wall, cpu / count * 1e6
-
-
-def simple_events(count: int) -> list[dict[str, Any]]:
-    """The events this benchmark used before issue 17: small track events of 10,000 people (about 200 bytes)."""
-    return [
-        {
-            "type": "track",
-            "userId": f"user-{n % 10_000}",
-            "event": "Order Completed",
-            "properties": {"order_id": f"o-{n}", "total": n % 500 + 0.99, "currency": "EUR", "items": 3},
-            "context": {"ip": "10.0.0.1", "library": {"name": "bench", "version": "1"}},
-        }
-        for n in range(count)
-    ]
 
 
 @pytest.mark.parametrize("kind", ["realistic", "simple"])
