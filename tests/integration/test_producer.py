@@ -357,3 +357,33 @@ def test_a_script_missing_from_the_server_cache_is_loaded_and_the_call_retried(
     monkeypatch.setattr(producers._kick, "ENQUEUE_SHA", hashlib.sha1(fresh.encode()).hexdigest())
     producer.track("u1", "after a restart")
     assert [e["event"] for e in events_in(redis_client, key_prefix)] == ["after a restart"]
+
+
+def test_threads_sharing_one_producer_each_get_a_connection(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    # Given one producer and 8 threads that enqueue at the same time (single events and chunks)
+    import threading
+
+    start = threading.Barrier(8)
+
+    def work(thread: int) -> None:
+        start.wait()
+        for n in range(50):
+            producer.track(f"user-{thread}", f"{thread}-{n}")
+        producer.enqueue_many(
+            {"type": "track", "userId": f"user-{thread}", "event": f"{thread}-m{n}"} for n in range(50)
+        )
+
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=8) as producer:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    # Then every event is written once, each thread's in its order
+    written = events_in(redis_client, key_prefix)
+    assert len(written) == len({event["messageId"] for event in written}) == 800
+    for thread in range(8):
+        ours = [event["event"] for event in written if event["userId"] == f"user-{thread}"]
+        assert ours == [f"{thread}-{n}" for n in range(50)] + [f"{thread}-m{n}" for n in range(50)]
