@@ -94,6 +94,7 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
 
     async def _enqueue_one(self, prepared: Prepared) -> str:
         chunk = Chunk.of(prepared)
+        await self._resolve()  # before taking a connection: reading the config takes one of its own
         async with self._connections.connection() as connection:
             reply = await self._finish(await self._start(connection, chunk), chunk)
         if reply.added == 0:
@@ -126,6 +127,7 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
             redis.exceptions.ConnectionError: Redis cannot be reached (earlier chunks stay enqueued).
         """
         tally = Tally()
+        await self._resolve()  # before taking a connection: reading the config takes one of its own
         async with self._connections.connection() as connection:
             sent: tuple[AsyncCall, Chunk] | None = None
             for chunk in chunks(events):  # preparing a chunk overlaps the script of the one sent before

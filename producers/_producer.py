@@ -386,6 +386,7 @@ class Producer(ProducerBase, CallShapes[str]):
 
     def _enqueue_one(self, prepared: Prepared) -> str:
         chunk = Chunk.of(prepared)
+        self._resolve()  # before taking a connection: reading the config takes one of its own
         with self._connections.connection() as connection:
             reply = self._finish(self._start(connection, chunk), chunk)
         if reply.added == 0:
@@ -423,6 +424,7 @@ class Producer(ProducerBase, CallShapes[str]):
             redis.exceptions.ConnectionError: Redis cannot be reached (earlier chunks stay enqueued).
         """
         tally = Tally()
+        self._resolve()  # before taking a connection: reading the config takes one of its own
         with self._connections.connection() as connection:
             sent: tuple[Call, Chunk] | None = None
             for chunk in chunks(events):  # preparing a chunk overlaps the script of the one sent before
