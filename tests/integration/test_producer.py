@@ -367,20 +367,18 @@ def test_threads_sharing_one_producer_each_get_a_connection(
 
     start = threading.Barrier(8)
 
-    def work(thread: int) -> None:
+    def work(shared: Producer, thread: int) -> None:
         start.wait()
         for n in range(50):
-            producer.track(f"user-{thread}", f"{thread}-{n}")
-        producer.enqueue_many(
-            {"type": "track", "userId": f"user-{thread}", "event": f"{thread}-m{n}"} for n in range(50)
-        )
+            shared.track(f"user-{thread}", f"{thread}-{n}")
+        shared.enqueue_many({"type": "track", "userId": f"user-{thread}", "event": f"{thread}-m{n}"} for n in range(50))
 
     with Producer(redis_url, WS, key_prefix=key_prefix, partitions=8) as producer:
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        threads = [threading.Thread(target=work, args=(producer, n)) for n in range(8)]
+        for started in threads:
+            started.start()
+        for started in threads:
+            started.join()
     # Then every event is written once, each thread's in its order
     written = events_in(redis_client, key_prefix)
     assert len(written) == len({event["messageId"] for event in written}) == 800

@@ -146,7 +146,7 @@ def test_concurrent_tasks_sharing_one_producer_are_all_written(
     async def scenario(producer: AsyncProducer) -> list[str]:
         singles = [producer.track(f"user-{n % 7}", f"e{n}") for n in range(60)]  # the pool holds 100
         many = producer.enqueue_many({"type": "track", "userId": "bulk", "event": f"m{n}"} for n in range(300))
-        *ids, result = await asyncio.gather(*singles, many)
+        ids, result = await asyncio.gather(asyncio.gather(*singles), many)
         return [*ids, *result.message_ids]
 
     message_ids = run(redis_url, key_prefix, scenario, partitions=4)
