@@ -143,7 +143,7 @@ def test_the_call_shapes_are_awaitable(redis_client: redis.Redis[bytes], redis_u
 def test_concurrent_tasks_sharing_one_producer_are_all_written(
     redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
 ) -> None:
-    async def scenario(producer: AsyncProducer) -> list[str]:
+    async def scenario(producer: AsyncProducer) -> list[str | None]:
         singles = [producer.track(f"user-{n % 7}", f"e{n}") for n in range(60)]  # the pool holds 100
         many = producer.enqueue_many({"type": "track", "userId": "bulk", "event": f"m{n}"} for n in range(300))
         ids, result = await asyncio.gather(asyncio.gather(*singles), many)
