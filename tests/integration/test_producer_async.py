@@ -143,11 +143,12 @@ def test_the_call_shapes_are_awaitable(redis_client: redis.Redis[bytes], redis_u
 def test_concurrent_tasks_sharing_one_producer_are_all_written(
     redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
 ) -> None:
-    async def scenario(producer: AsyncProducer) -> list[str | None]:
+    async def scenario(producer: AsyncProducer) -> list[str]:
         singles = [producer.track(f"user-{n % 7}", f"e{n}") for n in range(60)]  # the pool holds 100
         many = producer.enqueue_many({"type": "track", "userId": "bulk", "event": f"m{n}"} for n in range(300))
         ids, result = await asyncio.gather(asyncio.gather(*singles), many)
-        return [*ids, *result.message_ids]
+        assert None not in result.message_ids
+        return [*ids, *(str(message_id) for message_id in result.message_ids)]
 
     message_ids = run(redis_url, key_prefix, scenario, partitions=4)
     written = events_in(redis_client, key_prefix, 4)
