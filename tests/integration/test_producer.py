@@ -385,3 +385,19 @@ def test_threads_sharing_one_producer_each_get_a_connection(
     for thread in range(8):
         ours = [event["event"] for event in written if event["userId"] == f"user-{thread}"]
         assert ours == [f"{thread}-{n}" for n in range(50)] + [f"{thread}-m{n}" for n in range(50)]
+
+
+def test_every_kick_body_is_well_formed_base64_whatever_its_length(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    # One- and two-digit partitions and names of three lengths: bodies of every length modulo 3 (base64 padding)
+    lengths = set()
+    for workspace in ("a", "ab", "abc"):
+        with Producer(redis_url, workspace, key_prefix=key_prefix, partitions=16) as producer:
+            producer.enqueue_many({"type": "track", "userId": f"u{n}", "event": "x"} for n in range(200))
+        bodies = [base64.b64decode(m["body"], validate=True) for m in drain_messages(redis_client, key_prefix)]
+        redis_client.delete(drain_queue(key_prefix))
+        assert sorted(orjson.loads(body)[0][1] for body in bodies) == list(range(16))
+        assert {orjson.loads(body)[0][0] for body in bodies} == {workspace}
+        lengths |= {len(body) % 3 for body in bodies}
+    assert lengths == {0, 1, 2}
