@@ -7,7 +7,8 @@ with Producer("redis://127.0.0.1:6379/0", "acme") as producer:
     producer.track("user-1", "Signed Up", {"plan": "pro"})
 ```
 
-``producers`` never imports the worker; it needs only Redis (and Celery, imported on the first kick).
+``producers`` never imports the worker, nor Celery: it needs only redis, orjson and pydantic (see the README,
+"Producer-only install").
 """
 
 from pydantic import BaseModel as _BaseModel
@@ -27,7 +28,7 @@ from producers._events import (
     parse_event,
     validate_event,
 )
-from producers._producer import EnqueueResult, Producer, QueueFull
+from producers._producer import EnqueueResult, Producer, QueueFull, UnknownWorkspace
 from producers._wire import DEFAULT_PARTITIONS, FORMAT_VERSION, partition_for, person_key
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "Screen",
     "SegmentEvent",
     "Track",
+    "UnknownWorkspace",
     "parse_event",
     "partition_for",
     "person_key",

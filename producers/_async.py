@@ -2,12 +2,11 @@
 
 The checks, stamps, script and semantics are the producer's; only the I/O differs. The call shapes
 (``track``, ``identify``…) build the event at once (so ``InvalidEventError`` is raised when they are called)
-and return an awaitable of the messageId. Kicks publish through Celery's blocking client in a worker thread.
+and return an awaitable of the messageId. Kicks are queued by the enqueue script, as ``Producer``'s are.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any
@@ -15,8 +14,8 @@ from typing import Any
 import redis.asyncio
 import redis.exceptions
 
-from producers._events import now_iso
-from producers._kick import ENQUEUE_SCRIPT, Chunk, EventLike, Layout, Reply, chunks, prepare
+from producers._events import _Event, now_iso
+from producers._kick import ENQUEUE_SCRIPT, Chunk, EventLike, Layout, Prepared, Reply, chunks, prepare, prepare_shape
 from producers._producer import (
     DEFAULT_BACKLOG_CAP,
     DEFAULT_REDIS_URL,
@@ -26,6 +25,7 @@ from producers._producer import (
     ProducerBase,
     Tally,
 )
+from producers._roundtrip import AsyncCall, AsyncConnections
 from producers._wire import DEFAULT_PREFIX
 
 
@@ -61,34 +61,45 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
         )
         self._owns_redis = redis_client is None
         self._redis = redis_client or redis.asyncio.Redis.from_url(redis_url, socket_connect_timeout=5.0)
-        self._command: Callable[..., Awaitable[Any]] = self._redis.execute_command
+        self._connections = AsyncConnections(self._redis)
 
-    def _submit(self, event: dict[str, Any]) -> Awaitable[str]:
-        return self.enqueue(event)
+    def _submit(self, model: type[_Event], fields: dict[str, Any]) -> Awaitable[str]:
+        return self._enqueue_one(prepare_shape(model, fields, now_iso()))
 
     async def _resolve(self) -> Layout:
         return self._layout or self._make_layout(await self._redis.hget(self._config_key, "partitions"))
 
-    async def _send(self, chunk: Chunk) -> Reply:
-        """Run the enqueue script for ``chunk``; partition again and retry while the workers' count differs."""
-        layout = await self._resolve()
+    async def _start(self, connection: Any, chunk: Chunk) -> AsyncCall:
+        """Send the script call of ``chunk``; its reply is read by ``_finish``."""
+        return await AsyncCall(connection, (await self._resolve()).packed(chunk)).send()
+
+    async def _finish(self, call: AsyncCall, chunk: Chunk) -> Reply:
+        """The reply of a sent chunk; partition again and send it again while the workers' count differs."""
         for _ in range(LAYOUT_ATTEMPTS):
-            reply = await self._run(layout.evalsha_args(chunk))
-            if reply.published is None:
+            reply = Reply.parse(await self._reply(call))
+            layout = self._judge(reply)
+            if layout is None:
                 return reply
-            layout = self._adopt(reply.published)
+            call = await AsyncCall(call.connection, layout.packed(chunk)).send()
         raise self._still_changing()
 
-    async def _run(self, args: list[Any]) -> Reply:
+    async def _reply(self, call: AsyncCall) -> Any:
+        """The raw reply of a call, loading the script first if the server does not have it (after a restart)."""
         try:
-            raw = await self._command("EVALSHA", *args)
+            return await call.reply()
         except redis.exceptions.NoScriptError:
-            await self._command("SCRIPT", "LOAD", ENQUEUE_SCRIPT)
-            raw = await self._command("EVALSHA", *args)
-        reply = Reply.parse(raw)
-        if self._kicker is not None and reply.kicked:
-            await asyncio.to_thread(self._kicker.kick, reply.kicked)
-        return reply
+            load: Callable[..., Awaitable[Any]] = self._redis.execute_command
+            await load("SCRIPT", "LOAD", ENQUEUE_SCRIPT)
+            return await (await AsyncCall(call.connection, call.packed).send()).reply()
+
+    async def _enqueue_one(self, prepared: Prepared) -> str:
+        chunk = Chunk.of(prepared)
+        await self._resolve()  # before taking a connection: reading the config takes one of its own
+        async with self._connections.connection() as connection:
+            reply = await self._finish(await self._start(connection, chunk), chunk)
+        if reply.added == 0:
+            raise self._full(reply)
+        return prepared.message_id
 
     async def enqueue(self, event: EventLike) -> str:
         """Validate, stamp and append one event; see ``Producer.enqueue``.
@@ -98,14 +109,11 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
 
         Raises:
             InvalidEventError: The event is refused; nothing was enqueued.
+            UnknownWorkspace: The workers serve no such workspace; nothing was enqueued.
             QueueFull: The workspace's backlog is at the cap; nothing was enqueued.
             redis.exceptions.ConnectionError: Redis cannot be reached.
         """
-        prepared = prepare(event, now_iso())
-        reply = await self._send(Chunk.of(prepared))
-        if reply.added == 0:
-            raise self._full(reply)
-        return prepared.message_id
+        return await self._enqueue_one(prepare(event, now_iso()))
 
     async def enqueue_many(self, events: Iterable[EventLike]) -> EnqueueResult:
         """Validate, stamp and append many events in input order; see ``Producer.enqueue_many``.
@@ -115,15 +123,28 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
 
         Raises:
             QueueFull: The cap was reached; ``.result`` tells which events were enqueued.
+            UnknownWorkspace: The workers serve no such workspace; nothing was enqueued.
             redis.exceptions.ConnectionError: Redis cannot be reached (earlier chunks stay enqueued).
         """
         tally = Tally()
-        for chunk in chunks(events):
-            reply = await self._send(chunk) if chunk.good else Reply(0, 0, [])
-            tally.settle(chunk, reply.added)
-            if reply.added < len(chunk.good):
-                raise self._full(reply, tally.result())
+        await self._resolve()  # before taking a connection: reading the config takes one of its own
+        async with self._connections.connection() as connection:
+            sent: tuple[AsyncCall, Chunk] | None = None
+            for chunk in chunks(events):  # preparing a chunk overlaps the script of the one sent before
+                if sent is not None:
+                    await self._settle(tally, *sent)
+                sent = (await self._start(connection, chunk), chunk) if chunk.good else None
+                if sent is None:
+                    tally.settle(chunk, 0)
+            if sent is not None:
+                await self._settle(tally, *sent)
         return tally.result()
+
+    async def _settle(self, tally: Tally, call: AsyncCall, chunk: Chunk) -> None:
+        reply = await self._finish(call, chunk)
+        tally.settle(chunk, reply.added)
+        if reply.added < len(chunk.good):
+            raise self._full(reply, tally.result())
 
     async def backlog(self) -> int:
         """How many events wait in the workspace's streams."""
@@ -135,9 +156,8 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
         return sum(int(length) for length in lengths)
 
     async def close(self) -> None:
-        """Release the Redis and broker connections this producer opened."""
-        if self._kicker is not None:
-            await asyncio.to_thread(self._kicker.close)
+        """Release the Redis connections this producer opened."""
+        await self._connections.close()
         if self._owns_redis:
             # The pool came from ``from_url`` and is ours alone; closing it closes the client.
             await self._redis.connection_pool.disconnect()

@@ -181,8 +181,31 @@ _FIELD_CHECKS: Final[dict[str, Callable[[str, Any], InvalidEventError | None]]] 
 _FIELD_CHECK_ITEMS: Final = tuple(_FIELD_CHECKS.items())
 
 
+#: The exact types that pass ``_FIELD_CHECKS`` at a glance, per common field (``messageId`` must also be non-empty).
+_PLAIN_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    **dict.fromkeys(_ID_FIELDS, (str, int)),
+    **dict.fromkeys(_OBJECT_FIELDS, (dict,)),
+    **dict.fromkeys(_TIME_FIELDS, (str, int, float)),
+    "messageId": (str,),
+}
+
+
+def _plainly_fine(event: Mapping[str, Any]) -> bool:
+    """Whether each common field present is null or of a plain type that passes its check (the usual case).
+
+    One pass over the event's own fields; anything else is left to the full checks, which name the problem.
+    """
+    for name, value in event.items():
+        allowed = _PLAIN_TYPES.get(name)
+        if allowed is not None and value is not None and (type(value) not in allowed or value == ""):
+            return False
+    return True
+
+
 def _shape_problem(event: Mapping[str, Any]) -> InvalidEventError | None:
     """The JSON types of the common fields that are present, in a fixed order."""
+    if _plainly_fine(event):
+        return None
     for name, check in _FIELD_CHECK_ITEMS:
         value = event.get(name)
         problem = None if value is None else check(name, value)
@@ -212,20 +235,41 @@ def new_message_id() -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
+class MessageIds:
+    """Random (version 4) UUID strings drawn from one ``os.urandom`` call per ``batch`` ids (one caller at a time)."""
+
+    def __init__(self, batch: int = 1_024) -> None:
+        self._batch = batch
+        self._hex = ""
+        self._at = 0
+
+    def __call__(self) -> str:
+        """The next id."""
+        at = self._at
+        if at >= len(self._hex):
+            self._hex, at = os.urandom(16 * self._batch).hex(), 0
+        self._at = at + 32
+        h = self._hex[at : at + 32]
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
 def now_iso() -> str:
     """The current UTC time as ISO-8601 with milliseconds and a ``Z``."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def encode_event(event: Mapping[str, Any], *, now: str) -> tuple[str, bytes]:
+def encode_event(
+    event: Mapping[str, Any], *, now: str, new_id: Callable[[], str] = new_message_id
+) -> tuple[str, bytes]:
     """Stamp an event and serialise it, as the producer writes it.
 
     ``messageId`` (a random UUID) and ``timestamp`` are added when absent or null; ``sentAt`` is always set. All other
-    fields are written as given, in the given order.
+    fields are written as given, in the given order, and the added ones after them.
 
     Args:
         event: An event that passed ``find_problem``.
         now: The stamp time, from ``now_iso()``.
+        new_id: Makes the messageId of an event without one.
 
     Returns:
         The event's messageId and its JSON bytes.
@@ -233,20 +277,56 @@ def encode_event(event: Mapping[str, Any], *, now: str) -> tuple[str, bytes]:
     Raises:
         InvalidEventError: The event is not JSON-serialisable or is larger than ``MAX_EVENT_BYTES``.
     """
+    if _stamps_append(event):
+        message_id, data = _encode_appending(event, now, new_id)
+    else:
+        message_id, data = _encode_copy(event, now, new_id)
+    if len(data) > MAX_EVENT_BYTES:
+        raise InvalidEventError(WHOLE_EVENT, f"serialised size {len(data)} bytes exceeds {MAX_EVENT_BYTES}")
+    return message_id, data
+
+
+def _stamps_append(event: Mapping[str, Any]) -> bool:
+    """Whether the stamps only add fields (a plain non-empty dict without ``sentAt`` or a null id or timestamp)."""
+    return (
+        type(event) is dict
+        and bool(event)
+        and "sentAt" not in event
+        and event.get("messageId", "") is not None
+        and event.get("timestamp", "") is not None
+    )
+
+
+def _dumps(event: Mapping[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(event, option=orjson.OPT_UTC_Z)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidEventError(WHOLE_EVENT, f"cannot be serialised as JSON ({exc})") from None
+
+
+def _encode_appending(event: Mapping[str, Any], now: str, new_id: Callable[[], str]) -> tuple[str, bytes]:
+    """Serialise the event as given, then append the stamps it lacks to the JSON object (no copy of the event)."""
+    data = _dumps(event)
+    message_id = event.get("messageId")
+    tail = ""
+    if message_id is None:
+        message_id = new_id()
+        tail = f',"messageId":"{message_id}"'
+    if "timestamp" not in event:
+        tail += f',"timestamp":"{now}"'
+    return str(message_id), data[:-1] + f'{tail},"sentAt":"{now}"}}'.encode()
+
+
+def _encode_copy(event: Mapping[str, Any], now: str, new_id: Callable[[], str]) -> tuple[str, bytes]:
+    """Stamp a copy of the event (a stamp replaces a field), then serialise it."""
     stamped = dict(event)
     message_id = stamped.get("messageId")
     if message_id is None:
-        message_id = stamped["messageId"] = new_message_id()
+        message_id = stamped["messageId"] = new_id()
     if stamped.get("timestamp") is None:
         stamped["timestamp"] = now
     stamped["sentAt"] = now
-    try:
-        data = orjson.dumps(stamped, option=orjson.OPT_UTC_Z)
-    except orjson.JSONEncodeError as exc:
-        raise InvalidEventError(WHOLE_EVENT, f"cannot be serialised as JSON ({exc})") from None
-    if len(data) > MAX_EVENT_BYTES:
-        raise InvalidEventError(WHOLE_EVENT, f"serialised size {len(data)} bytes exceeds {MAX_EVENT_BYTES}")
-    return str(message_id), data
+    return str(message_id), _dumps(stamped)
 
 
 def validate_event(event: Any) -> None:
@@ -370,6 +450,52 @@ def parse_event(data: Mapping[str, Any]) -> Identify | Track | Page | Screen | G
         return _EVENT_ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise _from_validation_error(exc, tagged=True) from None
+
+
+#: The exact Python types the call shapes take without their model, per typed field (pydantic's lax rules, such as
+#: accepting any mapping as an object, are left to the model). ``userId`` and the like are ``find_problem``'s.
+_COMMON_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    "messageId": (str,),
+    "userId": (str, int),
+    "anonymousId": (str, int),
+    **dict.fromkeys(_TIME_FIELDS, (str, int, float, dt.datetime)),
+    "context": (dict,),
+    "integrations": (dict,),
+    "email": (str,),
+    "projectId": (str,),
+    "created_at": (str, int, float),
+}
+_SHAPE_TYPES: Final[dict[str, dict[str, tuple[type, ...]]]] = {
+    "identify": {**_COMMON_TYPES, "traits": (dict,)},
+    "track": {**_COMMON_TYPES, "event": (str,), "properties": (dict,)},
+    "page": {**_COMMON_TYPES, "name": (str,), "category": (str,), "properties": (dict,)},
+    "screen": {**_COMMON_TYPES, "name": (str,), "category": (str,), "properties": (dict,)},
+    "group": {**_COMMON_TYPES, "groupId": (str, int), "traits": (dict,)},
+    "alias": {**_COMMON_TYPES, "previousId": (str, int)},
+}
+
+
+def plain_fits(kind: str, event: Mapping[str, Any]) -> bool:
+    """Whether every typed field of the ``kind`` model holds exactly a type the model keeps as it is.
+
+    Such an event needs no model: its plain dict is what the model would dump. Anything else (a subclass, a mapping
+    that is not a dict, a wrong type) goes through the model, which converts it or names the error.
+    """
+    types = _SHAPE_TYPES[kind]
+    for name, value in event.items():
+        allowed = types.get(name)
+        if allowed is not None and type(value) not in allowed:
+            return False
+    return True
+
+
+def shape_event(kind: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The plain event of one call shape, without its model: ``type`` first, ``None`` values left out."""
+    event = {"type": kind}
+    for key, value in fields.items():
+        if value is not None:
+            event[key] = value
+    return event
 
 
 def build_event(model: type[_Event], fields: Mapping[str, Any]) -> dict[str, Any]:

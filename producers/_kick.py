@@ -1,35 +1,46 @@
-"""The enqueue round trip and the kick that follows it.
+"""The enqueue round trip, the kick it makes, and the checks it runs first.
 
 Events are prepared (checked, stamped, serialised, their person key hashed) in chunks. ``ENQUEUE_SCRIPT`` checks
-that the producer's partition count is the one the workers published, appends the events to their partition
-streams, applies backpressure and claims the kick of each partition that was idle, all in one round trip.
-``Kicker`` then queues a drain task for each claimed partition.
+that the fleet knows the workspace and that the producer's partition count is the one the workers published,
+appends the events to their partition streams, applies backpressure and kicks each partition that was idle, all in
+one round trip.
 
-The script sets the partition's lease to ``kicked`` with ``SET NX``, so exactly one producer kicks each idle
-partition. ``Kicker`` only publishes the Celery message, by task name, so that producers never import the
-worker. Celery is imported on the first kick, never at import time.
+The kick is in the script too: it sets the partition's lease to ``kicked`` with ``SET NX`` (so exactly one producer
+kicks each idle partition) and pushes the Celery task message ``worker.drain(workspace, partition)`` onto the
+``{prefix}.drain`` list, as kombu's Redis transport would (the workers' broker is the Redis of the streams). So
+producers never import Celery, and a kick can no longer be lost between the ``SET`` and its task: both happen or
+neither. The ``kicked`` lease lives as long as the queued task may wait (``KICK_TTL_MS``), so that nobody queues a
+second task for the partition meanwhile.
 
-The ``kicked`` lease lives as long as the queued task may wait (``KICK_TTL_MS``), so that nobody queues a second
-task for the partition meanwhile. A failed publish is logged and swallowed: the event is safely in its stream;
-the ``kicked`` lease is dropped, so that the workers' sweeper queues the drain task at its next sweep (if Redis
-cannot be reached for that either, the sweeper finds the lost kick after ``KICK_GRACE_MS``). Raising would make
-callers enqueue again.
+The script call's fixed part (the sha, the key names, the fixed arguments) is packed into Redis protocol bytes
+once per layout (``Layout.head``): packing 2 * P key names on every call was the client's largest cost.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import threading
-from collections.abc import Iterable, Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import redis
+import orjson
 from pydantic import BaseModel
 
-from producers._events import InvalidEventError, encode_event, event_dict, find_problem, now_iso
+from producers._events import (
+    InvalidEventError,
+    MessageIds,
+    _Event,
+    build_event,
+    encode_event,
+    event_dict,
+    find_problem,
+    new_message_id,
+    now_iso,
+    plain_fits,
+    shape_event,
+)
 from producers._wire import (
     DEFAULT_PARTITIONS,
     DRAIN_TASK,
@@ -43,16 +54,16 @@ from producers._wire import (
     partition_of,
     person_hash,
     stream_key,
+    workspaces_key,
 )
-
-logger = logging.getLogger("producers")
 
 #: The most partitions a workspace may have (as ``WorkspaceConfig.partitions`` allows).
 MAX_PARTITIONS: Final = 1024
 #: Events per script call of ``enqueue_many``.
 CHUNK_EVENTS: Final = 1_000
-#: Serialised bytes per script call of ``enqueue_many`` (a call blocks Redis while it runs).
-CHUNK_BYTES: Final = 1_000_000
+#: Serialised bytes per script call of ``enqueue_many``: a call blocks Redis while it runs (about a millisecond per
+#: 1,000 typical events) and its argument is held whole in memory on both sides.
+CHUNK_BYTES: Final = 512_000
 
 #: What ``enqueue`` accepts: a plain event or one of the event models.
 EventLike = Mapping[str, Any] | BaseModel
@@ -68,104 +79,101 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
-class Kicker:
-    """Publishes ``worker.drain(workspace, partition)`` on the ``{prefix}.drain`` queue.
+# Placeholders of the drain task message template, filled in by the script (JSON text never holds a raw control
+# character, so they cannot clash with the template's own text).
+_BODY: Final = "\x01"
+_PARTITION: Final = "\x02"
+_TASK_ID: Final = "\x03"
+_EMBED: Final = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
-    Args:
-        broker_url: The Redis URL of the Celery broker (the producer's Redis).
-        prefix: The key prefix; the queue is ``{prefix}.drain``.
-        workspace: The workspace whose partitions are kicked.
+
+def drain_body_template(workspace: str) -> bytes:
+    """The body of ``worker.drain(workspace, <partition>)`` (Celery protocol 2: args, kwargs, embed)."""
+    return b"[[" + orjson.dumps(workspace) + b"," + _PARTITION.encode() + b"],{}," + orjson.dumps(_EMBED) + b"]"
+
+
+def drain_message_template(prefix: str, workspace: str) -> bytes:
+    """The kombu Redis message of a drain task, as Celery's ``send_task`` writes it, with placeholders.
+
+    The script replaces ``\\x01`` with the base64 body, ``\\x02`` with the partition and ``\\x03`` with the task id.
+    The workers' broker (kombu's Redis transport) reads it from the ``{prefix}.drain`` list; so does
+    ``worker.broker.queued_partitions``.
     """
-
-    def __init__(self, broker_url: str, prefix: str, workspace: str) -> None:
-        self._broker_url = broker_url
-        self._prefix = prefix
-        self._queue = drain_queue(prefix)
-        self._workspace = workspace
-        self._app: Any = None
-        self._redis: redis.Redis[bytes] | None = None
-        self._lock = threading.Lock()
-
-    def _celery(self) -> Any:
-        with self._lock:
-            if self._app is None:
-                import celery  # lazy: only producers that kick pay for importing Celery
-
-                self._app = celery.Celery(broker=self._broker_url, set_as_current=False)
-            return self._app
-
-    def kick(self, partitions: Iterable[int]) -> None:
-        """Queue one drain task per partition; failures are logged, never raised."""
-        for partition in partitions:
-            try:
-                self._celery().send_task(
-                    DRAIN_TASK, args=[self._workspace, partition], queue=self._queue, serializer="json"
-                )
-            except Exception as exc:  # the event is stored; the sweeper kicks the partition later
-                logger.warning(
-                    "could not queue a drain task for workspace %s partition %d (%s); the sweeper will pick it up",
-                    self._workspace,
-                    partition,
-                    self._scrub(str(exc)),
-                )
-                self._forget(partition)
-
-    def _forget(self, partition: int) -> None:
-        """Drop the ``kicked`` lease of a partition whose drain task was not queued (best effort)."""
-        try:
-            with self._lock:
-                if self._redis is None:
-                    self._redis = redis.Redis.from_url(self._broker_url, socket_connect_timeout=5.0, socket_timeout=5.0)
-                client = self._redis
-            lease = lease_key(self._prefix, self._workspace, partition)
-            client.execute_command("EVAL", FORGET_SCRIPT, 1, lease, KICKED)
-        except Exception:  # best effort: the sweeper finds the lost kick after KICK_GRACE_MS anyway
-            logger.warning("could not drop the kick of workspace %s partition %d", self._workspace, partition)
-
-    def _scrub(self, text: str) -> str:
-        password = urlsplit(self._broker_url).password
-        return text.replace(password, "***") if password else text
-
-    def close(self) -> None:
-        """Release the Celery app's broker connections and the Redis client, if they were made."""
-        with self._lock:
-            if self._app is not None:
-                self._app.close()
-                self._app = None
-            if self._redis is not None:
-                self._redis.close()
-                self._redis = None
+    queue = drain_queue(prefix)
+    headers: dict[str, Any] = {
+        "lang": "py",
+        "task": DRAIN_TASK,
+        "id": _TASK_ID,
+        "shadow": None,
+        "eta": None,
+        "expires": None,
+        "group": None,
+        "group_index": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "root_id": _TASK_ID,
+        "parent_id": None,
+        "argsrepr": _PARTITION,
+        "kwargsrepr": "{}",
+        "origin": "cio-fleet producer",
+        "ignore_result": None,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
+        "stamps": {},
+    }
+    properties = {
+        "correlation_id": _TASK_ID,
+        "delivery_mode": 2,
+        "delivery_info": {"exchange": "", "routing_key": queue},
+        "priority": 0,
+        "body_encoding": "base64",
+        "delivery_tag": _TASK_ID,
+    }
+    message = {
+        "body": _BODY,
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": properties,
+    }
+    argsrepr = orjson.dumps(f"[{workspace!r}, ")[:-1] + _PARTITION.encode() + b']"'
+    encoded = orjson.dumps(message).replace(b'"\\u0002"', argsrepr, 1)
+    for placeholder in (_BODY, _TASK_ID):
+        encoded = encoded.replace(orjson.dumps(placeholder), b'"' + placeholder.encode() + b'"')
+    return encoded
 
 
-#: Drops a ``kicked`` lease (KEYS[1]) if it still is one (ARGV[1]).
-FORGET_SCRIPT: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-#: Appends events and claims the kick in one round trip.
-#: KEYS: the P partition streams, then the P partition leases, then the workspace's enqueued-by-type hash, then its
-#: config hash.
-#: ARGV: P, backlog cap (-1: none), lease TTL ms, lease value, format version, kick (1/0), the index
-#: ("partition:length:type,..." in input order), the events' JSON concatenated in that order, and the highest valid
-#: partition count. Two arguments for the whole chunk instead of two per event: argument packing is the client's
-#: largest cost.
-#: First the layout check: when the workers published a partition count other than P, nothing is written and the
+#: Appends events and kicks idle partitions in one round trip.
+#: KEYS: the P partition streams, then the P partition leases, then the workspace's enqueued-by-type hash, its
+#: config hash, the fleet's workspaces hash and the drain queue.
+#: ARGV: P, backlog cap (-1: none), lease TTL ms, lease value, format version, kick (1/0), the highest valid
+#: partition count, the workspace, the drain message template and its body template (``drain_message_template``),
+#: then per call: a task id (a uuid; the last 4 hex digits become the partition's), the index
+#: ("partition:type,..." in input order) and each event's JSON, in that order (the client packs them into protocol
+#: bytes itself, so many arguments cost it little; Redis hands each to the script without a copy in Lua).
+#: First the workspace check: when the workers published the workspaces they serve and this one is not among
+#: them, nothing is written and the script returns {0, 0, {}, 0, {known workspaces}}. While none is published
+#: (no worker ever started), every workspace is accepted.
+#: Then the layout check: when the workers published a partition count other than P, nothing is written and the
 #: script returns {0, 0, {}, published}: the caller's layout is stale, it must partition again and retry. So no
 #: producer writes to a partition the workers stopped draining once they published their count. While no count is
 #: published, the script raises the config's ``span`` to P, which tells the workers that streams 0..P-1 may hold
 #: events (they drain every stream below the span).
 #: Events are appended in order until the workspace's backlog (the sum of XLEN) reaches the cap; the rest are
-#: left out. Each partition that received an event and has no lease gets ``kicked`` with ``SET NX PX``.
+#: left out. Each partition that received an event and has no lease gets ``kicked`` with ``SET NX PX``, and its
+#: drain task message is pushed on the drain queue.
 #: Returns {appended, backlog after (0 without a cap), {kicked partitions}}. Its cost grows with P: one XLEN
-#: per partition, and the 2 * P key names travel with every call.
+#: per partition.
 ENQUEUE_SCRIPT: Final = """
 local p = tonumber(ARGV[1])
+local known = KEYS[2 * p + 3]
+if redis.call('HEXISTS', known, ARGV[8]) == 0 and redis.call('EXISTS', known) == 1 then
+  return {0, 0, {}, 0, redis.call('HKEYS', known)}
+end
 local config = KEYS[2 * p + 2]
 local raw = redis.call('HGET', config, 'partitions')
 local published = raw and string.match(raw, '^%s*%d+%s*$') and tonumber(raw)
-if published and (published < 1 or published > tonumber(ARGV[9])) then
+if published and (published < 1 or published > tonumber(ARGV[7])) then
   published = nil
 end
 if published and published ~= p then
@@ -184,16 +192,14 @@ end
 local added = 0
 local touched = {}
 local types = {}
-local blob = ARGV[8]
-local pos = 1
-for partition, length, kind in string.gmatch(ARGV[7], '(%d+):(%d+):(%a+)') do
+local at = 12
+for partition, kind in string.gmatch(ARGV[12], '(%d+):(%a+)') do
   if cap >= 0 and backlog >= cap then
     break
   end
   local n = tonumber(partition) + 1
-  local stop = pos + tonumber(length)
-  redis.call('XADD', KEYS[n], '*', 'v', ARGV[5], 'event', string.sub(blob, pos, stop - 1))
-  pos = stop
+  at = at + 1
+  redis.call('XADD', KEYS[n], '*', 'v', ARGV[5], 'event', ARGV[at])
   backlog = backlog + 1
   added = added + 1
   touched[n] = true
@@ -202,10 +208,34 @@ end
 for kind, count in pairs(types) do
   redis.call('HINCRBY', KEYS[2 * p + 1], kind, count)
 end
+local digits = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+local function base64(text)
+  local out = {}
+  for i = 1, #text, 3 do
+    local a, b, c = string.byte(text, i, i + 2)
+    local v = a * 65536 + (b or 0) * 256 + (c or 0)
+    local s = {}
+    for k = 1, 4 do
+      local d = math.floor(v / 64 ^ (4 - k)) % 64
+      s[k] = string.sub(digits, d + 1, d + 1)
+    end
+    if not c then s[4] = '=' end
+    if not b then s[3] = '=' end
+    out[#out + 1] = table.concat(s)
+  end
+  return table.concat(out)
+end
 local kicked = {}
 if ARGV[6] == '1' then
   for n in pairs(touched) do
     if redis.call('SET', KEYS[p + n], ARGV[4], 'NX', 'PX', ARGV[3]) then
+      local partition = tostring(n - 1)
+      local fill = {
+        ['\\1'] = base64((string.gsub(ARGV[10], '\\2', partition))),
+        ['\\2'] = partition,
+        ['\\3'] = string.sub(ARGV[11], 1, 32) .. string.format('%04x', n - 1),
+      }
+      redis.call('LPUSH', KEYS[2 * p + 4], (string.gsub(ARGV[9], '[\\1\\2\\3]', fill)))
       kicked[#kicked + 1] = n - 1
     end
   end
@@ -216,46 +246,75 @@ return {added, backlog, kicked}
 ENQUEUE_SHA: Final = hashlib.sha1(ENQUEUE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 
+def resp(*args: bytes) -> bytes:
+    """Arguments of a Redis command as protocol bytes (bulk strings), without the array header."""
+    return b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
+
+
+def _raw(value: int | str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 @dataclass(frozen=True)
 class Layout:
-    """The keys and fixed script arguments of one workspace, once its partition count is known."""
+    """The keys and fixed script arguments of one workspace, once its partition count is known.
+
+    ``head`` is the ``EVALSHA`` call's arguments up to the per-call ones, already in Redis protocol bytes, and
+    ``fixed`` their number.
+    """
 
     partitions: int
     keys: tuple[str, ...]
-    header: tuple[int | str, ...]
+    head: bytes
+    fixed: int
 
     @classmethod
     def build(cls, prefix: str, workspace: str, partitions: int, *, cap: int | None, kick: bool) -> Layout:
         """The layout of ``partitions`` partitions."""
         streams = tuple(stream_key(prefix, workspace, n) for n in range(partitions))
         leases = tuple(lease_key(prefix, workspace, n) for n in range(partitions))
-        header = (partitions, -1 if cap is None else cap, KICK_TTL_MS, KICKED, FORMAT_VERSION, int(kick))
         keys = (*streams, *leases, enqueued_key(prefix, workspace), config_key(prefix, workspace))
-        return cls(partitions, keys, header)
+        keys += (workspaces_key(prefix), drain_queue(prefix))
+        header = (partitions, -1 if cap is None else cap, KICK_TTL_MS, KICKED, FORMAT_VERSION, int(kick))
+        fixed: tuple[int | str, ...] = (*header, MAX_PARTITIONS, workspace)
+        templates = (drain_message_template(prefix, workspace), drain_body_template(workspace))
+        args = [b"EVALSHA", _raw(ENQUEUE_SHA), _raw(len(keys)), *map(_raw, (*keys, *fixed)), *templates]
+        return cls(partitions, keys, resp(*args), len(args))
 
     @property
     def streams(self) -> tuple[str, ...]:
         """The partition streams, in partition order."""
         return self.keys[: self.partitions]
 
-    def evalsha_args(self, chunk: Chunk) -> list[Any]:
-        """The arguments of ``EVALSHA`` for the prepared events of ``chunk``, partitioned by this layout."""
-        index = ",".join(chunk.index_for(self.partitions))
-        return [ENQUEUE_SHA, len(self.keys), *self.keys, *self.header, index, b"".join(chunk.blobs), MAX_PARTITIONS]
+    def packed(self, chunk: Chunk) -> bytes:
+        """The whole ``EVALSHA`` command for the prepared events of ``chunk``, partitioned by this layout."""
+        index = ",".join(chunk.index_for(self.partitions)).encode()
+        parts = [b"*%d\r\n" % (self.fixed + 2 + len(chunk.blobs)), self.head, resp(new_message_id().encode(), index)]
+        for data in chunk.blobs:
+            parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+        return b"".join(parts)
 
 
 @dataclass(frozen=True)
 class Reply:
-    """What the enqueue script did; ``published`` is set (and nothing was written) when the layout was stale."""
+    """What the enqueue script did.
+
+    ``published`` is set (and nothing was written) when the layout was stale; ``known`` is set (and nothing was
+    written) when the fleet does not know the workspace: it holds the workspaces the fleet knows.
+    """
 
     added: int
     backlog: int
     kicked: list[int]
     published: int | None = None
+    known: list[str] | None = None
 
     @classmethod
-    def parse(cls, raw: Any) -> Reply:
-        """Read the script's ``{added, backlog, kicked}``, or ``{0, 0, {}, published}`` for a stale layout."""
+    def parse(cls, raw: Sequence[Any]) -> Reply:
+        """Read the script's ``{added, backlog, kicked}``, ``{0, 0, {}, published}`` or ``{0, 0, {}, 0, known}``."""
+        if len(raw) > 4:
+            names = sorted(name.decode() if isinstance(name, bytes) else str(name) for name in raw[4])
+            return cls(0, 0, [], None, names)
         published = int(raw[3]) if len(raw) > 3 else None
         return cls(int(raw[0]), int(raw[1]), [int(n) for n in raw[2]], published)
 
@@ -277,12 +336,16 @@ class Prepared:
     data: bytes
     kind: str
 
-    def index(self, partitions: int) -> str:
-        """The event's entry in the enqueue script's index: ``partition:length:type``."""
-        return f"{partition_of(self.person, partitions)}:{len(self.data)}:{self.kind}"
+
+def _person(event: Mapping[str, Any]) -> int | None:
+    """``person_hash``, with the usual case first: a non-empty string ``userId``."""
+    user_id = event.get("userId")
+    if type(user_id) is str and user_id:
+        return zlib.crc32(user_id.encode())
+    return person_hash(event)
 
 
-def prepare(event: EventLike, now: str) -> Prepared:
+def prepare(event: EventLike, now: str, new_id: Callable[[], str] = new_message_id) -> Prepared:
     """Check, stamp and serialise one event and hash its person key.
 
     Raises:
@@ -293,19 +356,40 @@ def prepare(event: EventLike, now: str) -> Prepared:
     problem = find_problem(event)
     if problem is not None:
         raise problem
-    message_id, data = encode_event(event, now=now)
-    return Prepared(message_id, person_hash(event), data, str(event["type"]))
+    message_id, data = encode_event(event, now=now, new_id=new_id)
+    return Prepared(message_id, _person(event), data, str(event["type"]))
+
+
+def prepare_shape(model: type[_Event], fields: Mapping[str, Any], now: str) -> Prepared:
+    """Prepare the event of a call shape, as ``prepare(build_event(model, fields))`` would, mostly without the model.
+
+    The plain event is taken when its typed fields hold exactly the types the model keeps and it passes the
+    producer's checks; otherwise the model builds it (converting what it may) or names the error, as it always did.
+
+    Raises:
+        InvalidEventError: The event is refused.
+    """
+    kind = str(model.model_fields["type"].default)
+    event = shape_event(kind, fields)
+    if event["type"] == kind and plain_fits(kind, event):
+        try:
+            return prepare(event, now)
+        except InvalidEventError:
+            pass  # the model tells the error in its own words, or converts the value (a set, a mapping...)
+    return prepare(build_event(model, fields), now)
 
 
 @dataclass
 class Chunk:
-    """Consecutive input events, prepared for one script call."""
+    """Consecutive input events, prepared for one script call (the good ones' parts in parallel lists)."""
 
     start: int
     message_ids: list[str | None] = field(default_factory=list)
     errors: dict[int, InvalidEventError] = field(default_factory=dict)
-    prepared: list[Prepared] = field(default_factory=list)
     good: list[int] = field(default_factory=list)
+    persons: list[int | None] = field(default_factory=list)
+    blobs: list[bytes] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
     size: int = 0
 
     @classmethod
@@ -315,12 +399,12 @@ class Chunk:
         chunk.append(prepared)
         return chunk
 
-    def add(self, event: Any, now: str) -> None:
+    def add(self, event: Any, now: str, new_id: Callable[[], str]) -> None:
         """Prepare the next input event, or record why it is refused."""
-        index = self.start + len(self.message_ids)
         try:
-            prepared = prepare(event, now)
+            prepared = prepare(event, now, new_id)
         except InvalidEventError as exc:
+            index = self.start + len(self.message_ids)
             self.errors[index] = exc.at(index)
             self.message_ids.append(None)
             return
@@ -330,17 +414,16 @@ class Chunk:
         """Add an event that passed the checks."""
         self.good.append(len(self.message_ids))
         self.message_ids.append(prepared.message_id)
-        self.prepared.append(prepared)
+        self.persons.append(prepared.person)
+        self.blobs.append(prepared.data)
+        self.kinds.append(prepared.kind)
         self.size += len(prepared.data)
 
-    @property
-    def blobs(self) -> list[bytes]:
-        """The good events' JSON, in input order."""
-        return [prepared.data for prepared in self.prepared]
-
     def index_for(self, partitions: int) -> list[str]:
-        """The good events' index entries (``partition:length:type``) among ``partitions`` partitions."""
-        return [prepared.index(partitions) for prepared in self.prepared]
+        """The good events' index entries (``partition:type``) among ``partitions`` partitions."""
+        return [
+            f"{partition_of(person, partitions)}:{kind}" for person, kind in zip(self.persons, self.kinds, strict=True)
+        ]
 
     @property
     def full(self) -> bool:
@@ -350,9 +433,10 @@ class Chunk:
 
 def chunks(events: Iterable[Any]) -> Iterator[Chunk]:
     """Prepare ``events`` lazily, one chunk at a time (one stamp time per chunk)."""
+    new_id = MessageIds()
     chunk, now = Chunk(0), now_iso()
     for event in events:
-        chunk.add(event, now)
+        chunk.add(event, now, new_id)
         if chunk.full:
             yield chunk
             chunk, now = Chunk(chunk.start + len(chunk.message_ids)), now_iso()

@@ -1,10 +1,11 @@
 """``Producer``: validate, stamp and append Segment events to a workspace's partition streams in Redis.
 
-Each ``enqueue`` is one Redis round trip (``ENQUEUE_SCRIPT``): the script checks the producer's cached
-partition count against the one the workers published (a stale count costs one more round trip), the event is
-appended to the stream of its partition, the workspace's backlog is checked against the cap, and an idle
-partition's lease is set to ``kicked``; a drain task is then queued for it by name. ``enqueue_many`` sends
-chunks of up to ``CHUNK_EVENTS`` events (or ``CHUNK_BYTES``) per script call (see ``producers._kick``).
+Each ``enqueue`` is one Redis round trip (``ENQUEUE_SCRIPT``): the script checks that the fleet knows the
+workspace and the producer's cached partition count against the one the workers published (a stale count costs
+one more round trip), the event is appended to the stream of its partition, the workspace's backlog is checked
+against the cap, and an idle partition's lease is set to ``kicked`` and its drain task queued. ``enqueue_many``
+sends chunks of up to ``CHUNK_EVENTS`` events (or ``CHUNK_BYTES``) per script call (see ``producers._kick``), and
+prepares the next chunk while Redis runs the script of the previous one.
 """
 
 from __future__ import annotations
@@ -25,20 +26,22 @@ from producers._events import (
     ProducerError,
     Screen,
     Track,
-    build_event,
+    _Event,
     now_iso,
 )
 from producers._kick import (
     ENQUEUE_SCRIPT,
     Chunk,
     EventLike,
-    Kicker,
     Layout,
+    Prepared,
     Reply,
     chunks,
     parse_partitions,
     prepare,
+    prepare_shape,
 )
+from producers._roundtrip import Call, Connections
 from producers._wire import DEFAULT_PARTITIONS, DEFAULT_PREFIX, config_key
 
 #: The Redis a producer talks to when given no URL.
@@ -65,6 +68,23 @@ class EnqueueResult:
     enqueued: int
     message_ids: list[str | None]
     errors: dict[int, InvalidEventError]
+
+
+class UnknownWorkspace(ProducerError, ValueError):
+    """The fleet does not serve the workspace (a mistyped name?): nothing was enqueued.
+
+    The workers publish the workspaces they serve; before any worker has ever started, every workspace is accepted.
+
+    Attributes:
+        workspace: The workspace asked for.
+        known: The workspaces the fleet serves.
+    """
+
+    def __init__(self, workspace: str, known: list[str]) -> None:
+        names = ", ".join(known) or "none"
+        super().__init__(f"workspace {workspace!r} is not served by the fleet (it serves: {names}); nothing enqueued")
+        self.workspace = workspace
+        self.known = known
 
 
 class QueueFull(ProducerError):
@@ -132,7 +152,6 @@ class ProducerBase:
         self.backlog_cap = backlog_cap
         self._partitions = partitions
         self._kick = kick
-        self._kicker = Kicker(redis_url, key_prefix, workspace) if kick else None
         self._layout: Layout | None = None
 
     @property
@@ -157,6 +176,12 @@ class ProducerBase:
     def _full(self, reply: Reply, result: EnqueueResult | None = None) -> QueueFull:
         return QueueFull(self.workspace, reply.backlog, self.backlog_cap or 0, result)
 
+    def _judge(self, reply: Reply) -> Layout | None:
+        """The layout to send the call again with (the count was stale), or ``None``: the reply stands."""
+        if reply.known is not None:
+            raise UnknownWorkspace(self.workspace, reply.known)
+        return None if reply.published is None else self._adopt(reply.published)
+
 
 def _common(
     anonymous_id: str | int | None,
@@ -177,11 +202,12 @@ def _common(
 class CallShapes(Generic[R]):
     """Segment's call shapes over ``_submit``; ``R`` is ``str`` for ``Producer``, an awaitable for the async one.
 
-    Each method builds the event with its model (so a bad field raises ``InvalidEventError`` before anything
-    is sent), enqueues it and returns its messageId. Extra keyword arguments become top-level fields.
+    Each method builds the event as its model would (so a bad field raises ``InvalidEventError`` before anything
+    is sent), enqueues it and returns its messageId. Extra keyword arguments become top-level fields. The model
+    itself only runs for values the plain checks cannot vouch for (``producers._kick.prepare_shape``).
     """
 
-    def _submit(self, event: dict[str, Any]) -> R:
+    def _submit(self, model: type[_Event], fields: dict[str, Any]) -> R:
         raise NotImplementedError
 
     def identify(
@@ -198,7 +224,7 @@ class CallShapes(Generic[R]):
     ) -> R:
         """Enqueue an ``identify``: who the person is (``user_id``, else an email in ``traits``)."""
         common = _common(anonymous_id, context, integrations, timestamp, message_id)
-        return self._submit(build_event(Identify, {**extra, **common, "userId": user_id, "traits": traits}))
+        return self._submit(Identify, {**extra, **common, "userId": user_id, "traits": traits})
 
     def track(
         self,
@@ -216,7 +242,7 @@ class CallShapes(Generic[R]):
         """Enqueue a ``track``: the person did ``event``."""
         common = _common(anonymous_id, context, integrations, timestamp, message_id)
         fields = {**extra, **common, "userId": user_id, "event": event, "properties": properties}
-        return self._submit(build_event(Track, fields))
+        return self._submit(Track, fields)
 
     def page(
         self,
@@ -235,7 +261,7 @@ class CallShapes(Generic[R]):
         """Enqueue a ``page``: the person viewed a web page (``properties.url``)."""
         common = _common(anonymous_id, context, integrations, timestamp, message_id)
         fields = {**extra, **common, "userId": user_id, "name": name, "category": category}
-        return self._submit(build_event(Page, {**fields, "properties": properties}))
+        return self._submit(Page, {**fields, "properties": properties})
 
     def screen(
         self,
@@ -254,7 +280,7 @@ class CallShapes(Generic[R]):
         """Enqueue a ``screen``: the person viewed the mobile screen ``name``."""
         common = _common(anonymous_id, context, integrations, timestamp, message_id)
         fields = {**extra, **common, "userId": user_id, "name": name, "category": category}
-        return self._submit(build_event(Screen, {**fields, "properties": properties}))
+        return self._submit(Screen, {**fields, "properties": properties})
 
     def group(
         self,
@@ -272,7 +298,7 @@ class CallShapes(Generic[R]):
         """Enqueue a ``group``: the person belongs to ``group_id`` (a Customer.io object)."""
         common = _common(anonymous_id, context, integrations, timestamp, message_id)
         fields = {**extra, **common, "userId": user_id, "groupId": group_id, "traits": traits}
-        return self._submit(build_event(Group, fields))
+        return self._submit(Group, fields)
 
     def alias(
         self,
@@ -289,14 +315,14 @@ class CallShapes(Generic[R]):
         """Enqueue an ``alias``: the person known as ``previous_id`` is ``user_id``."""
         common = _common(anonymous_id, context, integrations, timestamp, message_id)
         fields = {**extra, **common, "userId": user_id, "previousId": previous_id}
-        return self._submit(build_event(Alias, fields))
+        return self._submit(Alias, fields)
 
 
 class Producer(ProducerBase, CallShapes[str]):
     """Enqueues Segment events of one workspace into Redis for the cio-fleet workers. Thread-safe.
 
     Args:
-        redis_url: The Redis holding the streams, also the Celery broker for kicks.
+        redis_url: The Redis holding the streams, also the workers' Celery broker (kicks are queued there).
         workspace: The workspace (as configured for the workers).
         key_prefix: The key prefix the workers use.
         partitions: The workspace's partition count until the workers publish one in
@@ -305,8 +331,8 @@ class Producer(ProducerBase, CallShapes[str]):
         backlog_cap: ``QueueFull`` once this many events wait in the workspace; ``None``: no cap.
         kick: Queue a drain task when a partition goes from idle to busy; with ``False`` the workers'
             sweeper finds the partition.
-        redis_client: A client to use instead of one built from ``redis_url`` (not closed by ``close``);
-            kicks still publish to ``redis_url``.
+        redis_client: A client to use instead of one built from ``redis_url`` (not closed by ``close``; the
+            producer keeps one connection of its pool while it lives). Kicks go to that client's Redis.
 
     Raises:
         ValueError: An argument is out of range.
@@ -328,33 +354,44 @@ class Producer(ProducerBase, CallShapes[str]):
         )
         self._owns_redis = redis_client is None
         self._redis = redis_client or redis.Redis.from_url(redis_url, socket_connect_timeout=5.0)
+        self._connections = Connections(self._redis)
 
-    def _submit(self, event: dict[str, Any]) -> str:
-        return self.enqueue(event)
+    def _submit(self, model: type[_Event], fields: dict[str, Any]) -> str:
+        return self._enqueue_one(prepare_shape(model, fields, now_iso()))
 
     def _resolve(self) -> Layout:
         return self._layout or self._make_layout(self._redis.hget(self._config_key, "partitions"))
 
-    def _send(self, chunk: Chunk) -> Reply:
-        """Run the enqueue script for ``chunk``; partition again and retry while the workers' count differs."""
-        layout = self._resolve()
+    def _start(self, connection: Any, chunk: Chunk) -> Call:
+        """Send the script call of ``chunk``; its reply is read by ``_finish``."""
+        return Call(connection, self._resolve().packed(chunk)).send()
+
+    def _finish(self, call: Call, chunk: Chunk) -> Reply:
+        """The reply of a sent chunk; partition again and send it again while the workers' count differs."""
         for _ in range(LAYOUT_ATTEMPTS):
-            reply = self._run(layout.evalsha_args(chunk))
-            if reply.published is None:
+            reply = Reply.parse(self._reply(call))
+            layout = self._judge(reply)
+            if layout is None:
                 return reply
-            layout = self._adopt(reply.published)
+            call = Call(call.connection, layout.packed(chunk)).send()
         raise self._still_changing()
 
-    def _run(self, args: list[Any]) -> Reply:
+    def _reply(self, call: Call) -> Any:
+        """The raw reply of a call, loading the script first if the server does not have it (after a restart)."""
         try:
-            raw = self._redis.execute_command("EVALSHA", *args)
+            return call.reply()
         except redis.exceptions.NoScriptError:
             self._redis.execute_command("SCRIPT", "LOAD", ENQUEUE_SCRIPT)
-            raw = self._redis.execute_command("EVALSHA", *args)
-        reply = Reply.parse(raw)
-        if self._kicker is not None and reply.kicked:
-            self._kicker.kick(reply.kicked)
-        return reply
+            return Call(call.connection, call.packed).send().reply()
+
+    def _enqueue_one(self, prepared: Prepared) -> str:
+        chunk = Chunk.of(prepared)
+        self._resolve()  # before taking a connection: reading the config takes one of its own
+        with self._connections.connection() as connection:
+            reply = self._finish(self._start(connection, chunk), chunk)
+        if reply.added == 0:
+            raise self._full(reply)
+        return prepared.message_id
 
     def enqueue(self, event: EventLike) -> str:
         """Validate, stamp and append one event.
@@ -364,36 +401,47 @@ class Producer(ProducerBase, CallShapes[str]):
 
         Raises:
             InvalidEventError: The event is refused; nothing was enqueued.
+            UnknownWorkspace: The workers serve no such workspace; nothing was enqueued.
             QueueFull: The workspace's backlog is at the cap; nothing was enqueued.
             redis.exceptions.ConnectionError: Redis cannot be reached.
         """
-        prepared = prepare(event, now_iso())
-        reply = self._send(Chunk.of(prepared))
-        if reply.added == 0:
-            raise self._full(reply)
-        return prepared.message_id
+        return self._enqueue_one(prepare(event, now_iso()))
 
     def enqueue_many(self, events: Iterable[EventLike]) -> EnqueueResult:
         """Validate, stamp and append many events, ``CHUNK_EVENTS`` per round trip, in input order.
 
         Invalid events are skipped and reported by index in ``errors``; the others are enqueued. When the
-        backlog cap is reached, exactly the valid events before that point are enqueued, the rest are not (nor
-        is the rest of ``events`` consumed), and ``QueueFull`` is raised with ``.result`` telling which.
+        backlog cap is reached, exactly the valid events before that point are enqueued, the rest are not, and
+        ``QueueFull`` is raised with ``.result`` telling which (``events`` may have been read up to one chunk
+        further: go on from ``len(result.message_ids)``).
 
         Returns:
             What was enqueued.
 
         Raises:
             QueueFull: The cap was reached; ``.result.message_ids`` has ``None`` for events not enqueued.
+            UnknownWorkspace: The workers serve no such workspace; nothing was enqueued.
             redis.exceptions.ConnectionError: Redis cannot be reached (earlier chunks stay enqueued).
         """
         tally = Tally()
-        for chunk in chunks(events):
-            reply = self._send(chunk) if chunk.good else Reply(0, 0, [])
-            tally.settle(chunk, reply.added)
-            if reply.added < len(chunk.good):
-                raise self._full(reply, tally.result())
+        self._resolve()  # before taking a connection: reading the config takes one of its own
+        with self._connections.connection() as connection:
+            sent: tuple[Call, Chunk] | None = None
+            for chunk in chunks(events):  # preparing a chunk overlaps the script of the one sent before
+                if sent is not None:
+                    self._settle(tally, *sent)
+                sent = (self._start(connection, chunk), chunk) if chunk.good else None
+                if sent is None:
+                    tally.settle(chunk, 0)
+            if sent is not None:
+                self._settle(tally, *sent)
         return tally.result()
+
+    def _settle(self, tally: Tally, call: Call, chunk: Chunk) -> None:
+        reply = self._finish(call, chunk)
+        tally.settle(chunk, reply.added)
+        if reply.added < len(chunk.good):
+            raise self._full(reply, tally.result())
 
     def backlog(self) -> int:
         """How many events wait in the workspace's streams."""
@@ -403,9 +451,8 @@ class Producer(ProducerBase, CallShapes[str]):
         return sum(int(length) for length in pipe.execute())
 
     def close(self) -> None:
-        """Release the Redis and broker connections this producer opened."""
-        if self._kicker is not None:
-            self._kicker.close()
+        """Release the Redis connections this producer opened."""
+        self._connections.close()
         if self._owns_redis:
             self._redis.close()
 

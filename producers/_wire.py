@@ -17,6 +17,9 @@ Format version 1 (documented in the README, "Wire format"):
 * ``{prefix}:config:{workspace}`` is a hash that workers keep up to date with the workspace's ``partitions``, and
   ``span``: streams ``0..span-1`` may hold events (more than ``partitions`` while streams of an older, larger
   count still hold events).
+* ``{prefix}:workspaces`` is a hash of the workspaces the workers serve (workspace → when a worker last said so,
+  unix ms). Producers refuse a workspace missing from it; while it does not exist (no worker has started yet),
+  they accept any.
 """
 
 from __future__ import annotations
@@ -67,6 +70,11 @@ def config_key(prefix: str, workspace: str) -> str:
 def enqueued_key(prefix: str, workspace: str) -> str:
     """The hash counting, per event type, the events producers enqueued (the ``enqueued`` metric)."""
     return f"{prefix}:enqueued:{workspace}"
+
+
+def workspaces_key(prefix: str) -> str:
+    """The hash of the workspaces the workers serve, which producers check before they enqueue."""
+    return f"{prefix}:workspaces"
 
 
 def drain_queue(prefix: str) -> str:

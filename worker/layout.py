@@ -11,6 +11,9 @@ change. ``docs/architecture.md`` ("Changing the partition count") explains why.
 A periodic ``SCAN`` of ``{prefix}:s:*`` finds what no layout covers: streams written by a raw ``XADD`` above the
 span (the span is raised to cover them) and streams of workspaces that are not configured at all (nobody drains
 them: status, metrics and an alert show them). The sweeper records them in ``{prefix}:strays`` for the metrics.
+
+Every worker also publishes the workspaces it serves in ``{prefix}:workspaces``, on each sweeper round, so that
+producers refuse a workspace the fleet does not serve instead of stranding its events.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any, Final
 
 import redis
 
-from producers._wire import config_key, stream_key
+from producers._wire import config_key, stream_key, workspaces_key
 
 #: Config hash field: the workspace's partition count, as the workers publish it.
 PARTITIONS_FIELD: Final = "partitions"
@@ -58,6 +61,34 @@ local wanted = tonumber(ARGV[1])
 if span < wanted then redis.call('HSET', KEYS[1], 'span', wanted) return wanted end
 return span
 """
+
+
+#: How long a workspace stays in ``{prefix}:workspaces`` after the last worker that serves it said so: long enough
+#: for a rolling update, after which producers refuse a workspace no worker serves any more.
+WORKSPACE_FORGET_MS: Final = 600_000
+
+# KEYS[1]: the workspaces hash. ARGV[1]: forget after (ms), ARGV[2..]: the workspaces this worker serves. Stamps
+# them with the Redis time and drops the ones nobody stamped for the forget time.
+_SERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 2, #ARGV do
+  redis.call('HSET', KEYS[1], ARGV[i], now)
+end
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if now - (tonumber(all[i + 1]) or 0) > tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[1], all[i])
+  end
+end
+"""
+
+
+def publish_workspaces(client: redis.Redis[bytes], prefix: str, workspaces: Iterable[str]) -> None:
+    """Say which workspaces this worker serves (``{prefix}:workspaces``), so producers refuse any other name."""
+    names = sorted(workspaces)
+    if names:
+        client.register_script(_SERVE)(keys=[workspaces_key(prefix)], args=[WORKSPACE_FORGET_MS, *names])
 
 
 def strays_key(prefix: str) -> str:

@@ -3,7 +3,8 @@
 Every worker process runs one sweeper thread; a short Redis lock lets only one of them sweep per interval across
 the fleet. A sweep also publishes each workspace's partition count for producers (and drains every stream below
 the workspace's span, ``worker.layout``), forgets the heartbeats of workers gone for ``WORKER_FORGET_S``, and every
-``SCAN_EVERY_SWEEPS`` intervals scans for stray streams. Each tick writes the worker's heartbeat in Redis time.
+``SCAN_EVERY_SWEEPS`` intervals scans for stray streams. Each tick writes the worker's heartbeat in Redis time and
+the workspaces it serves (``{prefix}:workspaces``, which producers check).
 It is what makes raw ``XADD`` producers, crashed workers and expired retry timers work.
 """
 
@@ -167,6 +168,7 @@ class Sweeper:
         """One round: heartbeat, then a sweep if no other worker swept in this interval."""
         prefix = self.settings.key_prefix
         self.client.register_script(_HEARTBEAT)(keys=[workers_key(prefix)], args=[self.identity])
+        layout.publish_workspaces(self.client, prefix, self.settings.workspaces)
         interval_ms = max(int(self.settings.sweep_interval_s * 900), 1)
         if not self.client.set(f"{prefix}:sweeper", self.identity, nx=True, px=interval_ms):
             return 0

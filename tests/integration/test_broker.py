@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import redis
+from celery import Celery
 from kombu.connection import Connection
 
-from producers._kick import Kicker
+from producers import Producer, partition_for
 from producers._wire import drain_queue
 from worker.broker import Transport, queued_partitions
 
@@ -35,10 +36,13 @@ def test_a_detached_channel_still_restores_its_unacknowledged_tasks(redis_url, k
 
 def test_the_drain_tasks_waiting_in_the_queue_are_read_back_with_their_partitions(redis_url, key_prefix):
     # Given drain tasks queued as producers queue them, a task of another name, and a message that is not JSON
-    kicker = Kicker(redis_url, key_prefix, "acme")
-    kicker.kick([3, 5, 3])
-    kicker._celery().send_task("other.task", args=["acme", 7], queue=drain_queue(key_prefix))
-    kicker.close()
+    users = {partition_for({"userId": f"u{n}"}, 8): f"u{n}" for n in range(100)}
+    with Producer(redis_url, "acme", key_prefix=key_prefix, partitions=8) as producer:
+        for partition in (3, 5, 3):
+            producer.track(users[partition], "x")
+    app = Celery(broker=redis_url, set_as_current=False)
+    app.send_task("other.task", args=["acme", 7], queue=drain_queue(key_prefix))
+    app.close()
     client = redis.Redis.from_url(redis_url)
     client.lpush(drain_queue(key_prefix), b"not json")
     # When the queue is read, then the drain tasks' partitions are found and the rest is skipped

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from producers import partition_for
 from producers._wire import drain_queue, stream_key
 from worker.cli import app
+from worker.layout import publish_workspaces
 
 WS = "acme"
 PARTITIONS = 4
@@ -106,6 +107,19 @@ def test_a_full_backlog_stops_with_exit_4_after_enqueuing_what_fits(
     assert result.stdout == "enqueued 3 event(s)\n"
     assert "is full" in result.stderr
     assert len(written(redis_client, key_prefix)) == 3
+
+
+def test_a_workspace_the_running_fleet_does_not_serve_exits_2_and_enqueues_nothing(
+    tmp_path: Path, workspaces: Path, env: dict[str, str], redis_client: redis.Redis[bytes], key_prefix: str
+) -> None:
+    # Given workers (with another workspaces file) that serve only "other"
+    publish_workspaces(redis_client, key_prefix, ["other"])
+    source = tmp_path / "one.jsonl"
+    source.write_text('{"type": "track", "userId": "u1", "event": "e"}\n')
+    result = CliRunner().invoke(app, ["send", "-w", WS, "--workspaces", str(workspaces), str(source)], env=env)
+    assert result.exit_code == 2
+    assert "workspace 'acme' is not served by the fleet (it serves: other)" in result.stderr
+    assert written(redis_client, key_prefix) == []
 
 
 @pytest.mark.parametrize(

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import redis
 
-from producers import Producer
 from producers._wire import KICK_GRACE_MS, KICK_TTL_MS, lease_key, stream_key
 from tests.e2e.conftest import wait_for
 from worker.delivery import CustomerIOClient
@@ -183,25 +181,6 @@ def test_an_old_kick_of_an_empty_partition_is_left_alone(settings, deps, redis_c
     kick_as_a_producer(redis_client, key_prefix, 2, age_ms=KICK_GRACE_MS + 1_000)
     ports = Kicks()
     assert kick_lost(settings, deps.store, ports.kick, ports.queued) == 0
-
-
-# Producers
-
-
-def test_a_producer_that_could_not_queue_the_task_gives_the_kick_back(redis_client, redis_url, key_prefix):
-    # Given a producer whose broker refuses the drain task
-    producer = Producer(redis_url, WS, key_prefix=key_prefix, partitions=1)
-    assert producer._kicker is not None
-
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise ConnectionError("refused")
-
-    producer._kicker._celery().send_task = refuse
-    # When it enqueues an event, then the event is kept and the partition has no lease: the sweeper kicks it
-    producer.track("u1", "x")
-    producer.close()
-    assert redis_client.xlen(stream_key(key_prefix, WS, 0)) == 1
-    assert lease(redis_client, key_prefix, 0) is None
 
 
 def test_a_stopping_worker_parks_nothing(deps, redis_client, key_prefix):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -253,27 +252,39 @@ def test_kick_false_leaves_the_partition_to_the_sweeper(
     assert redis_client.exists(drain_queue(key_prefix)) == 0
 
 
-def test_a_failed_kick_is_logged_and_the_event_stays_enqueued(
-    redis_client: redis.Redis[bytes], key_prefix: str, caplog: pytest.LogCaptureFixture
+def test_the_kick_is_the_message_celery_would_queue(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
 ) -> None:
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-    broker = "memory://:s3cret@localhost/"  # a broker that takes no Redis queue: publish is swapped below
-    producer = Producer(broker, WS, key_prefix=key_prefix, partitions=8, redis_client=client)
-    assert producer._kicker is not None
-    app = producer._kicker._celery()
+    # Given the message Celery's own client queues for a drain task (the worker's broker reads that form)
+    import celery
 
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise ConnectionError("broker at memory://:s3cret@localhost/ refused")
+    app = celery.Celery(broker=redis_url, set_as_current=False)
+    app.send_task("worker.drain", args=['we"ird ws', 5], queue=drain_queue(key_prefix), serializer="json")
+    app.close()
+    [celerys] = drain_messages(redis_client, key_prefix)
+    redis_client.delete(drain_queue(key_prefix))
+    # When a producer kicks partition 5 of that workspace in its enqueue script
+    user = next(f"u{n}" for n in range(1000) if partition_for({"userId": f"u{n}"}, 8) == 5)
+    with Producer(redis_url, 'we"ird ws', key_prefix=key_prefix, partitions=8) as producer:
+        producer.track(user, "x")
+    [ours] = drain_messages(redis_client, key_prefix)
+    # Then it is the same message, but for its task id and origin (Celery's reply_to is for results: none here)
+    for message in (ours, celerys):
+        assert message["headers"]["id"] == message["headers"]["root_id"] == message["properties"]["correlation_id"]
+        assert message["properties"].pop("delivery_tag") and message["properties"].pop("correlation_id")
+        message["headers"].pop("id"), message["headers"].pop("root_id"), message["headers"].pop("origin")
+        message["properties"].pop("reply_to", None)
+    assert orjson.loads(base64.b64decode(ours.pop("body"))) == orjson.loads(base64.b64decode(celerys.pop("body")))
+    assert ours == celerys
 
-    app.send_task = refuse
-    with caplog.at_level(logging.WARNING, logger="producers"):
-        message_id = producer.track("u1", "x")
-    producer.close()
-    client.close()
-    [event] = events_in(redis_client, key_prefix)
-    assert event["messageId"] == message_id
-    assert "sweeper will pick it up" in caplog.text
-    assert "s3cret" not in caplog.text
+
+def test_a_kick_has_a_task_id_of_its_own(redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str) -> None:
+    users = [f"user-{n}" for n in range(40)]
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=8) as producer:
+        producer.enqueue_many({"type": "track", "userId": user, "event": "x"} for user in users)
+        producer.track("late", "x")
+    ids = [uuid.UUID(message["headers"]["id"]) for message in drain_messages(redis_client, key_prefix)]
+    assert len(ids) == len({partition_for({"userId": user}, 8) for user in [*users, "late"]}) == len(set(ids))
 
 
 def test_the_call_shapes_write_segment_events(
@@ -346,3 +357,47 @@ def test_a_script_missing_from_the_server_cache_is_loaded_and_the_call_retried(
     monkeypatch.setattr(producers._kick, "ENQUEUE_SHA", hashlib.sha1(fresh.encode()).hexdigest())
     producer.track("u1", "after a restart")
     assert [e["event"] for e in events_in(redis_client, key_prefix)] == ["after a restart"]
+
+
+def test_threads_sharing_one_producer_each_get_a_connection(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    # Given one producer and 8 threads that enqueue at the same time (single events and chunks)
+    import threading
+
+    start = threading.Barrier(8)
+
+    def work(shared: Producer, thread: int) -> None:
+        start.wait()
+        for n in range(50):
+            shared.track(f"user-{thread}", f"{thread}-{n}")
+        shared.enqueue_many({"type": "track", "userId": f"user-{thread}", "event": f"{thread}-m{n}"} for n in range(50))
+
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=8) as producer:
+        threads = [threading.Thread(target=work, args=(producer, n)) for n in range(8)]
+        for started in threads:
+            started.start()
+        for started in threads:
+            started.join()
+    # Then every event is written once, each thread's in its order
+    written = events_in(redis_client, key_prefix)
+    assert len(written) == len({event["messageId"] for event in written}) == 800
+    for thread in range(8):
+        ours = [event["event"] for event in written if event["userId"] == f"user-{thread}"]
+        assert ours == [f"{thread}-{n}" for n in range(50)] + [f"{thread}-m{n}" for n in range(50)]
+
+
+def test_every_kick_body_is_well_formed_base64_whatever_its_length(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    # One- and two-digit partitions and names of three lengths: bodies of every length modulo 3 (base64 padding)
+    lengths = set()
+    for workspace in ("a", "ab", "abc"):
+        with Producer(redis_url, workspace, key_prefix=key_prefix, partitions=16) as producer:
+            producer.enqueue_many({"type": "track", "userId": f"u{n}", "event": "x"} for n in range(200))
+        bodies = [base64.b64decode(m["body"], validate=True) for m in drain_messages(redis_client, key_prefix)]
+        redis_client.delete(drain_queue(key_prefix))
+        assert sorted(orjson.loads(body)[0][1] for body in bodies) == list(range(16))
+        assert {orjson.loads(body)[0][0] for body in bodies} == {workspace}
+        lengths |= {len(body) % 3 for body in bodies}
+    assert lengths == {0, 1, 2}

@@ -138,3 +138,19 @@ def test_the_call_shapes_are_awaitable(redis_client: redis.Redis[bytes], redis_u
 
     ids = run(redis_url, key_prefix, scenario, partitions=4, kick=False)
     assert sorted(e["messageId"] for e in events_in(redis_client, key_prefix, 4)) == sorted(ids)
+
+
+def test_concurrent_tasks_sharing_one_producer_are_all_written(
+    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+) -> None:
+    async def scenario(producer: AsyncProducer) -> list[str]:
+        singles = [producer.track(f"user-{n % 7}", f"e{n}") for n in range(60)]  # the pool holds 100
+        many = producer.enqueue_many({"type": "track", "userId": "bulk", "event": f"m{n}"} for n in range(300))
+        ids, result = await asyncio.gather(asyncio.gather(*singles), many)
+        assert None not in result.message_ids
+        return [*ids, *(str(message_id) for message_id in result.message_ids)]
+
+    message_ids = run(redis_url, key_prefix, scenario, partitions=4)
+    written = events_in(redis_client, key_prefix, 4)
+    assert sorted(event["messageId"] for event in written) == sorted(message_ids)
+    assert [event["event"] for event in written if event["userId"] == "bulk"] == [f"m{n}" for n in range(300)]

@@ -18,7 +18,6 @@ ALLOWED = {
         "worker/tasks.py",
         "worker/celery_output.py",
         "worker/cli/dlq_cmd.py",  # lazily, to queue drain tasks after a replay
-        "producers/_kick.py",  # lazily, to queue drain tasks after an enqueue
     },
 }
 #: The pure core: no I/O, no clock, no environment, no logging.

@@ -20,7 +20,7 @@ import orjson
 import redis
 import typer
 
-from producers import EnqueueResult, Producer, QueueFull
+from producers import EnqueueResult, Producer, QueueFull, UnknownWorkspace
 from worker.cli.interrupts import EXIT_INTERRUPTED, interruptible
 from worker.cli.status_cmd import WorkspacesFile, load
 from worker.cli.transform_cmd import EMPTY_LINE_REASON
@@ -237,6 +237,8 @@ def send(
             finish(tally, as_json, EXIT_INTERRUPTED, message)
     except QueueFull as exc:
         finish(tally, as_json, EXIT_QUEUE_FULL, f"{exc}; stopped there")
+    except UnknownWorkspace as exc:  # configured here, but the running workers do not serve it
+        finish(tally, as_json, EXIT_CONFIG, str(exc))
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         url = safe_url(settings.redis_url.get_secret_value())
         message = f"cannot reach Redis at {url} ({type(exc).__name__}); enqueued {tally.enqueued} event(s) before"
