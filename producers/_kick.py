@@ -62,8 +62,9 @@ MAX_PARTITIONS: Final = 1024
 #: Events per script call of ``enqueue_many``.
 CHUNK_EVENTS: Final = 1_000
 #: Serialised bytes per script call of ``enqueue_many``: a call blocks Redis while it runs (about a millisecond per
-#: 1,000 typical events) and its argument is held whole in memory on both sides.
-CHUNK_BYTES: Final = 512_000
+#: 1,000 typical events) and its argument is held whole in memory on both sides. One HTTP intake request (at most
+#: 1,000 events and 500 KB, plus their stamps) must fit one call, so that it is enqueued whole or not at all.
+CHUNK_BYTES: Final = 1_000_000
 
 #: What ``enqueue`` accepts: a plain event or one of the event models.
 EventLike = Mapping[str, Any] | BaseModel

@@ -22,8 +22,9 @@ import orjson
 import pytest
 
 from producers import Producer
-from tests.benchmarks.bench_producer import percentile, track_events
+from tests.benchmarks.bench_producer import percentile
 from tests.benchmarks.conftest import env_int
+from tests.benchmarks.producer_ab import realistic_events
 from tests.integration.test_intake import KEY_A, intake_env
 from tests.support.intake import Intake, running_intake
 
@@ -38,7 +39,7 @@ HEADERS = {
 
 
 def batch_bodies(count: int) -> list[bytes]:
-    events = track_events(count * BATCH)
+    events = realistic_events(count * BATCH)
     return [orjson.dumps({"batch": events[n * BATCH : (n + 1) * BATCH]}) for n in range(count)]
 
 
@@ -133,7 +134,7 @@ def test_intake_latency_at_2000_events_per_second(intake: Intake, redis_client, 
 
 
 def test_cost_per_event_against_enqueue_many(redis_url: str, key_prefix: str) -> None:
-    events = track_events(REQUESTS * BATCH)
+    events = realistic_events(REQUESTS * BATCH)
     with Producer(redis_url, "wsa", key_prefix=key_prefix, partitions=16, backlog_cap=100_000_000) as producer:
         producer.enqueue_many(events[:1000])
         costs = []
