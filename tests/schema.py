@@ -1,4 +1,4 @@
-"""Validate one Track API v2 operation against Customer.io's official schema (the v2 subset in worker/schemas).
+"""Validate one Track API v2 operation against Customer.io's official schema (the v2 subset in worker/local/schemas).
 
 ``validate_operation(op)`` picks the component schema from the operation's ``type`` and ``action`` (so that an
 error names the real problem instead of "not valid under any of the given schemas"), then also checks the
@@ -25,7 +25,7 @@ import jsonschema
 import referencing
 import referencing.jsonschema
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "worker" / "schemas" / "customer-io-track-v2-subset.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "worker" / "local" / "schemas" / "customer-io-track-v2-subset.json"
 _BASE = "urn:customer-io-track-v2"
 
 #: (type, action) → component schema of that operation.

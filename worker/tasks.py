@@ -1,4 +1,4 @@
-"""The drain task: a thin adapter from Celery to ``worker.pipeline.drain``."""
+"""The drain task: a thin adapter from Celery to ``worker.pipeline.drain.drain``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Final
 import redis
 
 from producers._wire import DRAIN_TASK, drain_queue
-from worker import pipeline, runtime
+from worker import runtime
 from worker.celery import app, settings
 from worker.errors import PermanentError
+from worker.pipeline import drain as pipeline
 
 #: The longest countdown a task is queued with (far below the broker's visibility timeout). Longer waits are
 #: left to the sweeper, which kicks the partition when its retry timer (the lease TTL) runs out.

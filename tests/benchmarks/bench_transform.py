@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from worker.transform import Deliver, TransformOptions, transform, transform_raw
+from worker.mapping.transform import Deliver, TransformOptions, transform, transform_raw
 
 CONTEXT = {
     "ip": "203.0.113.7",

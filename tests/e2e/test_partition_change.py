@@ -8,7 +8,7 @@ import redis
 from producers._wire import config_key, partition_for, stream_key
 from tests.e2e.conftest import standin_workspaces, wait_for
 from tests.e2e.test_observability import scrape, value
-from worker.demo import free_port
+from worker.local.demo import free_port
 
 pytestmark = pytest.mark.e2e
 

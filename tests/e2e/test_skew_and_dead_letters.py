@@ -15,8 +15,8 @@ import redis
 from producers._wire import lease_key, stream_key
 from tests.e2e.conftest import standin_workspaces, wait_for
 from worker.deadletter import dlq_key
-from worker.fake_customerio import FakeCustomerIO
-from worker.logs import MASK
+from worker.local.fake_customerio import FakeCustomerIO
+from worker.ops.logs import MASK
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,8 @@ import redis
 from producers._wire import KICKED, lease_key, stream_key
 from tests.integration.test_cli_dlq import API_KEY, cli_environment, run
 from tests.integration.test_deadletter_store import letter, put
-from worker.fleet_status import gather_status, retry_key, workers_key
-from worker.ratelimit import authpause_key, pause_key
+from worker.store.fleet_status import gather_status, retry_key, workers_key
+from worker.store.ratelimit import authpause_key, pause_key
 
 
 @pytest.fixture

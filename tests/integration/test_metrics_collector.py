@@ -9,8 +9,8 @@ from redis.retry import Retry
 
 from producers._wire import stream_key
 from worker.deadletter import dlq_key
-from worker.metrics import FleetMetrics
-from worker.ratelimit import WorkspaceLimiter
+from worker.ops.metrics import FleetMetrics
+from worker.store.ratelimit import WorkspaceLimiter
 
 PARTITIONS = 4
 

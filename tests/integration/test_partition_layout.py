@@ -22,10 +22,10 @@ from tests.integration.test_cli_dlq import cli_environment, run
 from tests.integration.test_pipeline import close_http_clients as close_http_clients
 from tests.integration.test_pipeline import make_deps
 from tests.integration.test_pipeline import stand_in as stand_in
-from worker.fleet_status import gather_status
-from worker.metrics import FleetMetrics
-from worker.pipeline import drain
-from worker.sweeper import Sweeper, sweep_once, workers_key
+from worker.ops.metrics import FleetMetrics
+from worker.pipeline.drain import drain
+from worker.pipeline.sweeper import Sweeper, sweep_once, workers_key
+from worker.store.fleet_status import gather_status
 
 WS = "ws"
 

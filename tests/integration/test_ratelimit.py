@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from worker.ratelimit import (
+from worker.store.ratelimit import (
     Reservation,
     WorkspaceLimiter,
     authpause_key,

@@ -13,17 +13,25 @@ SOURCES = sorted([*ROOT.joinpath("worker").rglob("*.py"), *ROOT.joinpath("produc
 #: Who may import what (modules named by their path from the repository root).
 ALLOWED = {
     "httpx": {"worker/delivery.py"},
+    # The optional extra ``local``: only the stand-in, never the worker's path.
+    "jsonschema": {"worker/local/fake_customerio/schema.py"},
     "celery": {
         "worker/celery.py",
         "worker/tasks.py",
-        "worker/celery_output.py",
+        "worker/ops/celery_output.py",
         "worker/cli/dlq_cmd.py",  # lazily, to queue drain tasks after a replay
         "producers/_kick.py",  # lazily, to queue drain tasks after an enqueue
     },
 }
 #: The pure core: no I/O, no clock, no environment, no logging.
-PURE = ["worker/transform.py", "worker/fields.py", "worker/identifiers.py", "worker/timestamps.py", "worker/devices.py"]
-PURE += ["worker/planning.py", "worker/batching.py", "worker/retry.py"]
+PURE = [
+    "worker/mapping/transform.py",
+    "worker/mapping/fields.py",
+    "worker/mapping/identifiers.py",
+    "worker/mapping/timestamps.py",
+    "worker/mapping/devices.py",
+]
+PURE += ["worker/pipeline/planning.py", "worker/pipeline/batching.py", "worker/pipeline/retry.py"]
 IMPURE = {"redis", "httpx", "celery", "kombu", "logging", "os", "time", "socket", "sentry_sdk"}
 
 

@@ -43,7 +43,7 @@ def demo(
     The first line says where the events go. Exit codes: 0 every event has an outcome; 1 some did not within
     --timeout; 2 bad option or configuration.
     """
-    from worker.demo import choose_target, describe_target, run_demo
+    from worker.local.demo import choose_target, describe_target, run_demo
 
     try:
         settings = load_settings()

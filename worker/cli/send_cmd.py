@@ -23,8 +23,8 @@ import typer
 from producers import EnqueueResult, Producer, QueueFull
 from worker.cli.status_cmd import WorkspacesFile, load
 from worker.cli.transform_cmd import EMPTY_LINE_REASON
+from worker.mapping.transform import Reject, TransformOptions, transform
 from worker.settings import ConfigError, Settings, WorkspaceConfig
-from worker.transform import Reject, TransformOptions, transform
 
 #: Exit codes of ``cio-fleet send``.
 EXIT_REJECTED: Final = 1

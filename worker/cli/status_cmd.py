@@ -20,8 +20,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from worker.fleet_status import FleetStatus, WorkspaceStatus, gather_status
 from worker.settings import ConfigError, Settings, load_settings, read_workspaces_file
+from worker.store.fleet_status import FleetStatus, WorkspaceStatus, gather_status
 
 
 class Exit(IntEnum):

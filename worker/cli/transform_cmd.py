@@ -19,8 +19,8 @@ from typing import Annotated, BinaryIO, NoReturn
 import orjson
 import typer
 
+from worker.mapping.transform import Deliver, Outcome, Reject, Skip, TransformOptions, transform_raw
 from worker.settings import ConfigError, Settings, load_settings
-from worker.transform import Deliver, Outcome, Reject, Skip, TransformOptions, transform_raw
 
 #: Exit status for a bad configuration, an unknown workspace or an unreadable input file.
 EXIT_USAGE = 2

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from worker.errors import InvalidEvent
-from worker.identifiers import utf8_len
-from worker.timestamps import convert_dates
+from worker.mapping.identifiers import utf8_len
+from worker.mapping.timestamps import convert_dates
 
 #: Customer.io's limit on an event name.
 MAX_EVENT_NAME_BYTES: Final = 100

@@ -14,7 +14,7 @@ from typing import Any, Final
 import orjson
 
 from worker.errors import InvalidEvent
-from worker.timestamps import parse_iso8601
+from worker.mapping.timestamps import parse_iso8601
 
 _APPLE_PLATFORMS: Final = frozenset({"ios", "ipados", "watchos", "tvos"})
 _APNS_TOKEN: Final = re.compile(r"[0-9a-fA-F]{64}")

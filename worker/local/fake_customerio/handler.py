@@ -10,13 +10,14 @@ from typing import Any
 
 import orjson
 
-from worker.fake_customerio.api import Outcome, process_batch, process_entity
-from worker.fake_customerio.control import handle_control
-from worker.fake_customerio.faults import error_body
-from worker.fake_customerio.records import RequestRecord
-from worker.fake_customerio.state import FakeState
+from worker.local.fake_customerio.api import Outcome, process_batch, process_entity
+from worker.local.fake_customerio.control import handle_control
+from worker.local.fake_customerio.faults import error_body
+from worker.local.fake_customerio.records import RequestRecord
+from worker.local.fake_customerio.state import FakeState
 
-logger = logging.getLogger(__name__)
+#: The logger keeps the name it had before the module moved into ``worker.local``.
+logger = logging.getLogger("worker.fake_customerio.handler")
 
 #: The v2 endpoints and the function answering each.
 API_ROUTES = {"/api/v2/batch": process_batch, "/api/v2/entity": process_entity}

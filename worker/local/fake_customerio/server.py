@@ -11,12 +11,12 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
 
-from worker.fake_customerio.auth import Credentials
-from worker.fake_customerio.faults import FaultBook, rules_from_json
-from worker.fake_customerio.handler import FakeHandler
-from worker.fake_customerio.records import DEFAULT_MAX_RECORDS, Recorder
-from worker.fake_customerio.schema import shared_validator
-from worker.fake_customerio.state import FakeState
+from worker.local.fake_customerio.auth import Credentials
+from worker.local.fake_customerio.faults import FaultBook, rules_from_json
+from worker.local.fake_customerio.handler import FakeHandler
+from worker.local.fake_customerio.records import DEFAULT_MAX_RECORDS, Recorder
+from worker.local.fake_customerio.schema import shared_validator
+from worker.local.fake_customerio.state import FakeState
 
 #: Seconds between the serving loop's checks for a stop request.
 _POLL_INTERVAL_S = 0.05
@@ -41,7 +41,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeCustomerIO:
-    """A local stand-in for Customer.io's Track API v2 (see ``worker.fake_customerio``).
+    """A local stand-in for Customer.io's Track API v2 (see ``worker.local.fake_customerio``).
 
     Use it as ``with FakeCustomerIO().start() as fake: ... fake.url ...``.
     """
@@ -66,7 +66,7 @@ class FakeCustomerIO:
             credentials: accepted ``site_id → api_key`` pairs (None or empty: any non-empty pair passes).
             validate: check each operation against Customer.io's schema.
             record_path: a JSON Lines file every accepted operation is appended to.
-            faults: the initial fault configuration (see ``worker.fake_customerio.faults``).
+            faults: the initial fault configuration (see ``worker.local.fake_customerio.faults``).
             seed: seed of the random source of fault rates.
             max_records: accepted operations and request records kept in memory (None: all).
 

@@ -17,19 +17,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-from worker.batching import batch_body, pack
 from worker.deadletter import DeadLetter, Outcome, describe_event, dlq_key
 from worker.delivery import Accepted, BatchResponse, SplitNeeded, classify
 from worker.errors import Rejected as RejectedError
 from worker.errors import RetryableError, Throttled, TransportFailure, Unauthorized, WorkerError
-from worker.logs import redact
-from worker.observability import report_permanent_failure
-from worker.partitions import LeaseLost, RetryState
-from worker.planning import PlannedEntry
-from worker.ports import Deps, observe_settled
-from worker.ratelimit import Reservation, credentials_fingerprint
-from worker.retry import THROTTLE_MAX_STEP, head_batch_limit, next_delay, throttle_pause
+from worker.ops.logs import redact
+from worker.ops.observability import report_permanent_failure
+from worker.pipeline.batching import batch_body, pack
+from worker.pipeline.planning import PlannedEntry
+from worker.pipeline.ports import Deps, observe_settled
+from worker.pipeline.retry import THROTTLE_MAX_STEP, head_batch_limit, next_delay, throttle_pause
 from worker.settings import WorkspaceConfig
+from worker.store.partitions import LeaseLost, RetryState
+from worker.store.ratelimit import Reservation, credentials_fingerprint
 
 log = logging.getLogger("cio_fleet.delivery")
 

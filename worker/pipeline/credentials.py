@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from worker.partitions import PartitionStore
-from worker.ratelimit import WorkspaceLimiter, credentials_fingerprint
 from worker.settings import WorkspaceConfig
+from worker.store.partitions import PartitionStore
+from worker.store.ratelimit import WorkspaceLimiter, credentials_fingerprint
 
 log = logging.getLogger("cio_fleet.credentials")
 

@@ -10,8 +10,8 @@ import orjson
 
 from producers._events import MAX_EVENT_BYTES
 from producers._wire import EVENT_FIELD, FORMAT_VERSION, VERSION_FIELD
-from worker.partitions import Entry
-from worker.transform import Deliver, Skip, TransformOptions, transform
+from worker.mapping.transform import Deliver, Skip, TransformOptions, transform
+from worker.store.partitions import Entry
 
 _EVENT: Final = EVENT_FIELD.encode()
 _VERSION: Final = VERSION_FIELD.encode()

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from producers import Producer
 from producers._wire import stream_key
-from worker.examples import edge_cases, origin_examples, synthetic_events
-from worker.localfleet import start_worker, stop_worker, wait_until_registered
+from worker.local.examples import edge_cases, origin_examples, synthetic_events
+from worker.local.localfleet import start_worker, stop_worker, wait_until_registered
 from worker.settings import ConfigError, Settings, WorkspaceConfig
 
 #: Credentials of the stand-in's demo workspace.
@@ -92,7 +92,7 @@ def fill_summary(summary: DemoSummary, totals: dict[str, Any]) -> None:
 @contextmanager
 def standin_workspace(say: Say) -> Iterator[tuple[WorkspaceConfig, Any]]:
     """A local Customer.io stand-in and a workspace that points at it."""
-    from worker.fake_customerio import FakeCustomerIO
+    from worker.local.fake_customerio import FakeCustomerIO
 
     fake = FakeCustomerIO(credentials={DEMO_SITE_ID: DEMO_API_KEY}).start()
     say(f"Customer.io stand-in listening on {fake.url} (no real credentials configured)")

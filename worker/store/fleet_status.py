@@ -14,9 +14,9 @@ import redis
 
 from producers._wire import KICKED, lease_key, stream_key
 from worker.deadletter import dlq_key
-from worker.layout import scan_streams
-from worker.partitions import PARKED
-from worker.ratelimit import authpause_key, pause_key
+from worker.store.layout import scan_streams
+from worker.store.partitions import PARKED
+from worker.store.ratelimit import authpause_key, pause_key
 
 #: A worker whose last heartbeat is older than this is counted as gone.
 WORKER_ALIVE_S: Final = 30.0

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from worker.fake_customerio.faults import error_body, rules_from_json
-from worker.fake_customerio.state import FakeState
+from worker.local.fake_customerio.faults import error_body, rules_from_json
+from worker.local.fake_customerio.state import FakeState
 
 
 @dataclass(frozen=True, slots=True)

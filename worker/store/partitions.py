@@ -15,12 +15,12 @@ from typing import Any, Final
 import redis
 
 from producers._wire import KICKED, lease_key, stream_key
-from worker import layout
 from worker.deadletter.records import dlq_key
+from worker.store import layout
 
 #: Lease value of a partition waiting for its retry timer.
 RETRY: Final = "retry"
-#: Lease value of a partition parked in a worker process (``worker.slots``), and how long it lives unless the
+#: Lease value of a partition parked in a worker process (``worker.pipeline.slots``), and how long it lives unless the
 #: process refreshes it: a partition parked by a process that died is kicked again by the sweeper soon after.
 PARKED: Final = "parked"
 PARK_TTL_MS: Final = 5_000
@@ -167,7 +167,7 @@ class RetryState:
     """A partition's current run of transient failures of its head entry.
 
     ``head_limit`` is the most entries the next attempt sends from the head (0: a full batch): a batch that keeps
-    failing is split to isolate the event that fails (``worker.retry.head_batch_limit``).
+    failing is split to isolate the event that fails (``worker.pipeline.retry.head_batch_limit``).
     """
 
     attempts: int
@@ -363,7 +363,7 @@ class PartitionStore:
         return int(self._redis.xlen(dlq_key(self.prefix, workspace)))
 
     def publish_partitions(self, workspace: str, partitions: int) -> int:
-        """Tell producers how many partitions the workspace has; returns the span to drain (``worker.layout``)."""
+        """Tell producers how many partitions the workspace has; returns the span to drain (``worker.store.layout``)."""
         return layout.publish(self._redis, self.prefix, workspace, partitions)
 
     def span(self, workspace: str, partitions: int) -> int:
@@ -371,7 +371,7 @@ class PartitionStore:
         return layout.read_span(self._redis, self.prefix, workspace, partitions)
 
     def older_streams_wait(self, workspace: str, partitions: int, span: int) -> bool:
-        """True while a stream from the partition count up to ``span`` holds events (``worker.layout``)."""
+        """True while a stream from the partition count up to ``span`` holds events (``worker.store.layout``)."""
         return layout.older_streams_wait(self._redis, self.prefix, workspace, partitions, span)
 
     def pending(self, workspace: str, partitions: int) -> list[tuple[int, int, bool]]:

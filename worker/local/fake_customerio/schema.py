@@ -1,6 +1,6 @@
 """Validation of v2 operations against Customer.io's published schema, one compiled validator per operation.
 
-The schema file is ``worker/schemas/customer-io-track-v2-subset.json`` (an unchanged subset of Customer.io's
+The schema file is ``worker/local/schemas/customer-io-track-v2-subset.json`` (an unchanged subset of Customer.io's
 OpenAPI document). Each operation is dispatched on its ``type`` and ``action`` to the operation schema the
 document lists under ``person_operations``, ``object_operations`` and ``delivery_operations`` (the same schemas
 the ``/api/v2/batch`` request body and the ``/api/v2/entity`` body reference), so that an error names the field
@@ -51,7 +51,7 @@ def load_document() -> dict[str, Any]:
     Returns:
         The OpenAPI document as a dict.
     """
-    raw = resources.files("worker").joinpath("schemas/customer-io-track-v2-subset.json").read_bytes()
+    raw = resources.files("worker.local").joinpath("schemas/customer-io-track-v2-subset.json").read_bytes()
     document: dict[str, Any] = orjson.loads(raw)
     schemas = document["components"]["schemas"]
     _accept_anonymous_id(schemas)

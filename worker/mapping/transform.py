@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from worker.devices import build_device, find_token
 from worker.errors import InvalidEvent
-from worker.fields import check_names, checked_event_name, convertible_attributes, object_field, required_name
-from worker.identifiers import (
+from worker.mapping.devices import build_device, find_token
+from worker.mapping.fields import check_names, checked_event_name, convertible_attributes, object_field, required_name
+from worker.mapping.identifiers import (
     Identifiers,
     anonymous_id,
     find_email,
@@ -31,7 +31,7 @@ from worker.identifiers import (
     object_type_id,
     resolve_person,
 )
-from worker.timestamps import device_last_used, event_timestamp, identify_created_at
+from worker.mapping.timestamps import device_last_used, event_timestamp, identify_created_at
 
 if TYPE_CHECKING:
     from worker.settings import WorkspaceConfig
@@ -63,7 +63,7 @@ class TransformOptions:
 class Deliver:
     """Send these operations; ``encoded[i]`` is ``operations[i]`` serialised (≤ 32,000 bytes each).
 
-    ``dropped_timestamps`` names each field (``worker.timestamps.DROPPED_FIELDS``) whose time could not be read:
+    ``dropped_timestamps`` names each field (``worker.mapping.timestamps.DROPPED_FIELDS``) whose time could not be read:
     ``timestamp`` and ``device.last_used`` were left out (Customer.io uses the time it receives the operation),
     ``created_at`` was passed as given.
     """

@@ -9,13 +9,13 @@ Two kinds of numbers:
   partition stream's ``entries-added``, which counts producers in any process or language), backlog, age of
   the oldest waiting event, pauses, dead letters and the dead-letter alarm. Every process reports the same
   values; aggregate them with ``max by (workspace)``, not ``sum``. Streams the sweeper's scan found outside the
-  configured layouts (``{prefix}:strays``, ``worker.layout``) are read too: those above a workspace's partition
+  configured layouts (``{prefix}:strays``, ``worker.store.layout``) are read too: those above a workspace's partition
   count are part of its backlog, and those of a workspace nobody configured are ``cio_fleet_stranded_events``.
 
 Labels are bounded: ``workspace`` (configured names; for ``cio_fleet_stranded_events`` also the names of
 unconfigured workspaces that hold events), ``type`` (the six Segment types or ``other``),
 ``status`` (an HTTP status or ``error`` when no response came), ``outcome`` (the dead-letter outcomes),
-``reason`` (``throttled`` or ``unauthorized``) and ``field`` (``worker.timestamps.DROPPED_FIELDS``). Never ids,
+``reason`` (``throttled`` or ``unauthorized``) and ``field`` (``worker.mapping.timestamps.DROPPED_FIELDS``). Never ids,
 reasons in free text or payloads.
 
 The worker runs Celery's threads pool: one process, many threads, so the default (single process) client
@@ -41,10 +41,10 @@ from redis.exceptions import RedisError
 
 from producers._wire import enqueued_key, stream_key
 from worker.deadletter.records import dlq_key
-from worker.health import Health
-from worker.layout import read_strays, stream_lengths
-from worker.ratelimit import authpause_key, pause_key
-from worker.timestamps import DROPPED_FIELDS
+from worker.mapping.timestamps import DROPPED_FIELDS
+from worker.ops.health import Health
+from worker.store.layout import read_strays, stream_lengths
+from worker.store.ratelimit import authpause_key, pause_key
 
 WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
@@ -65,7 +65,8 @@ __all__ = [
     "type_label",
 ]
 
-log = logging.getLogger(__name__)
+#: The logger keeps the name it had before the module moved into ``worker.ops`` (log filters may use it).
+log = logging.getLogger("worker.metrics")
 
 #: The values of the ``type`` label; anything else is counted as ``other``.
 EVENT_TYPES: Final = frozenset({"identify", "group", "track", "page", "screen", "alias"})

@@ -2,8 +2,8 @@
 
 Every worker process runs one sweeper thread; a short Redis lock lets only one of them sweep per interval across
 the fleet. A sweep also publishes each workspace's partition count for producers (and drains every stream below
-the workspace's span, ``worker.layout``), forgets the heartbeats of workers gone for ``WORKER_FORGET_S``, and every
-``SCAN_EVERY_SWEEPS`` intervals scans for stray streams. Each tick writes the worker's heartbeat in Redis time.
+the workspace's span, ``worker.store.layout``), forgets the heartbeats of workers gone for ``WORKER_FORGET_S``, and
+every ``SCAN_EVERY_SWEEPS`` intervals scans for stray streams. Each tick writes the worker's heartbeat in Redis time.
 It is what makes raw ``XADD`` producers, crashed workers and expired retry timers work.
 """
 
@@ -19,13 +19,13 @@ import redis
 
 from producers._kick import MAX_PARTITIONS
 from producers._wire import KICK_GRACE_MS, KICK_TTL_MS, drain_queue, stream_key
-from worker import layout
 from worker.broker import queued_partitions
-from worker.credentials import resume_if_credentials_changed
-from worker.fleet_status import WORKER_FORGET_S
-from worker.partitions import PartitionStore
-from worker.ratelimit import WorkspaceLimiter
+from worker.pipeline.credentials import resume_if_credentials_changed
 from worker.settings import Settings
+from worker.store import layout
+from worker.store.fleet_status import WORKER_FORGET_S
+from worker.store.partitions import PartitionStore
+from worker.store.ratelimit import WorkspaceLimiter
 
 log = logging.getLogger("cio_fleet.sweeper")
 

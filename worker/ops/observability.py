@@ -3,7 +3,7 @@
 ``init_sentry`` is called by the Celery edge from the ``celeryd_init``/``worker_init`` signal (Sentry's docs
 require that for Celery), never at import. It turns on the Celery integration with personal data off, no
 request bodies and no local variables, and installs ``scrub_event`` as ``before_send``. The scrubber removes,
-anywhere in an event: registered secrets (``worker.logs.register_secrets``: API keys, Redis password, the
+anywhere in an event: registered secrets (``worker.ops.logs.register_secrets``: API keys, Redis password, the
 DSN), ``Authorization`` header values, email addresses, event payloads (any ``extra``/``contexts`` value
 named ``event``, ``payload`` or ``body``, at any depth) and Celery task arguments.
 
@@ -22,7 +22,7 @@ import sentry_sdk
 import sentry_sdk.consts
 from sentry_sdk.integrations.celery import CeleryIntegration
 
-from worker.logs import MASK, SENSITIVE_KEYS, redact, register_secrets, settings_secrets
+from worker.ops.logs import MASK, SENSITIVE_KEYS, redact, register_secrets, settings_secrets
 from worker.settings import Settings
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ record path, appended to a JSON Lines file. API keys are never logged, recorded 
 
 from __future__ import annotations
 
-from worker.fake_customerio.faults import FaultRule, rules_from_json
-from worker.fake_customerio.server import FakeCustomerIO, serve_forever
+from worker.local.fake_customerio.faults import FaultRule, rules_from_json
+from worker.local.fake_customerio.server import FakeCustomerIO, serve_forever
 
 __all__ = ["FakeCustomerIO", "FaultRule", "rules_from_json", "serve_forever"]

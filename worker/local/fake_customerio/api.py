@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from worker.fake_customerio.faults import FaultRule, error_body
-from worker.fake_customerio.schema import OperationValidator, SchemaError
+from worker.local.fake_customerio.faults import FaultRule, error_body
+from worker.local.fake_customerio.schema import OperationValidator, SchemaError
 
 #: Largest ``/api/v2/batch`` body accepted, in bytes.
 BATCH_MAX_BYTES = 500_000

@@ -7,10 +7,10 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
-from worker.fake_customerio.auth import Credentials
-from worker.fake_customerio.faults import FaultBook
-from worker.fake_customerio.records import Recorder
-from worker.fake_customerio.schema import OperationValidator
+from worker.local.fake_customerio.auth import Credentials
+from worker.local.fake_customerio.faults import FaultBook
+from worker.local.fake_customerio.records import Recorder
+from worker.local.fake_customerio.schema import OperationValidator
 
 
 @dataclass

@@ -9,15 +9,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from worker.shutdown import ActiveLeases
-from worker.slots import WorkspaceSlots
+from worker.pipeline.shutdown import ActiveLeases
+from worker.pipeline.slots import WorkspaceSlots
 
 if TYPE_CHECKING:
     from worker.delivery import BatchResponse
-    from worker.partitions import PartitionStore
-    from worker.planning import PlannedEntry
-    from worker.ratelimit import WorkspaceLimiter
+    from worker.pipeline.planning import PlannedEntry
     from worker.settings import Settings, WorkspaceConfig
+    from worker.store.partitions import PartitionStore
+    from worker.store.ratelimit import WorkspaceLimiter
 
 log = logging.getLogger("cio_fleet.pipeline")
 
@@ -29,7 +29,7 @@ class BatchPoster(Protocol):
 
 
 class Metrics(Protocol):
-    """The counters the pipeline moves (``worker.metrics.FleetMetrics``)."""
+    """The counters the pipeline moves (``worker.ops.metrics.FleetMetrics``)."""
 
     def delivered(self, workspace: str, type: str, n: int = 1) -> None: ...
     def skipped(self, workspace: str, type: str, n: int = 1) -> None: ...

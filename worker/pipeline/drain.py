@@ -13,14 +13,14 @@ from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from producers._wire import KICK_TTL_MS
-from worker.batching import linger_ms
-from worker.credentials import resume_if_credentials_changed
-from worker.partitions import PARK_TTL_MS, Entry, LeaseLost
-from worker.planning import PlannedEntry, plan_entries
-from worker.ports import Deps
-from worker.sending import BatchSender, Deferred, Failure
+from worker.mapping.transform import TransformOptions
+from worker.pipeline.batching import linger_ms
+from worker.pipeline.credentials import resume_if_credentials_changed
+from worker.pipeline.planning import PlannedEntry, plan_entries
+from worker.pipeline.ports import Deps
+from worker.pipeline.sending import BatchSender, Deferred, Failure
 from worker.settings import WorkspaceConfig
-from worker.transform import TransformOptions
+from worker.store.partitions import PARK_TTL_MS, Entry, LeaseLost
 
 log = logging.getLogger("cio_fleet.pipeline")
 
@@ -45,7 +45,7 @@ OLDER_STREAMS_WAIT_S: Final = 1.0
 def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
     """Drain one partition of one workspace for at most one time slice.
 
-    Streams at or above the partition count (left by a larger count, ``worker.layout``) are drained like the
+    Streams at or above the partition count (left by a larger count, ``worker.store.layout``) are drained like the
     others while they are within the workspace's span; a partition below the count waits until they are empty.
     """
     workspace = deps.settings.workspaces.get(workspace_name)
