@@ -26,7 +26,7 @@ from producers._producer import (
     ProducerBase,
     Tally,
 )
-from producers._wire import DEFAULT_PREFIX
+from producers.wire import DEFAULT_PREFIX
 
 
 class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):

@@ -30,19 +30,15 @@ import redis
 from pydantic import BaseModel
 
 from producers._events import InvalidEventError, encode_event, event_dict, find_problem, now_iso
-from producers._wire import (
+from producers.keys import config_key, drain_queue, enqueued_key, lease_key, stream_key
+from producers.wire import (
     DEFAULT_PARTITIONS,
     DRAIN_TASK,
     FORMAT_VERSION,
     KICK_TTL_MS,
     KICKED,
-    config_key,
-    drain_queue,
-    enqueued_key,
-    lease_key,
     partition_of,
     person_hash,
-    stream_key,
 )
 
 logger = logging.getLogger("producers")

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from celery import Celery, bootsteps, signals
 
-from producers._wire import drain_queue
+from producers.keys import drain_queue, unacked_index_key, unacked_key, unacked_mutex_key
 from worker import runtime
 from worker.ops.health import CONSUMER_BEAT_S, CONSUMER_STALE_S
 from worker.settings import ConfigError, Settings, load_settings
@@ -46,9 +46,9 @@ def create_app(settings: Settings) -> Celery:
         broker_transport_options={
             "visibility_timeout": VISIBILITY_TIMEOUT_S,
             # Unacknowledged drain tasks are kept under the fleet's own prefix, so fleets sharing a Redis stay apart.
-            "unacked_key": f"{settings.key_prefix}.unacked",
-            "unacked_index_key": f"{settings.key_prefix}.unacked_index",
-            "unacked_mutex_key": f"{settings.key_prefix}.unacked_mutex",
+            "unacked_key": unacked_key(settings.key_prefix),
+            "unacked_index_key": unacked_index_key(settings.key_prefix),
+            "unacked_mutex_key": unacked_mutex_key(settings.key_prefix),
         },
         broker_connection_retry_on_startup=True,
         task_serializer="json",

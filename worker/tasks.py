@@ -7,7 +7,8 @@ from typing import Final
 
 import redis
 
-from producers._wire import DRAIN_TASK, drain_queue
+from producers.keys import drain_queue
+from producers.wire import DRAIN_TASK
 from worker import runtime
 from worker.celery import app, settings
 from worker.errors import PermanentError

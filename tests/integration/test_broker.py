@@ -6,7 +6,7 @@ import redis
 from kombu.connection import Connection
 
 from producers._kick import Kicker
-from producers._wire import drain_queue
+from producers.keys import drain_queue
 from worker.broker import Transport, queued_partitions
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from producers._wire import KICKED, drain_queue, lease_key, partition_for, stream_key
+from producers.keys import dlq_key, drain_queue, lease_key, stream_key
+from producers.wire import KICKED, partition_for
 from tests.integration.test_deadletter_store import letter, put
-from worker.deadletter import DeadLetter, dlq_key, dlq_size
+from worker.deadletter import DeadLetter, dlq_size
 
 CLI = str(Path(sys.executable).parent / "cio-fleet")
 API_KEY = "sk-live-DO-NOT-PRINT-4242"

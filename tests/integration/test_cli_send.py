@@ -14,7 +14,7 @@ import redis
 from typer.testing import CliRunner
 
 from producers import partition_for
-from producers._wire import drain_queue, stream_key
+from producers.keys import drain_queue, stream_key
 from worker.cli import app
 
 WS = "acme"

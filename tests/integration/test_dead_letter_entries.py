@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from producers._wire import stream_key
+from producers.keys import stream_key
 from tests.integration.test_cli_dlq import cli_environment, run
 from tests.integration.test_deadletter_store import letter, put
 from tests.integration.test_pipeline import KEY, SITE, dead_letters, make_deps

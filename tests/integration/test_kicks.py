@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from producers import Producer
-from producers._wire import KICK_GRACE_MS, KICK_TTL_MS, lease_key, stream_key
+from producers.keys import lease_key, stream_key
+from producers.wire import KICK_GRACE_MS, KICK_TTL_MS
 from tests.e2e.conftest import wait_for
 from worker.delivery import CustomerIOClient
 from worker.pipeline.drain import drain

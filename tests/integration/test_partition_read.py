@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from producers._events import MAX_EVENT_BYTES
-from producers._wire import lease_key, stream_key
+from producers.keys import lease_key, stream_key
 from tests.integration.test_pipeline import KEY, SITE, dead_letters, make_deps, put, stream_len, track
 from worker.local.fake_customerio import FakeCustomerIO
 from worker.pipeline.drain import drain

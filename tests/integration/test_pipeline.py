@@ -8,8 +8,9 @@ import orjson
 import pytest
 import redis
 
-from producers._wire import lease_key, partition_for, stream_key
-from worker.deadletter import DeadLetter, dlq_key
+from producers.keys import authpause_key, dlq_key, lease_key, stream_key
+from producers.wire import partition_for
+from worker.deadletter import DeadLetter
 from worker.delivery import CustomerIOClient
 from worker.local.fake_customerio import FakeCustomerIO
 from worker.pipeline.drain import drain
@@ -17,7 +18,7 @@ from worker.pipeline.ports import Deps
 from worker.pipeline.sweeper import sweep_once
 from worker.settings import Settings
 from worker.store.partitions import PartitionStore
-from worker.store.ratelimit import WorkspaceLimiter, authpause_key
+from worker.store.ratelimit import WorkspaceLimiter
 
 SITE, KEY = "site-p", "key-p"
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from producers._wire import lease_key, stream_key
+from producers.keys import lease_key, stream_key
 from tests.integration.test_pipeline import (
     KEY,
     OPEN_CLIENTS,

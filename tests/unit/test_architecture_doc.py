@@ -1,12 +1,17 @@
-"""docs/architecture.md's module table lists every module of ``worker`` and ``producers``, each once, in its room."""
+"""docs/architecture.md's tables match the code: every module in its room, and every key of ``producers/keys.py``."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import re
 from pathlib import Path
 
+from producers import keys
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "architecture.md"
+KEYS_HEADING = "Redis keys (prefix `cio` by default, `CIO_KEY_PREFIX`)"
 
 
 def table_rows(heading: str) -> list[list[str]]:
@@ -37,3 +42,46 @@ def test_each_module_sits_in_the_room_its_folder_names():
         room = parts[0] if parts[0] == "producers" else ("root" if len(parts) == 2 else parts[1])
         assert row[1] == room, row
         assert row[2], row
+
+
+def key_patterns() -> dict[str, str]:
+    """Each key function of ``producers/keys.py`` → the pattern its docstring starts with."""
+    tree = ast.parse((ROOT / "producers" / "keys.py").read_text(encoding="utf-8"))
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    key_functions = [node for node in functions if node.name.endswith(("_key", "_queue")) and "parse" not in node.name]
+    return {node.name: re.match(r"``([^`]+)``: ", ast.get_docstring(node) or "").group(1) for node in key_functions}  # type: ignore[union-attr]
+
+
+def test_the_key_table_lists_exactly_the_patterns_of_the_key_schema():
+    documented = [re.fullmatch(r"`([^`]+)`", row[0]).group(1) for row in table_rows(KEYS_HEADING)]  # type: ignore[union-attr]
+    patterns = key_patterns()
+    assert len(documented) == len(set(documented))
+    assert set(documented) == set(patterns.values())
+
+
+def test_each_key_function_builds_the_key_its_docstring_names():
+    values = {"prefix": "{p}", "workspace": "{ws}", "partition": "{n}"}
+    for name, pattern in key_patterns().items():
+        function = getattr(keys, name)
+        arguments = [values[parameter] for parameter in inspect.signature(function).parameters]
+        assert function(*arguments) == pattern, name
+
+
+def key_building_f_strings(path: Path) -> list[int]:
+    """Lines of f-strings that put a key prefix before ``:`` or ``.``: a key built outside ``producers/keys.py``."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.JoinedStr) or len(node.values) < 2:
+            continue
+        first, second = node.values[0], node.values[1]
+        prefixed = isinstance(first, ast.FormattedValue) and "prefix" in ast.unparse(first.value)
+        if prefixed and isinstance(second, ast.Constant) and str(second.value).startswith((":", ".drain", ".unacked")):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_no_module_but_the_key_schema_builds_a_key():
+    sources = [*ROOT.joinpath("worker").rglob("*.py"), *ROOT.joinpath("producers").rglob("*.py")]
+    builders = {str(path.relative_to(ROOT)): key_building_f_strings(path) for path in sources}
+    assert builders.pop("producers/keys.py")
+    assert {path: lines for path, lines in builders.items() if lines} == {}

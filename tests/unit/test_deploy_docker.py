@@ -12,7 +12,8 @@ import json
 
 import pytest
 
-from producers._wire import DEFAULT_PREFIX, drain_queue
+from producers.keys import drain_queue
+from producers.wire import DEFAULT_PREFIX
 from tests.unit.test_compose import REPO, load_compose
 from tests.unit.test_deploy_manifests import BUILDS, worker_container
 from worker.settings import Settings

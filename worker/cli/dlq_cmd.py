@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from producers._wire import DRAIN_TASK, drain_queue
+from producers.keys import drain_queue
+from producers.wire import DRAIN_TASK
 from worker import deadletter as dl
 from worker.cli.status_cmd import (
     EXIT_CODES_HELP,

@@ -15,7 +15,8 @@ import orjson
 import redis
 import typer
 
-from producers._wire import DEFAULT_PARTITIONS, config_key, partition_for, stream_key
+from producers.keys import config_key, stream_key
+from producers.wire import DEFAULT_PARTITIONS, partition_for
 from worker.cli.status_cmd import EXIT_CODES_HELP, Exit, JsonFlag, WorkspacesFile, fail, load, redis_errors
 from worker.settings import Settings
 

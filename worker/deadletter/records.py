@@ -183,16 +183,6 @@ class DeadLetterEntry:
         return stream_id_ms(self.stream_id)
 
 
-def dlq_key(prefix: str, workspace: str) -> str:
-    """The dead-letter stream of one workspace."""
-    return f"{prefix}:dlq:{workspace}"
-
-
-def audit_key(prefix: str) -> str:
-    """The stream of audit records (replay, purge, import)."""
-    return f"{prefix}:dlq-audit"
-
-
 def stream_id_ms(stream_id: str) -> int:
     """The millisecond part of a stream entry id such as ``1700000000000-3``."""
     return _int(stream_id.partition("-")[0], 0)

@@ -19,7 +19,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from producers import Producer
-from producers._wire import stream_key
+from producers.keys import drain_queue, prefix_pattern, stream_key
 from worker.local.examples import edge_cases, origin_examples, synthetic_events
 from worker.local.localfleet import start_worker, stop_worker, wait_until_registered
 from worker.settings import ConfigError, Settings, WorkspaceConfig
@@ -225,7 +225,7 @@ def run_demo(
 
 def _forget(settings: Settings, prefix: str) -> None:
     client = redis.Redis.from_url(settings.redis_url.get_secret_value())
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    keys = list(client.scan_iter(match=prefix_pattern(prefix), count=1000))
     if keys:
         client.delete(*keys)
     client.close()
@@ -245,7 +245,7 @@ def _run(
     port = free_port()
     env = worker_env(settings, prefix, port, workspaces_file or os.environ.get("CIO_WORKSPACES_FILE"))
     client = redis.Redis.from_url(settings.redis_url.get_secret_value())
-    process = start_worker(env, concurrency=16, queue=f"{prefix}.drain")
+    process = start_worker(env, concurrency=16, queue=drain_queue(prefix))
     try:
         wait_until_registered(client, prefix, 1)
         say("worker started; enqueueing the origin document's examples and synthetic events")

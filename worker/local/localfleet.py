@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from worker.pipeline.sweeper import workers_key
+from producers.keys import workers_key
 
 
 def worker_command(concurrency: int = 16, queue: str | None = None) -> list[str]:

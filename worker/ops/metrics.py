@@ -39,12 +39,10 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
-from producers._wire import enqueued_key, stream_key
-from worker.deadletter.records import dlq_key
+from producers.keys import authpause_key, dlq_key, enqueued_key, pause_key, stream_key
 from worker.mapping.timestamps import DROPPED_FIELDS
 from worker.ops.health import Health
 from worker.store.layout import read_strays, stream_lengths
-from worker.store.ratelimit import authpause_key, pause_key
 
 WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
-from producers._wire import KICK_TTL_MS
+from producers.wire import KICK_TTL_MS
 from worker.mapping.transform import TransformOptions
 from worker.pipeline.batching import linger_ms
 from worker.pipeline.credentials import resume_if_credentials_changed

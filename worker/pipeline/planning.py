@@ -9,7 +9,7 @@ from typing import Final
 import orjson
 
 from producers._events import MAX_EVENT_BYTES
-from producers._wire import EVENT_FIELD, FORMAT_VERSION, VERSION_FIELD
+from producers.wire import EVENT_FIELD, FORMAT_VERSION, VERSION_FIELD
 from worker.mapping.transform import Deliver, Skip, TransformOptions, transform
 from worker.store.partitions import Entry
 

@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-from worker.deadletter import DeadLetter, Outcome, describe_event, dlq_key
+from producers.keys import dlq_key
+from worker.deadletter import DeadLetter, Outcome, describe_event
 from worker.delivery import Accepted, BatchResponse, SplitNeeded, classify
 from worker.errors import Rejected as RejectedError
 from worker.errors import RetryableError, Throttled, TransportFailure, Unauthorized, WorkerError

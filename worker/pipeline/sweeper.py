@@ -18,7 +18,8 @@ from typing import Final
 import redis
 
 from producers._kick import MAX_PARTITIONS
-from producers._wire import KICK_GRACE_MS, KICK_TTL_MS, drain_queue, stream_key
+from producers.keys import drain_queue, scan_key, stream_key, sweeper_key, workers_key
+from producers.wire import KICK_GRACE_MS, KICK_TTL_MS
 from worker.broker import queued_partitions
 from worker.pipeline.credentials import resume_if_credentials_changed
 from worker.settings import Settings
@@ -55,11 +56,6 @@ for i = 1, #fields, 2 do
 end
 return removed
 """
-
-
-def workers_key(prefix: str) -> str:
-    """The hash of live workers: ``host:pid`` → last heartbeat (unix seconds)."""
-    return f"{prefix}:workers"
 
 
 def dead_letter_alarms(settings: Settings, store: PartitionStore) -> list[tuple[str, int]]:
@@ -168,10 +164,10 @@ class Sweeper:
         prefix = self.settings.key_prefix
         self.client.register_script(_HEARTBEAT)(keys=[workers_key(prefix)], args=[self.identity])
         interval_ms = max(int(self.settings.sweep_interval_s * 900), 1)
-        if not self.client.set(f"{prefix}:sweeper", self.identity, nx=True, px=interval_ms):
+        if not self.client.set(sweeper_key(prefix), self.identity, nx=True, px=interval_ms):
             return 0
         self.client.register_script(_FORGET)(keys=[workers_key(prefix)], args=[int(WORKER_FORGET_S)])
-        if self.client.set(f"{prefix}:scan", self.identity, nx=True, px=interval_ms * layout.SCAN_EVERY_SWEEPS):
+        if self.client.set(scan_key(prefix), self.identity, nx=True, px=interval_ms * layout.SCAN_EVERY_SWEEPS):
             self._alarm_stranded(scan_strays(self.settings, self.client))
         self._alarm_dead_letters()
         kicked = sweep_once(self.settings, self.store, self.limiter, self.kick)

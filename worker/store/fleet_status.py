@@ -12,11 +12,10 @@ from typing import Any, Final
 
 import redis
 
-from producers._wire import KICKED, lease_key, stream_key
-from worker.deadletter import dlq_key
+from producers.keys import authpause_key, dlq_key, lease_key, pause_key, retry_key, stream_key, workers_key
+from producers.wire import KICKED
 from worker.store.layout import scan_streams
 from worker.store.partitions import PARKED
-from worker.store.ratelimit import authpause_key, pause_key
 
 #: A worker whose last heartbeat is older than this is counted as gone.
 WORKER_ALIVE_S: Final = 30.0
@@ -24,16 +23,6 @@ WORKER_ALIVE_S: Final = 30.0
 WORKER_FORGET_S: Final = 3_600.0
 #: Lease value of a partition waiting for its retry timer.
 RETRY_LEASE: Final = "retry"
-
-
-def retry_key(prefix: str, workspace: str, partition: int) -> str:
-    """The hash holding a partition's current transient failure (docs/architecture.md)."""
-    return f"{prefix}:retry:{workspace}:{partition}"
-
-
-def workers_key(prefix: str) -> str:
-    """The hash of worker heartbeats: ``host:pid`` → last heartbeat, unix seconds."""
-    return f"{prefix}:workers"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import redis
 
-from producers._wire import config_key, stream_key
+from producers.keys import config_key, parse_stream_key, strays_key, stream_key, stream_pattern
 
 #: Config hash field: the workspace's partition count, as the workers publish it.
 PARTITIONS_FIELD: Final = "partitions"
@@ -58,11 +58,6 @@ local wanted = tonumber(ARGV[1])
 if span < wanted then redis.call('HSET', KEYS[1], 'span', wanted) return wanted end
 return span
 """
-
-
-def strays_key(prefix: str) -> str:
-    """The set of streams (``{ws}:{n}``) the last scan found outside the configured layouts."""
-    return f"{prefix}:strays"
 
 
 def _number(raw: Any) -> int:
@@ -103,22 +98,10 @@ def older_streams_wait(client: redis.Redis[bytes], prefix: str, workspace: str, 
     return any(int(length) for length in pipe.execute())
 
 
-def parse_stream_key(prefix: str, key: bytes | str) -> tuple[str, int] | None:
-    """``(workspace, partition)`` of a ``{prefix}:s:{ws}:{n}`` key, else None (pure)."""
-    text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
-    head = f"{prefix}:s:"
-    if not text.startswith(head):
-        return None
-    workspace, _, number = text[len(head) :].rpartition(":")
-    if not workspace or not number.isdigit():
-        return None
-    return workspace, int(number)
-
-
 def scan_streams(client: redis.Redis[bytes], prefix: str) -> dict[str, set[int]]:
     """Every partition stream under the prefix, by workspace (``SCAN`` with a match pattern, never ``KEYS``)."""
     found: dict[str, set[int]] = {}
-    for key in client.scan_iter(match=f"{prefix}:s:*", count=1_000, _type="stream"):
+    for key in client.scan_iter(match=stream_pattern(prefix), count=1_000, _type="stream"):
         parsed = parse_stream_key(prefix, key)
         if parsed is not None:
             found.setdefault(parsed[0], set()).add(parsed[1])

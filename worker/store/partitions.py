@@ -14,8 +14,8 @@ from typing import Any, Final
 
 import redis
 
-from producers._wire import KICKED, lease_key, stream_key
-from worker.deadletter.records import dlq_key
+from producers.keys import authprobe_key, dlq_key, lease_key, retry_key, stream_key
+from producers.wire import KICKED
 from worker.store import layout
 
 #: Lease value of a partition waiting for its retry timer.
@@ -200,7 +200,7 @@ class PartitionStore:
 
     def retry_key(self, workspace: str, partition: int) -> str:
         """The partition's retry-state hash."""
-        return f"{self.prefix}:retry:{workspace}:{partition}"
+        return retry_key(self.prefix, workspace, partition)
 
     def now_ms(self) -> int:
         """Redis's clock, shared by the whole fleet."""
@@ -344,19 +344,19 @@ class PartitionStore:
         leases = [self.lease(workspace, partition) for partition in range(partitions)]
         freed = int(self._end_retry_timers(keys=leases, args=[RETRY]))
         runs = [self.retry_key(workspace, partition) for partition in range(partitions)]
-        self._redis.delete(f"{self.prefix}:authprobe:{workspace}", *runs)
+        self._redis.delete(authprobe_key(self.prefix, workspace), *runs)
         return freed
 
     def claim_probe(self, workspace: str, interval_ms: int) -> float | None:
         """Claim the right to probe a credentials-paused workspace: None if claimed, else seconds to wait."""
-        key = f"{self.prefix}:authprobe:{workspace}"
+        key = authprobe_key(self.prefix, workspace)
         if self._redis.set(key, "1", nx=True, px=interval_ms):
             return None
         return max(int(self._redis.pttl(key)), 1) / 1000
 
     def hold_probe(self, workspace: str, interval_ms: int) -> None:
         """No probe of a credentials-paused workspace for ``interval_ms``."""
-        self._redis.set(f"{self.prefix}:authprobe:{workspace}", "1", px=interval_ms)
+        self._redis.set(authprobe_key(self.prefix, workspace), "1", px=interval_ms)
 
     def dead_letter_count(self, workspace: str) -> int:
         """Entries in the workspace's dead-letter queue."""

@@ -29,15 +29,14 @@ from typing import Any, Final
 
 import redis
 
+from producers.keys import authpause_key, pause_key, rate_key
+
 __all__ = [
     "AuthPause",
     "Grant",
     "Reservation",
     "WorkspaceLimiter",
-    "authpause_key",
     "credentials_fingerprint",
-    "pause_key",
-    "rate_key",
 ]
 
 #: Longest auth pause reason stored; reasons are short descriptions, never response bodies.
@@ -126,21 +125,6 @@ end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'credentials', ARGV[3])
 return now_ms
 """
-
-
-def rate_key(prefix: str, workspace: str) -> str:
-    """The string holding a workspace's GCRA theoretical arrival time."""
-    return f"{prefix}:rl:{workspace}"
-
-
-def pause_key(prefix: str, workspace: str) -> str:
-    """The string whose TTL pauses a workspace fleet-wide after a 429."""
-    return f"{prefix}:pause:{workspace}"
-
-
-def authpause_key(prefix: str, workspace: str) -> str:
-    """The hash that pauses a workspace after a 401/403 until it is cleared."""
-    return f"{prefix}:authpause:{workspace}"
 
 
 def credentials_fingerprint(site_id: str, api_key: str) -> str:

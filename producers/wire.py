@@ -1,4 +1,4 @@
-"""The wire format: where events wait in Redis and how they are written there.
+"""The wire format: where events wait in Redis and how they are written there (the keys: ``producers.keys``).
 
 Format version 1 (documented in the README, "Wire format"):
 
@@ -47,31 +47,6 @@ KICK_GRACE_MS: Final = 5_000
 DEFAULT_PARTITIONS: Final = 16
 #: Key prefix when none is configured.
 DEFAULT_PREFIX: Final = "cio"
-
-
-def stream_key(prefix: str, workspace: str, partition: int) -> str:
-    """The stream holding one partition's waiting events."""
-    return f"{prefix}:s:{workspace}:{partition}"
-
-
-def lease_key(prefix: str, workspace: str, partition: int) -> str:
-    """The lease that gives one partition to one drainer at a time."""
-    return f"{prefix}:lease:{workspace}:{partition}"
-
-
-def config_key(prefix: str, workspace: str) -> str:
-    """The hash where workers publish a workspace's partition count."""
-    return f"{prefix}:config:{workspace}"
-
-
-def enqueued_key(prefix: str, workspace: str) -> str:
-    """The hash counting, per event type, the events producers enqueued (the ``enqueued`` metric)."""
-    return f"{prefix}:enqueued:{workspace}"
-
-
-def drain_queue(prefix: str) -> str:
-    """The Celery queue that drain tasks travel on."""
-    return f"{prefix}.drain"
 
 
 #: The person key's first candidates, looked at before the nested ones (most events stop here).
