@@ -33,6 +33,7 @@ from worker.cli.status_cmd import (
     when,
 )
 from worker.settings import Settings
+from worker.store.clock import server_ms
 
 dlq_app = typer.Typer(
     name="dlq",
@@ -87,7 +88,7 @@ def stats(workspaces_file: WorkspacesFile = None, as_json: JsonFlag = False) -> 
     settings = load(workspaces_file)
     client = connect(settings)
     with redis_errors(client):
-        result = dl.stats(client, settings.key_prefix, _workspaces(client, settings), now_ms=_server_ms(client))
+        result = dl.stats(client, settings.key_prefix, _workspaces(client, settings), now_ms=server_ms(client))
     data = result.as_dict()
     data["alarm"] = sorted(
         ws for ws, size in result.by_workspace.items()
@@ -102,11 +103,6 @@ def stats(workspaces_file: WorkspacesFile = None, as_json: JsonFlag = False) -> 
         console.print(_count_table(title.removeprefix("by_"), data[title]))
     for ws in data["alarm"]:
         console.print(f"[bold red]ALARM[/]: {ws} holds {result.by_workspace[ws]} dead letters")
-
-
-def _server_ms(client: Any) -> int:
-    seconds, micros = client.time()
-    return int(seconds) * 1_000 + int(micros) // 1_000
 
 
 def _count_table(title: str, counts: dict[str, int], top: int = 20) -> Table:

@@ -39,9 +39,11 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
-from producers.keys import authpause_key, dlq_key, enqueued_key, pause_key, stream_key
+from worker.deadletter.records import over_alarm
 from worker.mapping.timestamps import DROPPED_FIELDS
 from worker.ops.health import Health
+from worker.store.clock import entry_id_ms
+from worker.store.fleet_status import WorkspaceReading, read_fleet
 from worker.store.layout import read_strays, stream_lengths
 
 WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
@@ -101,8 +103,7 @@ def status_label(status: int | None) -> str:
 
 def entry_time_s(entry_id: str | bytes) -> float:
     """When Redis appended a stream entry, in unix seconds, read from its id (``<ms>-<seq>``)."""
-    text = entry_id.decode("ascii") if isinstance(entry_id, bytes) else entry_id
-    return int(text.split("-", 1)[0]) / 1000
+    return entry_id_ms(entry_id) / 1000
 
 
 def _histogram(name: str, documentation: str, buckets: tuple[float, ...], registry: CollectorRegistry) -> Histogram:
@@ -242,39 +243,27 @@ class WorkspaceState:
     dead_letters: int
 
 
-def _stream_reading(info: Any) -> tuple[int, int, int | None]:
-    """(entries added, length, first entry ms) from an XINFO STREAM reply; a missing stream reads as zeros."""
-    if not isinstance(info, Mapping):
-        return 0, 0, None
-    length = int(info.get("length") or 0)
-    first = info.get("first-entry")
-    first_id = first[0] if first else info.get("recorded-first-entry-id")
-    first_ms = int(entry_time_s(first_id) * 1000) if length and first_id else None
-    return int(info.get("entries-added") or 0), length, first_ms
-
-
-def _by_type(counts: Any) -> dict[str, int]:
+def _by_type(counts: Mapping[Any, Any]) -> dict[str, int]:
     """The producers' enqueued-by-type hash, with unknown names folded into ``other``."""
     folded: dict[str, int] = {}
-    for name, count in counts.items() if isinstance(counts, Mapping) else ():
+    for name, count in counts.items():
         label = type_label(name.decode() if isinstance(name, bytes) else str(name))
         folded[label] = folded.get(label, 0) + int(count)
     return folded
 
 
-def _workspace_state(
-    stream_infos: list[Any], pause_ms: Any, auth_exists: Any, dlq_len: Any, by_type: Any
-) -> WorkspaceState:
-    readings = [_stream_reading(info) for info in stream_infos]
-    oldest = [first for _, _, first in readings if first is not None]
+def workspace_state(reading: WorkspaceReading) -> WorkspaceState:
+    """The metrics' view of a workspace's reading (pure)."""
+    facts = reading.partitions
+    oldest = [f.oldest_ms for f in facts if f.oldest_ms is not None]
     return WorkspaceState(
-        enqueued=sum(added for added, _, _ in readings),
-        backlog=sum(length for _, length, _ in readings),
-        enqueued_by_type=_by_type(by_type),
+        enqueued=sum(f.added for f in facts),
+        backlog=sum(f.backlog for f in facts),
+        enqueued_by_type=_by_type(reading.enqueued_by_type),
         oldest_entry_ms=min(oldest) if oldest else None,
-        throttled=isinstance(pause_ms, int) and pause_ms > 0,
-        unauthorized=bool(auth_exists) and not isinstance(auth_exists, Exception),
-        dead_letters=dlq_len if isinstance(dlq_len, int) else 0,
+        throttled=reading.pause_ttl_ms > 0,
+        unauthorized=bool(reading.auth),
+        dead_letters=reading.dead_letters,
     )
 
 
@@ -290,26 +279,8 @@ def read_state(
         RedisError: Redis did not answer.
     """
     numbers = {ws: [*range(n), *sorted(p for p in (extra or {}).get(ws, ()) if p >= n)] for ws, n in workspaces.items()}
-    pipe = client.pipeline(transaction=False)
-    pipe.time()
-    for workspace, partitions in numbers.items():
-        for partition in partitions:
-            pipe.xinfo_stream(stream_key(prefix, workspace, partition))
-        pipe.pttl(pause_key(prefix, workspace))
-        pipe.exists(authpause_key(prefix, workspace))
-        pipe.xlen(dlq_key(prefix, workspace))
-        pipe.hgetall(enqueued_key(prefix, workspace))
-    replies = pipe.execute(raise_on_error=False)
-    if isinstance(replies[0], Exception):
-        raise replies[0]
-    seconds, micros = replies[0]
-    states, at = {}, 1
-    for workspace, partitions in numbers.items():
-        count = len(partitions)
-        streams, (pause_ms, auth, dlq_len, by_type) = replies[at : at + count], replies[at + count : at + count + 4]
-        states[workspace] = _workspace_state(streams, pause_ms, auth, dlq_len, by_type)
-        at += count + 4
-    return int(seconds) * 1000 + int(micros) // 1000, states
+    now_ms, readings = read_fleet(client, prefix, numbers)
+    return now_ms, {workspace: workspace_state(reading) for workspace, reading in readings.items()}
 
 
 def state_families(
@@ -346,7 +317,6 @@ def state_families(
     )
     for workspace, count in sorted({**dict.fromkeys(states, 0), **(stranded or {})}.items()):
         stranded_events.add_metric([workspace], count)
-    threshold = dlq_alarm_ratio * dlq_max_entries
     for workspace, state in states.items():
         for event_type, count in enqueued_by_type(state).items():
             enqueued.add_metric([workspace, event_type], count)
@@ -356,7 +326,7 @@ def state_families(
         paused.add_metric([workspace, "throttled"], int(state.throttled))
         paused.add_metric([workspace, "unauthorized"], int(state.unauthorized))
         dead.add_metric([workspace], state.dead_letters)
-        alarm.add_metric([workspace], int(state.dead_letters >= threshold))
+        alarm.add_metric([workspace], int(over_alarm(state.dead_letters, dlq_max_entries, dlq_alarm_ratio)))
     return [enqueued, backlog, age, paused, dead, alarm, stranded_events]
 
 

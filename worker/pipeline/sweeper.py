@@ -21,6 +21,7 @@ from producers._kick import MAX_PARTITIONS
 from producers.keys import drain_queue, scan_key, stream_key, sweeper_key, workers_key
 from producers.wire import KICK_GRACE_MS, KICK_TTL_MS
 from worker.broker import queued_partitions
+from worker.deadletter.records import over_alarm
 from worker.pipeline.credentials import resume_if_credentials_changed
 from worker.settings import Settings
 from worker.store import layout
@@ -60,9 +61,10 @@ return removed
 
 def dead_letter_alarms(settings: Settings, store: PartitionStore) -> list[tuple[str, int]]:
     """Workspaces whose dead-letter queue is past the alarm threshold, with their sizes."""
-    threshold = settings.dlq_max_entries * settings.dlq_alarm_ratio
     sizes = [(name, store.dead_letter_count(name)) for name in settings.workspaces]
-    return [(name, size) for name, size in sizes if size >= threshold]
+    return [
+        (name, size) for name, size in sizes if over_alarm(size, settings.dlq_max_entries, settings.dlq_alarm_ratio)
+    ]
 
 
 def kick_lost(settings: Settings, store: PartitionStore, kick: Kick, queued: Callable[[], set[tuple[str, int]]]) -> int:

@@ -1,19 +1,30 @@
 """What the fleet is doing right now, read from Redis: the data behind ``cio-fleet status``.
 
-``gather_status`` makes one pipelined round trip per workspace and hands the raw replies to pure functions,
-so the metrics collector can reuse it. Nothing here prints.
+``read_fleet`` is the one reader of fleet state: one pipelined round trip that hands its replies to pure functions.
+``gather_status`` folds it for the command, and the metrics collector (``worker.ops.metrics``) for its gauges.
+Nothing here prints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 import redis
 
-from producers.keys import authpause_key, dlq_key, lease_key, pause_key, retry_key, stream_key, workers_key
+from producers.keys import (
+    authpause_key,
+    dlq_key,
+    enqueued_key,
+    lease_key,
+    pause_key,
+    retry_key,
+    stream_key,
+    workers_key,
+)
 from producers.wire import KICKED
+from worker.store.clock import entry_id_ms, time_reply_ms
 from worker.store.layout import scan_streams
 from worker.store.partitions import PARKED
 
@@ -33,6 +44,8 @@ class PartitionFacts:
     oldest_ms: int | None
     lease: str | None
     has_retry: bool
+    #: Entries ever appended to the stream (``entries-added``), whoever wrote them.
+    added: int = 0
 
     @property
     def busy(self) -> bool:
@@ -123,29 +136,35 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def partition_facts(xlen: Any, head: Any, lease: Any, retry_exists: Any) -> PartitionFacts:
-    """Turn the replies about one partition (``XLEN``, ``XRANGE - + COUNT 1``, ``GET`` lease, ``EXISTS``)."""
-    oldest = _int((_text(head[0][0]) or "").partition("-")[0]) if head else None
-    return PartitionFacts(int(xlen), oldest, _text(lease), bool(retry_exists))
+def _stream_reading(info: Any) -> tuple[int, int, int | None]:
+    """(entries added, length, first entry ms) from an XINFO STREAM reply; a missing stream reads as zeros."""
+    if not isinstance(info, Mapping):
+        return 0, 0, None
+    length = int(info.get("length") or 0)
+    first = info.get("first-entry")
+    first_id = first[0] if first else info.get("recorded-first-entry-id")
+    first_ms = entry_id_ms(first_id) if length and first_id else None
+    return int(info.get("entries-added") or 0), length, first_ms
+
+
+def partition_facts(stream_info: Any, lease: Any, retry_exists: Any) -> PartitionFacts:
+    """Turn the replies about one partition (``XINFO STREAM``, ``GET`` lease, ``EXISTS`` retry) into facts."""
+    added, length, oldest = _stream_reading(stream_info)
+    return PartitionFacts(length, oldest, _text(lease), retry_exists is True or retry_exists == 1, added)
 
 
 def summarise_workspace(
-    name: str,
-    facts: Sequence[PartitionFacts],
-    pause: tuple[Any, Any],
-    auth: Mapping[Any, Any],
-    dlq: Any,
-    now_ms: int,
-    partitions: int | None = None,
+    name: str, reading: WorkspaceReading, now_ms: int, partitions: int | None = None
 ) -> WorkspaceStatus:
-    """Fold the partitions' facts and the pause keys into one ``WorkspaceStatus`` (pure).
+    """Fold a workspace's reading into one ``WorkspaceStatus`` (pure).
 
-    ``facts`` beyond the first ``partitions`` (all by default) are streams above the partition count.
+    ``reading.partitions`` beyond the first ``partitions`` (all by default) are streams above the partition count.
     """
+    facts = reading.partitions
     count = len(facts) if partitions is None else partitions
     oldest = [f.oldest_ms for f in facts if f.oldest_ms is not None]
-    reason, ttl_ms = _text(pause[0]), int(pause[1])
-    auth_fields = {_text(k): _text(v) for k, v in auth.items()}
+    reason, ttl_ms = _text(reading.pause_reason), reading.pause_ttl_ms
+    auth_fields = reading.auth
     paused = "unauthorized" if auth_fields else ("throttled" if ttl_ms > 0 or ttl_ms == -1 else None)
     return WorkspaceStatus(
         name=name,
@@ -159,7 +178,7 @@ def summarise_workspace(
         pause_remaining_s=ttl_ms / 1_000 if paused == "throttled" and ttl_ms > 0 else None,
         auth_status=_int(auth_fields.get("status")),
         auth_since_ms=_int(auth_fields.get("since")),
-        dead_letters=int(dlq),
+        dead_letters=reading.dead_letters,
         out_of_range_events=sum(f.backlog for f in facts[count:]),
     )
 
@@ -190,40 +209,84 @@ def summarise_workers(heartbeats: Mapping[Any, Any], now_ms: int) -> tuple[Worke
     return tuple(sorted(workers, key=lambda worker: (worker.age_s, worker.id)))
 
 
-def _queue_partition(pipe: Any, prefix: str, name: str, n: int) -> None:
-    pipe.xlen(stream_key(prefix, name, n))
-    pipe.xrange(stream_key(prefix, name, n), count=1)
-    pipe.get(lease_key(prefix, name, n))
-    pipe.exists(retry_key(prefix, name, n))
+@dataclass(frozen=True, slots=True)
+class WorkspaceReading:
+    """What Redis holds for one workspace at one instant: the raw facts behind status and the metrics."""
+
+    partitions: tuple[PartitionFacts, ...]
+    pause_reason: bytes | str | None = None
+    #: ``PTTL`` of the 429 pause key: -2 without a pause.
+    pause_ttl_ms: int = -2
+    #: The credentials pause's fields; empty without one.
+    auth: Mapping[str | None, str | None] = field(default_factory=dict)
+    dead_letters: int = 0
+    #: The producers' count of enqueued events by type, as stored.
+    enqueued_by_type: Mapping[Any, Any] = field(default_factory=dict)
 
 
-def _workspace(
-    client: redis.Redis[bytes], prefix: str, name: str, partitions: int, now_ms: int, extra: Iterable[int] = ()
-) -> WorkspaceStatus:
-    numbers = [*range(partitions), *sorted(n for n in extra if n >= partitions)]
+def _as_int(reply: Any, default: int) -> int:
+    """An integer reply, or ``default`` when the command failed (``execute(raise_on_error=False)``)."""
+    return reply if isinstance(reply, int) and not isinstance(reply, bool) else default
+
+
+def _as_mapping(reply: Any) -> Mapping[Any, Any]:
+    return reply if isinstance(reply, Mapping) else {}
+
+
+#: Replies per partition and per workspace in ``read_fleet``'s pipeline.
+_PER_PARTITION: Final = 3
+_PER_WORKSPACE: Final = 5
+
+
+def read_fleet(
+    client: redis.Redis[Any], prefix: str, partitions: Mapping[str, Sequence[int]]
+) -> tuple[int, dict[str, WorkspaceReading]]:
+    """Redis's time in ms and the reading of each workspace's partitions, in one pipelined round trip.
+
+    The one reader of fleet state: ``cio-fleet status`` (``gather_status``) and the metrics collector fold it.
+
+    Args:
+        client: A Redis client (``decode_responses=False``).
+        prefix: The key prefix.
+        partitions: Workspace name → the partitions to read.
+
+    Raises:
+        RedisError: Redis did not answer.
+    """
     pipe = client.pipeline(transaction=False)
-    for n in numbers:
-        _queue_partition(pipe, prefix, name, n)
-    pipe.get(pause_key(prefix, name))
-    pipe.pttl(pause_key(prefix, name))
-    pipe.hgetall(authpause_key(prefix, name))
-    pipe.xlen(dlq_key(prefix, name))
-    replies = pipe.execute()
-    facts = [partition_facts(*replies[i : i + 4]) for i in range(0, 4 * len(numbers), 4)]
-    pause, pttl, auth, dlq = replies[4 * len(numbers) :]
-    return summarise_workspace(name, facts, (pause, pttl), auth, dlq, now_ms, partitions)
+    pipe.time()
+    for name, numbers in partitions.items():
+        for n in numbers:
+            pipe.xinfo_stream(stream_key(prefix, name, n))
+            pipe.get(lease_key(prefix, name, n))
+            pipe.exists(retry_key(prefix, name, n))
+        pipe.get(pause_key(prefix, name))
+        pipe.pttl(pause_key(prefix, name))
+        pipe.hgetall(authpause_key(prefix, name))
+        pipe.xlen(dlq_key(prefix, name))
+        pipe.hgetall(enqueued_key(prefix, name))
+    replies = pipe.execute(raise_on_error=False)
+    if isinstance(replies[0], Exception):
+        raise replies[0]
+    readings, at = {}, 1
+    for name, numbers in partitions.items():
+        end = at + _PER_PARTITION * len(numbers)
+        facts = tuple(partition_facts(*replies[i : i + _PER_PARTITION]) for i in range(at, end, _PER_PARTITION))
+        readings[name] = _reading(facts, replies[end : end + _PER_WORKSPACE])
+        at = end + _PER_WORKSPACE
+    return time_reply_ms(replies[0]), readings
 
 
-def _unconfigured(
-    client: redis.Redis[bytes], prefix: str, name: str, partitions: Iterable[int], now_ms: int
-) -> UnconfiguredStatus:
-    numbers = sorted(partitions)
-    pipe = client.pipeline(transaction=False)
-    for n in numbers:
-        _queue_partition(pipe, prefix, name, n)
-    replies = pipe.execute()
-    facts = [partition_facts(*replies[i : i + 4]) for i in range(0, 4 * len(numbers), 4)]
-    return summarise_unconfigured(name, numbers, facts, now_ms)
+def _reading(facts: tuple[PartitionFacts, ...], replies: Sequence[Any]) -> WorkspaceReading:
+    reason, ttl, auth, dlq, enqueued = replies
+    return WorkspaceReading(
+        partitions=facts,
+        pause_reason=None if isinstance(reason, Exception) else reason,
+        pause_ttl_ms=_as_int(ttl, -2),
+        auth={_text(k): _text(v) for k, v in _as_mapping(auth).items()},
+        dead_letters=_as_int(dlq, 0),
+        enqueued_by_type=_as_mapping(enqueued),
+    )
 
 
 def gather_status(
@@ -244,13 +307,14 @@ def gather_status(
         scan: Also ``SCAN`` for every stream of the prefix: streams above a workspace's count count in its
             backlog, and workspaces that are not configured but hold events are listed in ``unconfigured``.
     """
-    if now_ms is None:
-        seconds, micros = client.time()
-        now_ms = int(seconds) * 1_000 + int(micros) // 1_000
     found = scan_streams(client, prefix) if scan else {}
-    states = tuple(
-        _workspace(client, prefix, name, n, now_ms, found.get(name, ())) for name, n in sorted(workspaces.items())
+    numbers = {name: [*range(n), *sorted(p for p in found.get(name, ()) if p >= n)] for name, n in workspaces.items()}
+    strays = {name: sorted(found[name]) for name in found.keys() - workspaces}
+    server_ms, readings = read_fleet(client, prefix, {**numbers, **strays})
+    now_ms = server_ms if now_ms is None else now_ms
+    states = tuple(summarise_workspace(name, readings[name], now_ms, n) for name, n in sorted(workspaces.items()))
+    unconfigured = (
+        summarise_unconfigured(name, strays[name], readings[name].partitions, now_ms) for name in sorted(strays)
     )
-    strays = (_unconfigured(client, prefix, name, found[name], now_ms) for name in sorted(found.keys() - workspaces))
     workers = summarise_workers(client.hgetall(workers_key(prefix)), now_ms)
-    return FleetStatus(now_ms, states, workers, tuple(stray for stray in strays if stray.backlog))
+    return FleetStatus(now_ms, states, workers, tuple(stray for stray in unconfigured if stray.backlog))

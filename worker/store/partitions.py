@@ -17,6 +17,7 @@ import redis
 from producers.keys import authprobe_key, dlq_key, lease_key, retry_key, stream_key
 from producers.wire import KICKED
 from worker.store import layout
+from worker.store.clock import entry_id_ms, server_ms
 
 #: Lease value of a partition waiting for its retry timer.
 RETRY: Final = "retry"
@@ -142,7 +143,7 @@ class Entry:
     @property
     def enqueued_at_ms(self) -> int:
         """When the entry was written: the millisecond part of its stream id."""
-        return int(self.id.split("-", 1)[0])
+        return entry_id_ms(self.id)
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
@@ -204,8 +205,7 @@ class PartitionStore:
 
     def now_ms(self) -> int:
         """Redis's clock, shared by the whole fleet."""
-        seconds, micros = self._redis.time()
-        return int(seconds) * 1000 + int(micros) // 1000
+        return server_ms(self._redis)
 
     def take_lease(self, workspace: str, partition: int, token: str, ttl_ms: int) -> LeaseRefusal | None:
         """Own the partition; None on success, else why not and for how long."""
