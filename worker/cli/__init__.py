@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from worker.cli import demo_cmd, dlq_cmd, fake_cmd, partition_cmd, send_cmd, status_cmd, transform_cmd
+from worker.cli.common import EXIT_CODES_HELP
 
 app = typer.Typer(
     name="cio-fleet",
@@ -12,6 +13,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    epilog=EXIT_CODES_HELP,
 )
 
 

@@ -20,10 +20,18 @@ from rich.table import Table
 from producers.keys import drain_queue
 from producers.wire import DRAIN_TASK
 from worker import deadletter as dl
-from worker.cli.status_cmd import (
-    EXIT_CODES_HELP,
+from worker.cli.common import (
+    EventName,
+    EventType,
     Exit,
     JsonFlag,
+    Limit,
+    OutcomeOpt,
+    Reason,
+    Since,
+    Status,
+    Until,
+    Workspace,
     WorkspacesFile,
     connect,
     fail,
@@ -37,19 +45,9 @@ from worker.store.clock import server_ms
 
 dlq_app = typer.Typer(
     name="dlq",
-    help="Inspect and drain the dead-letter queue. " + EXIT_CODES_HELP,
+    help="Inspect and drain the dead-letter queue.",
     no_args_is_help=True,
 )
-
-Workspace = Annotated[str | None, typer.Option("--workspace", "-w", help="Only this workspace.")]
-OutcomeOpt = Annotated[str | None, typer.Option("--outcome", help="rejected, failed_after_retries or item_rejected.")]
-Reason = Annotated[str | None, typer.Option("--reason", help="Reason contains this text (any case).")]
-Status = Annotated[int | None, typer.Option("--status", help="HTTP status.")]
-EventType = Annotated[str | None, typer.Option("--type", help="Event type (track, identify, …).")]
-EventName = Annotated[str | None, typer.Option("--event", help="Track event name.")]
-Since = Annotated[str | None, typer.Option("--since", help="Dead-lettered since: 1h, 7d, ISO-8601 or unix s.")]
-Until = Annotated[str | None, typer.Option("--until", help="Dead-lettered until: 1h, 7d, ISO-8601 or unix s.")]
-Limit = Annotated[int | None, typer.Option("--limit", min=1, help="At most this many entries.")]
 
 
 def _filter(
@@ -82,7 +80,7 @@ def _workspaces(client: Any, settings: Settings) -> list[str]:
     return dl.dlq_workspaces(client, settings.key_prefix, settings.workspaces)
 
 
-@dlq_app.command(epilog=EXIT_CODES_HELP)
+@dlq_app.command()
 def stats(workspaces_file: WorkspacesFile = None, as_json: JsonFlag = False) -> None:
     """Count dead letters by workspace, outcome, reason, HTTP status and age."""
     settings = load(workspaces_file)
@@ -116,7 +114,7 @@ def _count_table(title: str, counts: dict[str, int], top: int = 20) -> Table:
     return table
 
 
-@dlq_app.command(name="list", epilog=EXIT_CODES_HELP)
+@dlq_app.command(name="list")
 def list_(
     workspace: Workspace = None,
     outcome: OutcomeOpt = None,
@@ -151,7 +149,7 @@ def list_(
     Console().print(table)
 
 
-@dlq_app.command(epilog=EXIT_CODES_HELP)
+@dlq_app.command()
 def show(
     dead_letter_id: Annotated[str, typer.Argument(metavar="ID", help="WORKSPACE/STREAM-ID, as `dlq list` shows.")],
     workspaces_file: WorkspacesFile = None,
@@ -221,7 +219,7 @@ def _progress_bar() -> Progress:
     )  # fmt: skip
 
 
-@dlq_app.command(epilog=EXIT_CODES_HELP)
+@dlq_app.command()
 def replay(
     workspace: Workspace = None,
     outcome: OutcomeOpt = None,
@@ -263,7 +261,7 @@ def replay(
         typer.echo(f"moved {result.moved} of {result.matched} dead letter(s) back to their partitions{gone}")
 
 
-@dlq_app.command(epilog=EXIT_CODES_HELP)
+@dlq_app.command()
 def purge(
     workspace: Workspace = None,
     outcome: OutcomeOpt = None,
@@ -297,7 +295,7 @@ def purge(
     typer.echo(f"would remove {removed} dead letter(s) (dry run)" if dry_run else f"removed {removed} dead letter(s)")
 
 
-@dlq_app.command(epilog=EXIT_CODES_HELP)
+@dlq_app.command()
 def export(
     workspace: Workspace = None,
     outcome: OutcomeOpt = None,
@@ -325,7 +323,7 @@ def export(
     typer.echo(f"exported {count} dead letter(s)", err=True)
 
 
-@dlq_app.command(name="import", epilog=EXIT_CODES_HELP)
+@dlq_app.command(name="import")
 def import_(
     file: Annotated[Path, typer.Argument(help="A file written by `dlq export`.")],
     workspaces_file: WorkspacesFile = None,
@@ -345,7 +343,7 @@ def import_(
     typer.echo(f"imported {result.imported} dead letter(s), skipped {result.skipped} already in the queue")
 
 
-@dlq_app.command(epilog=EXIT_CODES_HELP)
+@dlq_app.command()
 def audit(
     limit: Annotated[int, typer.Option("--limit", min=1, help="The latest N records.")] = 20,
     workspaces_file: WorkspacesFile = None,

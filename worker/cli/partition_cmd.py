@@ -17,7 +17,7 @@ import typer
 
 from producers.keys import config_key, stream_key
 from producers.wire import DEFAULT_PARTITIONS, partition_for
-from worker.cli.status_cmd import EXIT_CODES_HELP, Exit, JsonFlag, WorkspacesFile, fail, load, redis_errors
+from worker.cli.common import Exit, JsonFlag, WorkspacesFile, fail, load, redis_errors
 from worker.settings import Settings
 
 
@@ -90,4 +90,4 @@ def partition(
 
 def register(app: typer.Typer) -> None:
     """Add ``partition`` to ``app``."""
-    app.command(name="partition", epilog=EXIT_CODES_HELP)(partition)
+    app.command(name="partition")(partition)
