@@ -1,4 +1,4 @@
-"""The one rule for lifting a workspace's credentials pause when its configured credentials changed.
+"""The credentials pause: set when Customer.io refuses a workspace's credentials, lifted when they changed.
 
 A 401/403 pauses the workspace fleet-wide (``WorkspaceLimiter.pause_auth``) with a fingerprint of the credentials
 that failed, and parks its partitions behind retry timers as long as the probe interval. When the configured
@@ -10,12 +10,18 @@ no partition waits out a timer set for credentials that are gone.
 from __future__ import annotations
 
 import logging
+from typing import NoReturn
 
+from worker.errors import Unauthorized
+from worker.pipeline.ports import Deps
+from worker.pipeline.settling import Deferred
 from worker.settings import WorkspaceConfig
 from worker.store.partitions import PartitionStore
 from worker.store.ratelimit import WorkspaceLimiter, credentials_fingerprint
 
 log = logging.getLogger("cio_fleet.credentials")
+#: The pause itself is logged by the sender's logger, as before it moved here.
+delivery_log = logging.getLogger("cio_fleet.delivery")
 
 
 def configured_fingerprint(workspace: WorkspaceConfig) -> str:
@@ -44,3 +50,21 @@ def resume_if_credentials_changed(
     store.end_retry_timers(workspace.name, span or workspace.partitions)
     log.info("credentials changed; resuming the paused workspace", extra={"workspace": workspace.name})
     return True
+
+
+def pause_for_credentials(deps: Deps, workspace: WorkspaceConfig, exc: Unauthorized) -> NoReturn:
+    """Pause the workspace fleet-wide after a 401/403 with the fingerprint of the refused credentials, hold its probe.
+
+    Raises:
+        Deferred: always; the partition waits for the next probe (its events are kept).
+    """
+    name = workspace.name
+    fingerprint = configured_fingerprint(workspace)
+    deps.limiter.pause_auth(name, status=exc.status, reason=str(exc), fingerprint=fingerprint)
+    deps.store.hold_probe(name, int(deps.settings.auth_probe_interval_s * 1000))
+    deps.metrics.auth_failure(name)
+    delivery_log.error(
+        "workspace paused: Customer.io refused its credentials; its events are kept",
+        extra={"workspace": name, "status": exc.status},
+    )
+    raise Deferred(deps.settings.auth_probe_interval_s, str(exc))

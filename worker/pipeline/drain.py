@@ -18,7 +18,8 @@ from worker.pipeline.batching import linger_ms
 from worker.pipeline.credentials import resume_if_credentials_changed
 from worker.pipeline.planning import PlannedEntry, plan_entries
 from worker.pipeline.ports import Deps
-from worker.pipeline.sending import BatchSender, Deferred, Failure
+from worker.pipeline.sending import BatchSender
+from worker.pipeline.settling import Deferred, Failure
 from worker.settings import WorkspaceConfig
 from worker.store.partitions import PARK_TTL_MS, Entry, LeaseLost
 
@@ -191,7 +192,7 @@ class PartitionDrainer:
         for entry in rejected:
             self.deps.metrics.rejected(name, entry.event_type)
         dead = [(entry, Failure("rejected", entry.reject or "")) for entry in rejected]
-        self.sender.settle([], dead, skipped=skipped)
+        self.sender.settler.settle([], dead, skipped=skipped)
 
     def _check_credentials_pause(self) -> None:
         """Hold a workspace whose credentials were refused, until they change or a probe is due.
