@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup redis demo test lint mypy bench all
+.PHONY: setup redis demo test unit integration e2e lint mypy bench all
 
 setup: $(VENV)/.installed
 
@@ -19,8 +19,22 @@ redis:
 demo: setup redis
 	$(BIN)/cio-fleet demo
 
+# The whole suite with a coverage report of worker/ and producers/ (in-process code: the e2e tests' worker
+# processes are not measured). The floor is the figure measured when the report was added (84 %), minus one point.
+COVERAGE_FLOOR ?= 83
+
 test: setup redis
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
+
+# The three tiers: pure code (no Redis, no HTTP), real Redis and HTTP servers, real worker processes.
+unit: setup
+	$(BIN)/pytest tests/unit
+
+integration: setup redis
+	$(BIN)/pytest tests/integration
+
+e2e: setup redis
+	$(BIN)/pytest tests/e2e
 
 lint: setup
 	$(BIN)/ruff check .

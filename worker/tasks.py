@@ -37,10 +37,6 @@ def kick(workspace: str, partition: int, countdown: float | None = None) -> None
 def drain(workspace: str, partition: int) -> str:
     """Drain one partition for one time slice, then queue what comes next."""
     result = pipeline.drain(runtime.deps(settings), workspace, int(partition))
-    if result.action == "requeue":
-        kick(workspace, partition)
-    elif result.action == "later" and result.delay_s <= MAX_COUNTDOWN_S:
-        kick(workspace, partition, countdown=max(result.delay_s, 0.001))
-    for waiting in result.unparked:
-        kick(workspace, waiting)
+    for target, countdown in result.kicks(partition, MAX_COUNTDOWN_S):
+        kick(workspace, target, countdown=countdown)
     return result.action

@@ -14,7 +14,7 @@ import redis
 
 from producers.keys import dlq_key
 from tests.e2e.conftest import Fleet, backlog, standin_workspaces, wait_for
-from worker.deadletter import DeadLetter
+from worker.deadletter.api import DeadLetter
 from worker.local.examples import synthetic_events
 from worker.local.fake_customerio import FakeCustomerIO
 

@@ -6,7 +6,7 @@ import pytest
 
 from producers.keys import dlq_key
 from tests.e2e.conftest import standin_workspaces, wait_for, wait_until_drained
-from worker.deadletter import DeadLetter
+from worker.deadletter.api import DeadLetter
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ import pytest
 from producers.keys import dlq_key
 from tests.e2e.conftest import Fleet, backlog, standin_workspaces, wait_for
 from tests.support.redis_gate import RedisGate, script_sha
-from worker.deadletter import DeadLetter
+from worker.deadletter.api import DeadLetter
 from worker.local.fake_customerio import FakeCustomerIO
 from worker.store.partitions import _SETTLE
 from worker.store.ratelimit import _RESERVE_LUA

@@ -12,7 +12,7 @@ from producers.keys import authpause_key, dlq_key, stream_key
 from producers.wire import partition_for
 from tests.e2e.conftest import Fleet, backlog, standin_workspaces, wait_for, wait_until_drained, write_workspaces
 from tests.support.fake_cio import start_fake_cio_process
-from worker.deadletter import DeadLetter
+from worker.deadletter.api import DeadLetter
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from producers.keys import dlq_key
 from tests.e2e.conftest import standin_workspaces, wait_for, wait_until_drained
-from worker.deadletter import DeadLetter
+from worker.deadletter.api import DeadLetter
 from worker.local.demo import free_port
 
 pytestmark = pytest.mark.e2e

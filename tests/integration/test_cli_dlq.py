@@ -16,7 +16,7 @@ from producers.keys import dlq_key, drain_queue, lease_key, stream_key
 from producers.wire import KICKED, partition_for
 from tests.integration.test_deadletter_store import letter, put
 from worker.cli.common import Exit
-from worker.deadletter import DeadLetter, dlq_size
+from worker.deadletter.api import DeadLetter, dlq_size
 
 CLI = str(Path(sys.executable).parent / "cio-fleet")
 API_KEY = "sk-live-DO-NOT-PRINT-4242"

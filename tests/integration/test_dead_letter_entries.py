@@ -15,7 +15,7 @@ from producers.keys import stream_key
 from tests.integration.test_cli_dlq import cli_environment, run
 from tests.integration.test_deadletter_store import letter, put
 from tests.integration.test_pipeline import KEY, SITE, dead_letters, make_deps
-from worker.deadletter import DeadLetterFilter, replay
+from worker.deadletter.api import DeadLetterFilter, replay
 from worker.local.fake_customerio import FakeCustomerIO
 from worker.pipeline.drain import drain
 

@@ -10,7 +10,7 @@ import redis
 
 from producers.keys import dlq_key
 from tests.integration.test_deadletter_store import letter, put
-from worker.deadletter import (
+from worker.deadletter.api import (
     DeadLetter,
     DeadLetterFilter,
     ImportFormatError,

@@ -8,7 +8,15 @@ import redis
 from producers.keys import dlq_key, lease_key, stream_key
 from producers.wire import KICK_TTL_MS, KICKED, partition_for
 from tests.integration.test_deadletter_store import letter, put
-from worker.deadletter import DeadLetter, DeadLetterFilter, audit, dlq_size, kick_partitions, partitions_lookup, replay
+from worker.deadletter.api import (
+    DeadLetter,
+    DeadLetterFilter,
+    audit,
+    dlq_size,
+    kick_partitions,
+    partitions_lookup,
+    replay,
+)
 from worker.deadletter.replay import ReplayTarget, move_chunk
 
 PARTITIONS = 8

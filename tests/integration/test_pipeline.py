@@ -10,7 +10,7 @@ import redis
 
 from producers.keys import authpause_key, dlq_key, lease_key, stream_key
 from producers.wire import partition_for
-from worker.deadletter import DeadLetter
+from worker.deadletter.api import DeadLetter
 from worker.delivery import CustomerIOClient
 from worker.local.fake_customerio import FakeCustomerIO
 from worker.pipeline.drain import drain

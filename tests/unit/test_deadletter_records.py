@@ -8,7 +8,7 @@ import pytest
 
 from producers.keys import dlq_key
 from producers.wire import partition_for
-from worker.deadletter import (
+from worker.deadletter.api import (
     DeadLetter,
     DeadLetterEntry,
     describe_event,

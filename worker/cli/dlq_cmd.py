@@ -19,7 +19,6 @@ from rich.table import Table
 
 from producers.keys import drain_queue
 from producers.wire import DRAIN_TASK
-from worker import deadletter as dl
 from worker.cli.common import (
     EventName,
     EventType,
@@ -40,6 +39,7 @@ from worker.cli.common import (
     redis_errors,
     when,
 )
+from worker.deadletter import api as dl
 from worker.settings import Settings
 from worker.store.clock import server_ms
 

@@ -13,11 +13,10 @@ import logging
 from typing import NoReturn
 
 from worker.errors import Unauthorized
-from worker.pipeline.ports import Deps
+from worker.pipeline.ports import LimiterPort, PartitionStorePort, Ports
 from worker.pipeline.settling import Deferred
 from worker.settings import WorkspaceConfig
-from worker.store.partitions import PartitionStore
-from worker.store.ratelimit import WorkspaceLimiter, credentials_fingerprint
+from worker.store.ratelimit import credentials_fingerprint
 
 log = logging.getLogger("cio_fleet.credentials")
 #: The pause itself is logged by the sender's logger, as before it moved here.
@@ -30,7 +29,7 @@ def configured_fingerprint(workspace: WorkspaceConfig) -> str:
 
 
 def resume_if_credentials_changed(
-    limiter: WorkspaceLimiter, store: PartitionStore, workspace: WorkspaceConfig, span: int | None = None
+    limiter: LimiterPort, store: PartitionStorePort, workspace: WorkspaceConfig, span: int | None = None
 ) -> bool:
     """Lift a 401/403 pause whose credentials are not the configured ones any more, and end its retry timers.
 
@@ -52,7 +51,7 @@ def resume_if_credentials_changed(
     return True
 
 
-def pause_for_credentials(deps: Deps, workspace: WorkspaceConfig, exc: Unauthorized) -> NoReturn:
+def pause_for_credentials(deps: Ports, workspace: WorkspaceConfig, exc: Unauthorized) -> NoReturn:
     """Pause the workspace fleet-wide after a 401/403 with the fingerprint of the refused credentials, hold its probe.
 
     Raises:

@@ -17,7 +17,7 @@ from worker.mapping.transform import TransformOptions
 from worker.pipeline.batching import linger_ms
 from worker.pipeline.credentials import resume_if_credentials_changed
 from worker.pipeline.planning import PlannedEntry, plan_entries
-from worker.pipeline.ports import Deps
+from worker.pipeline.ports import Ports
 from worker.pipeline.sending import BatchSender
 from worker.pipeline.settling import Deferred, Failure
 from worker.settings import WorkspaceConfig
@@ -38,12 +38,26 @@ class DrainResult:
     delay_s: float = 0.0
     unparked: tuple[int, ...] = ()
 
+    def kicks(self, partition: int, max_countdown_s: float) -> list[tuple[int, float | None]]:
+        """The drain tasks to queue after this drain, as ``(partition, countdown)`` (pure).
+
+        ``requeue``: the partition again, now; ``later``: after ``delay_s`` when it is at most ``max_countdown_s``
+        (a longer wait is left to the sweeper, which kicks the partition when its retry timer runs out); and every
+        partition this drain unparked, now.
+        """
+        kicks: list[tuple[int, float | None]] = []
+        if self.action == "requeue":
+            kicks.append((partition, None))
+        elif self.action == "later" and self.delay_s <= max_countdown_s:
+            kicks.append((partition, max(self.delay_s, 0.001)))
+        return kicks + [(waiting, None) for waiting in self.unparked]
+
 
 #: How long a partition of the current count waits, each time, for older streams above the count to empty.
 OLDER_STREAMS_WAIT_S: Final = 1.0
 
 
-def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
+def drain(deps: Ports, workspace_name: str, partition: int) -> DrainResult:
     """Drain one partition of one workspace for at most one time slice.
 
     Streams at or above the partition count (left by a larger count, ``worker.store.layout``) are drained like the
@@ -74,7 +88,7 @@ def drain(deps: Deps, workspace_name: str, partition: int) -> DrainResult:
     return replace(result, unparked=unparked)
 
 
-def hold_back(deps: Deps, workspace: WorkspaceConfig, partition: int) -> DrainResult:
+def hold_back(deps: Ports, workspace: WorkspaceConfig, partition: int) -> DrainResult:
     """Keep a partition for ``OLDER_STREAMS_WAIT_S`` (a retry-timer lease, so the sweeper leaves it), then retry."""
     token = uuid.uuid4().hex
     refusal = deps.store.take_lease(workspace.name, partition, token, int(deps.settings.lease_ttl_s * 1000))
@@ -86,7 +100,7 @@ def hold_back(deps: Deps, workspace: WorkspaceConfig, partition: int) -> DrainRe
     return DrainResult("later", OLDER_STREAMS_WAIT_S)
 
 
-def park(deps: Deps, workspace: str, partition: int) -> DrainResult:
+def park(deps: Ports, workspace: str, partition: int) -> DrainResult:
     """Park a partition in this process until a slot of its workspace frees, its lease ``parked`` meanwhile.
 
     The lease changes from ``kicked`` (the task being run was the partition's queued task) to ``parked``: the
@@ -99,7 +113,7 @@ def park(deps: Deps, workspace: str, partition: int) -> DrainResult:
     return DrainResult("parked")
 
 
-def unpark(deps: Deps, workspace: str, *, every: bool) -> tuple[int, ...]:
+def unpark(deps: Ports, workspace: str, *, every: bool) -> tuple[int, ...]:
     """The parked partitions to queue again now, each ``kicked`` (those whose ``parked`` lease ran out are not)."""
     waiting = deps.slots.unpark(workspace, every=every)
     return tuple(partition for partition in waiting if deps.store.unpark(workspace, partition, KICK_TTL_MS))
@@ -108,7 +122,7 @@ def unpark(deps: Deps, workspace: str, *, every: bool) -> tuple[int, ...]:
 class PartitionDrainer:
     """One drain of one partition by one worker: owns the lease from ``run`` start to end."""
 
-    def __init__(self, deps: Deps, workspace: WorkspaceConfig, partition: int) -> None:
+    def __init__(self, deps: Ports, workspace: WorkspaceConfig, partition: int) -> None:
         self.deps = deps
         self.workspace = workspace
         self.partition = partition

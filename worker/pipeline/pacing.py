@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from worker.pipeline.ports import Deps
+from worker.pipeline.ports import Ports
 from worker.pipeline.settling import Deferred
 from worker.settings import WorkspaceConfig
 from worker.store.ratelimit import Reservation
@@ -15,7 +15,7 @@ MAX_LIMITER_SLEEP_S: Final = 0.5
 LATE_SEND_TOLERANCE_S: Final = 0.010
 
 
-def wait_for_slot(deps: Deps, workspace: WorkspaceConfig) -> None:
+def wait_for_slot(deps: Ports, workspace: WorkspaceConfig) -> None:
     """Reserve the workspace's next request slot and sleep until it.
 
     A thread that wakes up well after its slot does not send late, which would bunch this request with the

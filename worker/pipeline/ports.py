@@ -1,14 +1,20 @@
-"""What the drain pipeline needs from the outside world, gathered once per worker process."""
+"""What the drain pipeline needs from the outside world, gathered once per worker process.
+
+Each port is a ``Protocol``: the partition store and the rate limiter (Redis, ``worker.store``), the Customer.io
+client (``worker.delivery``), the failure reporter (Sentry, ``worker.ops.observability``), the metrics and the
+clock. The worker passes the real adapters (``worker.runtime``); tests may pass in-memory ones.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from worker.ops.observability import report_permanent_failure
 from worker.pipeline.shutdown import ActiveLeases
 from worker.pipeline.slots import WorkspaceSlots
 
@@ -16,10 +22,71 @@ if TYPE_CHECKING:
     from worker.delivery import BatchResponse
     from worker.pipeline.planning import PlannedEntry
     from worker.settings import Settings, WorkspaceConfig
-    from worker.store.partitions import PartitionStore
-    from worker.store.ratelimit import WorkspaceLimiter
+    from worker.store.partitions import Entry, LeaseRefusal, PartitionStore, RetryState
+    from worker.store.ratelimit import AuthPause, Reservation, WorkspaceLimiter
 
 log = logging.getLogger("cio_fleet.pipeline")
+
+
+class PartitionStorePort(Protocol):
+    """A partition's stream, lease and run of failures, with settling fenced by the lease token
+    (``worker.store.partitions.PartitionStore``)."""
+
+    prefix: str
+
+    def now_ms(self) -> int: ...
+    def take_lease(self, workspace: str, partition: int, token: str, ttl_ms: int) -> LeaseRefusal | None: ...
+    def renew_lease(self, workspace: str, partition: int, token: str, ttl_ms: int) -> bool: ...
+    def release_lease(self, workspace: str, partition: int, token: str, ttl_ms: int) -> bool: ...
+    def defer(self, workspace: str, partition: int, token: str, delay_ms: int) -> bool: ...
+    def park(self, workspace: str, partition: int, ttl_ms: int) -> bool: ...
+    def unpark(self, workspace: str, partition: int, ttl_ms: int) -> bool: ...
+    def refresh_parked(self, workspace: str, partitions: Sequence[int], ttl_ms: int) -> None: ...
+    def forget_kick(self, workspace: str, partition: int) -> bool: ...
+    def read(self, workspace: str, partition: int, count: int, max_bytes: int) -> list[Entry]: ...
+    def retry_state(self, workspace: str, partition: int) -> RetryState | None: ...
+    def record_failure(self, workspace: str, partition: int, token: str, state: RetryState, error: str) -> bool: ...
+    def end_retry_run(self, workspace: str, partition: int) -> None: ...
+    def end_retry_timers(self, workspace: str, partitions: int) -> int: ...
+    def settle(
+        self,
+        workspace: str,
+        partition: int,
+        token: str,
+        done_ids: Sequence[str],
+        dead_letters: Sequence[tuple[str, Mapping[str, Any]]] = (),
+        *,
+        clear_retry: bool = False,
+    ) -> bool: ...
+    def claim_probe(self, workspace: str, interval_ms: int) -> float | None: ...
+    def hold_probe(self, workspace: str, interval_ms: int) -> None: ...
+    def dead_letter_count(self, workspace: str) -> int: ...
+    def span(self, workspace: str, partitions: int) -> int: ...
+    def older_streams_wait(self, workspace: str, partitions: int, span: int) -> bool: ...
+
+
+class LimiterPort(Protocol):
+    """The workspace's fleet-wide rate limiter and pauses (``worker.store.ratelimit.WorkspaceLimiter``)."""
+
+    def reserve(
+        self, workspace: str, rps: float, burst: int, max_wait_s: float, *, give_back: Reservation | None = None
+    ) -> Reservation: ...
+    def pause(self, workspace: str, seconds: float, reason: str) -> None: ...
+    def pause_auth(self, workspace: str, *, status: int, reason: str, fingerprint: str) -> None: ...
+    def auth_pause(self, workspace: str) -> AuthPause | None: ...
+    def clear_auth_pause(self, workspace: str) -> None: ...
+
+
+class FailureReporter(Protocol):
+    """Tells the error tracker that events were dead-lettered (``worker.ops.observability``: Sentry)."""
+
+    def __call__(self, workspace: str, outcome: str, status: int | None, count: int) -> None: ...
+
+
+class Clock(Protocol):
+    """A monotonic clock in seconds (``time.monotonic``)."""
+
+    def __call__(self) -> float: ...
 
 
 class BatchPoster(Protocol):
@@ -74,19 +141,21 @@ class NullMetrics:
 
 
 @dataclass
-class Deps:
-    """The pipeline's ports: built once per worker process, in ``worker.tasks``."""
+class Ports:
+    """The pipeline's ports, each a Protocol: what ``worker.pipeline`` takes (tests may pass in-memory ones)."""
 
     settings: Settings
-    store: PartitionStore
-    limiter: WorkspaceLimiter
+    store: PartitionStorePort
+    limiter: LimiterPort
     client: BatchPoster
     metrics: Metrics = field(default_factory=NullMetrics)
+    #: Where dead-lettered events are reported (Sentry).
+    report_failure: FailureReporter = report_permanent_failure
     host: str = ""
     sleep: Callable[[float], None] = time.sleep
     #: Wait up to the given seconds, returning at once (True) when the worker starts shutting down.
     wait_or_stop: Callable[[float], bool] = field(default_factory=lambda: threading.Event().wait)
-    monotonic: Callable[[], float] = time.monotonic
+    monotonic: Clock = time.monotonic
     slots: WorkspaceSlots = field(default_factory=lambda: WorkspaceSlots(8))
     #: The partition leases this process holds, released by the shutdown watchdog if the grace runs out.
     leases: ActiveLeases = field(default_factory=ActiveLeases)
@@ -94,8 +163,16 @@ class Deps:
     stopping: Callable[[], bool] = lambda: False
 
 
+@dataclass
+class Deps(Ports):
+    """The ports of a worker process, on Redis: built once per process, in ``worker.runtime``."""
+
+    store: PartitionStore
+    limiter: WorkspaceLimiter
+
+
 def observe_settled(
-    deps: Deps,
+    deps: Ports,
     workspace: str,
     delivered: Sequence[PlannedEntry],
     dead: Sequence[tuple[PlannedEntry, str]],
@@ -115,7 +192,7 @@ def observe_settled(
     observe_dropped_timestamps(deps, workspace, [*delivered, *(entry for entry, _ in dead)])
 
 
-def observe_dropped_timestamps(deps: Deps, workspace: str, settled: Sequence[PlannedEntry]) -> None:
+def observe_dropped_timestamps(deps: Ports, workspace: str, settled: Sequence[PlannedEntry]) -> None:
     """Count and log (debug) the settled events whose time could not be read, by field: a producer's bad clock."""
     fields: dict[str, int] = {}
     for entry in settled:

@@ -23,7 +23,7 @@ from worker.pipeline.batching import batch_body, pack
 from worker.pipeline.credentials import pause_for_credentials
 from worker.pipeline.pacing import wait_for_slot
 from worker.pipeline.planning import PlannedEntry
-from worker.pipeline.ports import Deps
+from worker.pipeline.ports import Ports
 from worker.pipeline.retry import THROTTLE_MAX_STEP, head_batch_limit, next_delay, throttle_pause, window_exhausted
 from worker.pipeline.settling import Deferred, Failure, Settler
 from worker.settings import WorkspaceConfig
@@ -36,7 +36,7 @@ class BatchSender:
     """Delivers one partition's planned entries for one workspace."""
 
     def __init__(
-        self, deps: Deps, workspace: WorkspaceConfig, partition: int, token: str, renew: Callable[[], None]
+        self, deps: Ports, workspace: WorkspaceConfig, partition: int, token: str, renew: Callable[[], None]
     ) -> None:
         """Send for the drainer whose lease holds ``token``; ``renew`` extends it or raises ``LeaseLost``."""
         self.deps = deps

@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from producers.keys import dlq_key
-from worker.deadletter import DeadLetter, Outcome, describe_event
+from worker.deadletter.records import DeadLetter, Outcome, describe_event
 from worker.ops.logs import redact
-from worker.ops.observability import report_permanent_failure
 from worker.pipeline.planning import PlannedEntry
-from worker.pipeline.ports import Deps, observe_settled
+from worker.pipeline.ports import Ports, observe_settled
 from worker.settings import WorkspaceConfig
 from worker.store.partitions import LeaseLost
 
@@ -46,7 +45,7 @@ class Failure:
 class Settler:
     """Settles one partition's entries for the drainer whose lease holds ``token``."""
 
-    def __init__(self, deps: Deps, workspace: WorkspaceConfig, partition: int, token: str) -> None:
+    def __init__(self, deps: Ports, workspace: WorkspaceConfig, partition: int, token: str) -> None:
         self.deps = deps
         self.workspace = workspace
         self.partition = partition
@@ -116,7 +115,7 @@ class Settler:
                     "events": count,
                 },
             )
-            report_permanent_failure(self.workspace.name, outcome, status, count)
+            self.deps.report_failure(self.workspace.name, outcome, status, count)
 
     def _letter(self, entry: PlannedEntry, failure: Failure, attempts: int, now: int) -> DeadLetter:
         message_id, event_type, event_name = describe_event(entry.raw)
