@@ -13,6 +13,8 @@ with Producer("redis://127.0.0.1:6379/0", "acme") as producer:
 
 from pydantic import BaseModel as _BaseModel
 
+# The two public modules: the key schema (``producers.keys``) and the wire format (``producers.wire``).
+from producers import keys, wire
 from producers._async import AsyncProducer
 from producers._events import (
     MAX_EVENT_BYTES,
@@ -29,7 +31,7 @@ from producers._events import (
     validate_event,
 )
 from producers._producer import EnqueueResult, Producer, QueueFull, UnknownWorkspace
-from producers._wire import DEFAULT_PARTITIONS, FORMAT_VERSION, partition_for, person_key
+from producers.wire import DEFAULT_PARTITIONS, FORMAT_VERSION, partition_for, person_key
 
 __all__ = [
     "DEFAULT_PARTITIONS",
@@ -49,10 +51,12 @@ __all__ = [
     "SegmentEvent",
     "Track",
     "UnknownWorkspace",
+    "keys",
     "parse_event",
     "partition_for",
     "person_key",
     "validate_event",
+    "wire",
 ]
 
 # Public classes say they come from ``producers``, not a private module (pydantic models keep theirs: their

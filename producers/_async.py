@@ -26,7 +26,7 @@ from producers._producer import (
     Tally,
 )
 from producers._roundtrip import AsyncCall, AsyncConnections
-from producers._wire import DEFAULT_PREFIX
+from producers.wire import DEFAULT_PREFIX
 
 
 class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):

@@ -41,20 +41,15 @@ from producers._events import (
     plain_fits,
     shape_event,
 )
-from producers._wire import (
+from producers.keys import config_key, drain_queue, enqueued_key, lease_key, stream_key, workspaces_key
+from producers.wire import (
     DEFAULT_PARTITIONS,
     DRAIN_TASK,
     FORMAT_VERSION,
     KICK_TTL_MS,
     KICKED,
-    config_key,
-    drain_queue,
-    enqueued_key,
-    lease_key,
     partition_of,
     person_hash,
-    stream_key,
-    workspaces_key,
 )
 
 #: The most partitions a workspace may have (as ``WorkspaceConfig.partitions`` allows).

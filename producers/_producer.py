@@ -42,7 +42,8 @@ from producers._kick import (
     prepare_shape,
 )
 from producers._roundtrip import Call, Connections
-from producers._wire import DEFAULT_PARTITIONS, DEFAULT_PREFIX, config_key
+from producers.keys import config_key
+from producers.wire import DEFAULT_PARTITIONS, DEFAULT_PREFIX
 
 #: The Redis a producer talks to when given no URL.
 DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"

@@ -1,31 +1,25 @@
-"""Validate one Track API v2 operation against Customer.io's official schema (the v2 subset in worker/schemas).
+"""Validate one Track API v2 operation against Customer.io's official schema (the v2 subset in worker/local/schemas).
 
 ``validate_operation(op)`` picks the component schema from the operation's ``type`` and ``action`` (so that an
 error names the real problem instead of "not valid under any of the given schemas"), then also checks the
 operation against the batch endpoint's item schema.
 
-Two deliberate departures from the raw document, both on a copy:
-
-* ``anonymous_id`` as a person identifier (event/page/screen) is what Segment's destination sends but is not in
-  the schema; the operation is validated with ``{"id": <anonymous id>}`` in its place.
-* The schema's ``v2_cio_relationships`` identifiers are a ``oneOf`` of three objects that require nothing, so
-  ``{"id": "42"}`` matches all three and fails ``oneOf`` for every valid input. Each branch is given the
-  ``required`` key its title names (the way ``person_common`` does it).
+The document is the stand-in's (``worker.local.fake_customerio.schema.load_document``), with its two deliberate
+departures from the raw document applied in that one place: ``anonymous_id`` accepted as a person identifier
+(what Segment's destination sends), and each ``v2_cio_relationships`` identifier alternative requiring its key.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import referencing
 import referencing.jsonschema
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "worker" / "schemas" / "customer-io-track-v2-subset.json"
+from worker.local.fake_customerio.schema import load_document
+
 _BASE = "urn:customer-io-track-v2"
 
 #: (type, action) → component schema of that operation.
@@ -55,18 +49,9 @@ class SchemaViolation(AssertionError):
     """An operation does not conform to the official schema."""
 
 
-def _repaired(document: dict[str, Any]) -> dict[str, Any]:
-    fixed = copy.deepcopy(document)
-    branches = fixed["components"]["schemas"]["v2_cio_relationships"]["items"]["properties"]["identifiers"]["oneOf"]
-    for branch in branches:
-        (key,) = branch["properties"]
-        branch.setdefault("required", [key])
-    return fixed
-
-
 @cache
 def _validators() -> tuple[dict[str, jsonschema.Draft202012Validator], jsonschema.Draft202012Validator]:
-    document = _repaired(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+    document = load_document()  # the stand-in's: the official subset with the two departures applied, once
     resource = referencing.Resource.from_contents(document, default_specification=referencing.jsonschema.DRAFT202012)
     registry: referencing.Registry[Any] = referencing.Registry().with_resource(_BASE, resource)
     by_component = {
@@ -77,13 +62,6 @@ def _validators() -> tuple[dict[str, jsonschema.Draft202012Validator], jsonschem
         f"{_BASE}#/paths/~1api~1v2~1batch/post/requestBody/content/application~1json/schema/properties/batch/items"
     )
     return by_component, jsonschema.Draft202012Validator({"$ref": batch_item}, registry=registry)
-
-
-def _substitute_anonymous(op: dict[str, Any]) -> dict[str, Any]:
-    identifiers = op.get("identifiers")
-    if op.get("type") == "person" and isinstance(identifiers, dict) and set(identifiers) == {"anonymous_id"}:
-        return {**op, "identifiers": {"id": identifiers["anonymous_id"]}}
-    return op
 
 
 def validate_operation(op: dict[str, Any]) -> None:
@@ -98,7 +76,7 @@ def validate_operation(op: dict[str, Any]) -> None:
     component = COMPONENTS.get((op.get("type"), op.get("action")))  # type: ignore[arg-type]
     if component is None:
         raise SchemaViolation(f"no v2 operation has type={op.get('type')!r} action={op.get('action')!r}")
-    candidate = _substitute_anonymous(op)
+    candidate = op
     by_component, batch_item = _validators()
     errors = sorted(by_component[component].iter_errors(candidate), key=lambda e: list(e.absolute_path))
     if not errors:

@@ -28,7 +28,7 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from producers._wire import DRAIN_TASK
+from producers.wire import DRAIN_TASK
 
 
 class Channel(kombu_redis.Channel):

@@ -11,9 +11,9 @@ from typing import Any, Final
 
 from celery import Celery, bootsteps, signals
 
-from producers._wire import drain_queue
+from producers.keys import drain_queue, unacked_index_key, unacked_key, unacked_mutex_key
 from worker import runtime
-from worker.health import CONSUMER_BEAT_S, CONSUMER_STALE_S
+from worker.ops.health import CONSUMER_BEAT_S, CONSUMER_STALE_S
 from worker.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("cio_fleet.worker")
@@ -46,9 +46,9 @@ def create_app(settings: Settings) -> Celery:
         broker_transport_options={
             "visibility_timeout": VISIBILITY_TIMEOUT_S,
             # Unacknowledged drain tasks are kept under the fleet's own prefix, so fleets sharing a Redis stay apart.
-            "unacked_key": f"{settings.key_prefix}.unacked",
-            "unacked_index_key": f"{settings.key_prefix}.unacked_index",
-            "unacked_mutex_key": f"{settings.key_prefix}.unacked_mutex",
+            "unacked_key": unacked_key(settings.key_prefix),
+            "unacked_index_key": unacked_index_key(settings.key_prefix),
+            "unacked_mutex_key": unacked_mutex_key(settings.key_prefix),
         },
         broker_connection_retry_on_startup=True,
         task_serializer="json",
@@ -98,8 +98,8 @@ _sweeper: Any = None
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     """Our logging, not Celery's (connecting this signal stops Celery from configuring its own)."""
-    from worker import celery_output
-    from worker.logs import configure_logging, register_secrets
+    from worker.ops import celery_output
+    from worker.ops.logs import configure_logging, register_secrets
 
     configure_logging(settings.log_format, settings.log_level)
     register_secrets(runtime.secrets(settings))
@@ -113,7 +113,7 @@ _setup_logging()
 
 @signals.worker_init.connect
 def _init_sentry(sender: Any = None, **_: Any) -> None:
-    from worker.observability import init_sentry
+    from worker.ops.observability import init_sentry
 
     runtime.set_concurrency(int(getattr(sender, "concurrency", 0) or app.conf.worker_concurrency))
     init_sentry(settings, runtime.secrets(settings))
@@ -127,7 +127,7 @@ def _after_fork(**_: Any) -> None:
 @signals.worker_ready.connect
 def _start_background(**_: Any) -> None:
     global _sweeper
-    from worker.sweeper import Sweeper
+    from worker.pipeline.sweeper import Sweeper
     from worker.tasks import kick
 
     deps = runtime.deps(settings)
@@ -152,7 +152,7 @@ def _stop(**_: Any) -> None:
 def _hand_back_parked() -> None:
     """Queue the partitions parked in this process again at once, for the rest of the fleet (a parked lease left
     behind would run out within seconds anyway)."""
-    from worker.pipeline import unpark
+    from worker.pipeline.drain import unpark
     from worker.tasks import kick
 
     deps = runtime.deps(settings)

@@ -1,7 +1,8 @@
 """Talking to Customer.io: the only module that imports httpx.
 
 ``CustomerIOClient.post_batch`` sends one ``/api/v2/batch`` body and returns a ``BatchResponse``;
-``classify`` turns that response into what the pipeline does next. Nothing else in the code inspects a status code.
+``classify`` turns that response into one ``Verdict``, what the pipeline does next (accept, split, retry, reject,
+pause for credentials): a value, never raised. Nothing else in the code inspects a status code.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import orjson
 
 from worker.errors import (
     Rejected,
+    RetryableError,
     Throttled,
     TransportFailure,
     Unauthorized,
@@ -67,7 +69,29 @@ class SplitNeeded:
     reason: str
 
 
-Classification = Accepted | SplitNeeded
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """429, 408, 5xx or no answer: the entries wait at the head of the partition for another attempt."""
+
+    error: RetryableError
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Any other non-2xx status (3xx included: a wrong regional host): the batch is refused for good."""
+
+    error: Rejected
+
+
+@dataclass(frozen=True, slots=True)
+class PauseCredentials:
+    """401/403: the credentials are refused; the workspace is paused and its events kept."""
+
+    error: Unauthorized
+
+
+#: What the pipeline does with one answer of Customer.io.
+Verdict = Accepted | SplitNeeded | Retry | Reject | PauseCredentials
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -114,30 +138,25 @@ def error_message(body: bytes) -> str:
         return body[:200].decode("utf-8", "replace").strip() or "no body"
 
 
-def classify(response: BatchResponse, batch_size: int) -> Classification:
-    """What the pipeline does with a response; raises the error for retryable and permanent failures.
-
-    Raises:
-        Throttled: 429.
-        UpstreamUnavailable: 408 and 5xx.
-        Unauthorized: 401/403 (the workspace is paused, its events kept).
-        Rejected: any other non-2xx status (3xx included: a wrong regional host).
-    """
+def classify(response: BatchResponse, batch_size: int) -> Verdict:
+    """What the pipeline does with a response: one verdict, whose error (if any) carries status and body."""
     status = response.status
     if 200 <= status < 300:
         return Accepted(item_errors(response.body, batch_size) if status == 207 else {})
     if status in SPLIT_STATUSES:
         return SplitNeeded(status, f"HTTP {status}: {error_message(response.body)}")
     if status == 429:
-        raise Throttled("HTTP 429: throttled", retry_after=response.retry_after, status=status)
+        return Retry(Throttled("HTTP 429: throttled", retry_after=response.retry_after, status=status))
     if status in RETRYABLE_STATUSES or status >= 500:
-        raise UpstreamUnavailable(f"HTTP {status}", retry_after=response.retry_after, status=status)
+        return Retry(UpstreamUnavailable(f"HTTP {status}", retry_after=response.retry_after, status=status))
     if status in AUTH_STATUSES:
-        raise Unauthorized(f"HTTP {status}: credentials refused", status=status, body=response.excerpt)
+        return PauseCredentials(
+            Unauthorized(f"HTTP {status}: credentials refused", status=status, body=response.excerpt)
+        )
     if 300 <= status < 400:
         reason = f"HTTP {status}: redirected; check the workspace's region or track_url"
-        raise Rejected(reason, status=status, body=response.excerpt)
-    raise Rejected(f"HTTP {status}: {error_message(response.body)}", status=status, body=response.excerpt)
+        return Reject(Rejected(reason, status=status, body=response.excerpt))
+    return Reject(Rejected(f"HTTP {status}: {error_message(response.body)}", status=status, body=response.excerpt))
 
 
 @contextlib.contextmanager

@@ -13,15 +13,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from worker.delivery import CustomerIOClient
-from worker.health import Health
-from worker.logs import settings_secrets
-from worker.metrics import FleetMetrics, start_metrics_server
-from worker.partitions import PartitionStore
-from worker.ports import Deps, Metrics, NullMetrics
-from worker.ratelimit import WorkspaceLimiter
+from worker.ops.health import Health
+from worker.ops.logs import settings_secrets
+from worker.ops.metrics import FleetMetrics, start_metrics_server
+from worker.pipeline.ports import Deps, Metrics, NullMetrics
+from worker.pipeline.shutdown import ShutdownWatchdog
+from worker.pipeline.slots import WorkspaceSlots
 from worker.settings import Settings
-from worker.shutdown import ShutdownWatchdog
-from worker.slots import WorkspaceSlots
+from worker.store.partitions import PartitionStore
+from worker.store.ratelimit import WorkspaceLimiter
 
 log = logging.getLogger("cio_fleet.worker")
 

@@ -55,7 +55,7 @@ class ConfigError(Exception):
 
 
 class ActionConfig(BaseModel):
-    """One configured action of a workspace (``worker.actions``): a catalogue action, changed or added."""
+    """One configured action of a workspace (``worker.mapping.actions``): a catalogue action, changed or added."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -93,14 +93,17 @@ class WorkspaceConfig(BaseModel):
     write_keys: tuple[SecretStr, ...] = ()
     #: Browser origins (``https://app.example.com``, or ``*``) the intake accepts this workspace's events from.
     cors_origins: tuple[str, ...] = ()
-    #: Changes to the default actions and extra actions (``worker.actions``); none keeps ``docs/mapping.md``'s routing.
+    #: Changes to the default actions and extra actions (``worker.mapping.actions``); none keeps the routing of
+    #: ``docs/mapping.md``.
     actions: tuple[ActionConfig, ...] = ()
 
     @field_validator("actions")
     @classmethod
     def _actions_compile(cls, value: tuple[ActionConfig, ...]) -> tuple[ActionConfig, ...]:
         """Every trigger and mapping compiles, at start (the error names the action and the field)."""
-        from worker.actions import compile_actions  # here: the mapping core is only needed when actions are given
+        from worker.mapping.actions import (
+            compile_actions,  # here: the mapping core is only needed when actions are given
+        )
 
         if value:
             compile_actions([entry.model_dump(exclude_none=True) for entry in value])

@@ -1,4 +1,4 @@
-"""The drain task: a thin adapter from Celery to ``worker.pipeline.drain``."""
+"""The drain task: a thin adapter from Celery to ``worker.pipeline.drain.drain``."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from typing import Final
 
 import redis
 
-from producers._wire import DRAIN_TASK, drain_queue
-from worker import pipeline, runtime
+from producers.keys import drain_queue
+from producers.wire import DRAIN_TASK
+from worker import runtime
 from worker.celery import app, settings
 from worker.errors import PermanentError
+from worker.pipeline import drain as pipeline
 
 #: The longest countdown a task is queued with (far below the broker's visibility timeout). Longer waits are
 #: left to the sweeper, which kicks the partition when its retry timer (the lease TTL) runs out.
@@ -35,10 +37,6 @@ def kick(workspace: str, partition: int, countdown: float | None = None) -> None
 def drain(workspace: str, partition: int) -> str:
     """Drain one partition for one time slice, then queue what comes next."""
     result = pipeline.drain(runtime.deps(settings), workspace, int(partition))
-    if result.action == "requeue":
-        kick(workspace, partition)
-    elif result.action == "later" and result.delay_s <= MAX_COUNTDOWN_S:
-        kick(workspace, partition, countdown=max(result.delay_s, 0.001))
-    for waiting in result.unparked:
-        kick(workspace, waiting)
+    for target, countdown in result.kicks(partition, MAX_COUNTDOWN_S):
+        kick(workspace, target, countdown=countdown)
     return result.action

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import redis
 
-from worker.deadletter import DeadLetter, DeadLetterFilter, dlq_key, dlq_size, replay
+from producers.keys import dlq_key
+from worker.deadletter.api import DeadLetter, DeadLetterFilter, dlq_size, replay
 
 CLI = str(Path(sys.executable).parent / "cio-fleet")
 ENTRIES = 100_000

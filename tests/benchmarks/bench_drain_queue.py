@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from producers._wire import drain_queue
+from producers.keys import drain_queue
 from tests.benchmarks.conftest import WORKSPACE, env_float, env_int, report, track_event, workspace_options
 from tests.e2e.conftest import backlog, wait_for
 

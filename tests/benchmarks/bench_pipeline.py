@@ -37,9 +37,9 @@ from tests.benchmarks.conftest import (
 from tests.benchmarks.naive.app import create_app, send_events
 from tests.e2e.conftest import Fleet, backlog, wait_for
 from tests.support.fake_cio import FakeCioProcess
-from worker.examples import synthetic_events
-from worker.localfleet import stop_worker
-from worker.transform import Deliver, TransformOptions, transform
+from worker.local.examples import synthetic_events
+from worker.local.localfleet import stop_worker
+from worker.mapping.transform import Deliver, TransformOptions, transform
 
 pytestmark = pytest.mark.timeout(3_600)
 

@@ -35,7 +35,7 @@ from tests.benchmarks.conftest import (
 from tests.benchmarks.naive.app import create_app, send_events
 from tests.e2e.conftest import Fleet, backlog, wait_for
 from tests.support.fake_cio import FakeCioProcess
-from worker.localfleet import stop_worker
+from worker.local.localfleet import stop_worker
 
 pytestmark = pytest.mark.timeout(3_600)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from producers._wire import lease_key
+from producers.keys import lease_key
 from tests.benchmarks.conftest import (
     WORKSPACE,
     env_float,

@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from worker.actions import compile_actions
-from worker.transform import Deliver, TransformOptions, transform, transform_raw
+from worker.mapping.actions import compile_actions
+from worker.mapping.transform import Deliver, TransformOptions, transform, transform_raw
 
 CONTEXT = {
     "ip": "203.0.113.7",

@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from producers import Producer
-from producers._wire import partition_for
+from producers.wire import partition_for
 from tests.e2e.conftest import make_fleet  # noqa: F401  (a fixture, re-exported for the benchmarks)
 from tests.support.fake_cio import FakeCioClient, FakeCioProcess, start_fake_cio_process
 

@@ -13,9 +13,9 @@ import pytest
 import redis
 
 from producers import Producer
-from producers._wire import stream_key
-from worker.fake_customerio import FakeCustomerIO
-from worker.localfleet import start_worker, stop_worker, wait_until_registered
+from producers.keys import stream_key
+from worker.local.fake_customerio import FakeCustomerIO
+from worker.local.localfleet import start_worker, stop_worker, wait_until_registered
 
 
 @dataclass

@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
+from producers.keys import dlq_key
 from tests.e2e.conftest import standin_workspaces, wait_for, wait_until_drained
-from worker.actions import CATALOGUE
-from worker.deadletter import dlq_key
+from worker.mapping.actions import CATALOGUE
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,11 @@ from functools import partial
 import pytest
 import redis
 
+from producers.keys import dlq_key
 from tests.e2e.conftest import Fleet, backlog, standin_workspaces, wait_for
-from worker.deadletter import DeadLetter, dlq_key
-from worker.examples import synthetic_events
-from worker.fake_customerio import FakeCustomerIO
+from worker.deadletter.api import DeadLetter
+from worker.local.examples import synthetic_events
+from worker.local.fake_customerio import FakeCustomerIO
 
 pytestmark = pytest.mark.e2e
 

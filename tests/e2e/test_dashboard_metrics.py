@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import redis
 
+from producers.keys import rate_key
 from tests.e2e.conftest import standin_workspaces, wait_for
 from tests.e2e.test_observability import mixed_events, scrape, value
 from tests.support.promql import alert_exprs, dashboard_exprs, load_dashboard, missing, uses, variable_uses
-from worker.demo import free_port
-from worker.ratelimit import rate_key
+from worker.local.demo import free_port
 
 pytestmark = pytest.mark.e2e
 

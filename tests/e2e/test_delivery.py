@@ -7,9 +7,10 @@ from collections import Counter, defaultdict
 import orjson
 import pytest
 
-from producers._wire import partition_for, stream_key
+from producers.keys import stream_key
+from producers.wire import partition_for
 from tests.e2e.conftest import backlog, standin_workspaces, wait_for, wait_until_drained
-from worker.examples import origin_examples, synthetic_events
+from worker.local.examples import origin_examples, synthetic_events
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import standin_workspaces
-from worker.demo import free_port
+from worker.local.demo import free_port
 
 pytestmark = pytest.mark.e2e
 

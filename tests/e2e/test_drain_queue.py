@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from producers._wire import drain_queue
+from producers.keys import drain_queue
 from tests.e2e.conftest import backlog, standin_workspaces, wait_for
 
 pytestmark = pytest.mark.e2e

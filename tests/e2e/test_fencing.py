@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from producers.keys import dlq_key
 from tests.e2e.conftest import Fleet, backlog, standin_workspaces, wait_for
 from tests.support.redis_gate import RedisGate, script_sha
-from worker.deadletter import DeadLetter, dlq_key
-from worker.fake_customerio import FakeCustomerIO
-from worker.partitions import _SETTLE
-from worker.ratelimit import _RESERVE_LUA
+from worker.deadletter.api import DeadLetter
+from worker.local.fake_customerio import FakeCustomerIO
+from worker.store.partitions import _SETTLE
+from worker.store.ratelimit import _RESERVE_LUA
 
 pytestmark = pytest.mark.e2e
 

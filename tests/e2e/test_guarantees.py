@@ -8,11 +8,11 @@ import time
 import orjson
 import pytest
 
-from producers._wire import partition_for, stream_key
+from producers.keys import authpause_key, dlq_key, stream_key
+from producers.wire import partition_for
 from tests.e2e.conftest import Fleet, backlog, standin_workspaces, wait_for, wait_until_drained, write_workspaces
 from tests.support.fake_cio import start_fake_cio_process
-from worker.deadletter import DeadLetter, dlq_key
-from worker.ratelimit import authpause_key
+from worker.deadletter.api import DeadLetter
 
 pytestmark = pytest.mark.e2e
 

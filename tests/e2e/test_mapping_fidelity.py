@@ -13,9 +13,10 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from producers.keys import dlq_key
 from tests.e2e.conftest import standin_workspaces, wait_for, wait_until_drained
-from worker.deadletter import DeadLetter, dlq_key
-from worker.demo import free_port
+from worker.deadletter.api import DeadLetter
+from worker.local.demo import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import standin_workspaces, wait_for
-from worker.demo import free_port
+from worker.local.demo import free_port
 
 pytestmark = pytest.mark.e2e
 

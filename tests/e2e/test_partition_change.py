@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import redis
 
-from producers._wire import config_key, partition_for, stream_key
+from producers.keys import config_key, stream_key
+from producers.wire import partition_for
 from tests.e2e.conftest import standin_workspaces, wait_for
 from tests.e2e.test_observability import scrape, value
-from worker.demo import free_port
+from worker.local.demo import free_port
 
 pytestmark = pytest.mark.e2e
 

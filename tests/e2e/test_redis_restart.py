@@ -11,7 +11,7 @@ import redis
 
 from tests.e2e.conftest import backlog, standin_workspaces, wait_for
 from tests.support.redis_server import RedisServer
-from worker.demo import free_port
+from worker.local.demo import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from producers.keys import dlq_key
 from tests.e2e.conftest import standin_workspaces, wait_for, wait_until_drained
-from worker.deadletter import DeadLetter, dlq_key
+from worker.deadletter.api import DeadLetter
 
 pytestmark = pytest.mark.e2e
 

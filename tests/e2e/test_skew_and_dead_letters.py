@@ -12,11 +12,10 @@ import orjson
 import pytest
 import redis
 
-from producers._wire import lease_key, stream_key
+from producers.keys import dlq_key, lease_key, stream_key
 from tests.e2e.conftest import standin_workspaces, wait_for
-from worker.deadletter import dlq_key
-from worker.fake_customerio import FakeCustomerIO
-from worker.logs import MASK
+from worker.local.fake_customerio import FakeCustomerIO
+from worker.ops.logs import MASK
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from worker.localfleet import worker_command
+from worker.local.localfleet import worker_command
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ from celery import Celery
 from kombu.connection import Connection
 
 from producers import Producer, partition_for
-from producers._wire import drain_queue
+from producers.keys import drain_queue
 from worker.broker import Transport, queued_partitions
 
 

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from producers._wire import KICKED, drain_queue, lease_key, partition_for, stream_key
+from producers.keys import dlq_key, drain_queue, lease_key, stream_key
+from producers.wire import KICKED, partition_for
 from tests.integration.test_deadletter_store import letter, put
-from worker.deadletter import DeadLetter, dlq_key, dlq_size
+from worker.cli.common import Exit
+from worker.deadletter.api import DeadLetter, dlq_size
 
 CLI = str(Path(sys.executable).parent / "cio-fleet")
 API_KEY = "sk-live-DO-NOT-PRINT-4242"
@@ -198,7 +200,7 @@ def test_purge_without_a_filter_is_refused(
 def test_purge_all_asks_first_and_a_no_deletes_nothing(
     cli_env: dict[str, str], seeded: dict[str, str], redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    done = run(cli_env, "dlq", "purge", "--all", stdin="n\n", code=1)
+    done = run(cli_env, "dlq", "purge", "--all", stdin="n\n", code=Exit.ABORTED)
     assert "Delete 5 dead letter(s)" in done.stdout
     assert dlq_size(redis_client, key_prefix, "acme") == 4
 
@@ -303,4 +305,6 @@ def test_unreachable_redis_exits_3_naming_host_and_port_but_not_the_password(
 
 
 def test_help_documents_the_exit_codes(cli_env: dict[str, str]) -> None:
-    assert "3 Redis unreachable" in " ".join(run(cli_env, "dlq", "purge", "--help").stdout.split())
+    """The one exit-code table is shown once, by ``cio-fleet --help``, not repeated in each command's help."""
+    assert "3 Redis unreachable" in " ".join(run(cli_env, "--help").stdout.split())
+    assert "Redis unreachable" not in " ".join(run(cli_env, "dlq", "purge", "--help").stdout.split())

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from producers._wire import stream_key
+from producers.keys import dlq_key, stream_key
 from tests.integration.test_cli_dlq import CLI, PARTITIONS, cli_environment, run
 from tests.integration.test_deadletter_store import letter, put
-from worker.deadletter import dlq_key
 
 ENTRIES = 30
 

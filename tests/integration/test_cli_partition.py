@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from producers import Producer
-from producers._wire import config_key, partition_for, stream_key
+from producers.keys import config_key, stream_key
+from producers.wire import partition_for
 from tests.integration.test_cli_dlq import PARTITIONS, cli_environment, run
 
 

@@ -14,9 +14,10 @@ import redis
 from typer.testing import CliRunner
 
 from producers import partition_for
-from producers._wire import drain_queue, stream_key
+from producers.keys import drain_queue, stream_key
 from worker.cli import app
-from worker.layout import publish_workspaces
+from worker.cli.common import Exit
+from worker.store.layout import publish_workspaces
 
 WS = "acme"
 PARTITIONS = 4
@@ -103,7 +104,7 @@ def test_a_full_backlog_stops_with_exit_4_after_enqueuing_what_fits(
     result = CliRunner().invoke(
         app, ["send", "-w", WS, "--workspaces", str(workspaces), str(source)], env={**env, "CIO_BACKLOG_CAP": "3"}
     )
-    assert result.exit_code == 4
+    assert result.exit_code == Exit.QUEUE_FULL  # 5, its own code: 4 is "no such dead letter"
     assert result.stdout == "enqueued 3 event(s)\n"
     assert "is full" in result.stderr
     assert len(written(redis_client, key_prefix)) == 3

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from producers._wire import KICKED, lease_key, stream_key
+from producers.keys import authpause_key, lease_key, pause_key, retry_key, stream_key, workers_key
+from producers.wire import KICKED
 from tests.integration.test_cli_dlq import API_KEY, cli_environment, run
 from tests.integration.test_deadletter_store import letter, put
-from worker.fleet_status import gather_status, retry_key, workers_key
-from worker.ratelimit import authpause_key, pause_key
+from worker.store.fleet_status import gather_status
 
 
 @pytest.fixture

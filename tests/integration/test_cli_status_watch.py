@@ -16,18 +16,18 @@ from pathlib import Path
 
 import pytest
 import redis
+from producers._wire import stream_key
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from producers._wire import stream_key
+from producers.keys import dlq_key
 from tests.integration.test_cli_dlq import API_KEY, CLI, cli_environment, run
 from tests.integration.test_cli_status import seed_fleet
 from tests.integration.test_deadletter_store import letter, put
 from worker.cli.status_rates import Counts
 from worker.cli.status_watch import read_snapshot, scrape_requests
-from worker.deadletter.records import dlq_key
-from worker.demo import free_port
+from worker.local.demo import free_port
 
 #: Cursor shown again: what rich's Live writes when it stops (the terminal is restored).
 SHOW_CURSOR = "\x1b[?25h"

@@ -11,13 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from producers._wire import stream_key
+from producers.keys import stream_key
 from tests.integration.test_cli_dlq import cli_environment, run
 from tests.integration.test_deadletter_store import letter, put
 from tests.integration.test_pipeline import KEY, SITE, dead_letters, make_deps
-from worker.deadletter import DeadLetterFilter, replay
-from worker.fake_customerio import FakeCustomerIO
-from worker.pipeline import drain
+from worker.deadletter.api import DeadLetterFilter, replay
+from worker.local.fake_customerio import FakeCustomerIO
+from worker.pipeline.drain import drain
 
 #: Bookkeeping fields replay adds to every entry it writes back (docs/architecture.md).
 BOOKKEEPING = {b"attempts", b"first_failed_at"}

@@ -8,13 +8,13 @@ import json
 import pytest
 import redis
 
+from producers.keys import dlq_key
 from tests.integration.test_deadletter_store import letter, put
-from worker.deadletter import (
+from worker.deadletter.api import (
     DeadLetter,
     DeadLetterFilter,
     ImportFormatError,
     audit,
-    dlq_key,
     dlq_size,
     export,
     import_,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import redis
 
-from producers._wire import KICK_TTL_MS, KICKED, lease_key, partition_for, stream_key
+from producers.keys import dlq_key, lease_key, stream_key
+from producers.wire import KICK_TTL_MS, KICKED, partition_for
 from tests.integration.test_deadletter_store import letter, put
-from worker.deadletter import (
+from worker.deadletter.api import (
     DeadLetter,
     DeadLetterFilter,
     audit,
-    dlq_key,
     dlq_size,
     kick_partitions,
     partitions_lookup,

@@ -5,16 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from worker.deadletter import (
-    DeadLetter,
-    DeadLetterFilter,
-    dlq_key,
-    dlq_size,
-    dlq_workspaces,
-    get_entry,
-    iter_entries,
-    stats,
-)
+from producers.keys import dlq_key
+from worker.deadletter.api import DeadLetter, DeadLetterFilter, dlq_size, dlq_workspaces, get_entry, iter_entries, stats
 from worker.deadletter.store import SCAN_CHUNK, STATS_CHUNK
 
 NOW_MS = 1_764_324_000_000

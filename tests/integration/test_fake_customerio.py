@@ -14,7 +14,7 @@ import pytest
 
 from tests.support import fake_cio as support
 from tests.support.fake_cio import FakeCioClient, start_fake_cio_process
-from worker.fake_customerio import FakeCustomerIO
+from worker.local.fake_customerio import FakeCustomerIO
 
 SITE, KEY = "site-a", "key-a-secret"
 OTHER_SITE, OTHER_KEY = "site-b", "key-b-secret"

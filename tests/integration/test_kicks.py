@@ -7,17 +7,18 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from producers._wire import KICK_GRACE_MS, KICK_TTL_MS, lease_key, stream_key
+from producers.keys import lease_key, stream_key
+from producers.wire import KICK_GRACE_MS, KICK_TTL_MS
 from tests.e2e.conftest import wait_for
 from worker.delivery import CustomerIOClient
-from worker.fleet_status import PartitionFacts
-from worker.partitions import PARK_TTL_MS, PartitionStore
-from worker.pipeline import drain
-from worker.ports import Deps
-from worker.ratelimit import WorkspaceLimiter
+from worker.pipeline.drain import drain
+from worker.pipeline.ports import Deps
+from worker.pipeline.slots import WorkspaceSlots
+from worker.pipeline.sweeper import kick_lost, sweep_once
 from worker.settings import Settings
-from worker.slots import WorkspaceSlots
-from worker.sweeper import kick_lost, sweep_once
+from worker.store.fleet_status import PartitionFacts
+from worker.store.partitions import PARK_TTL_MS, PartitionStore
+from worker.store.ratelimit import WorkspaceLimiter
 
 WS = "ws"
 

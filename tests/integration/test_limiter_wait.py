@@ -8,12 +8,13 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from producers.keys import rate_key
 from worker.delivery import CustomerIOClient
-from worker.partitions import PartitionStore
-from worker.ports import Deps
-from worker.ratelimit import WorkspaceLimiter, rate_key
-from worker.sending import BatchSender
+from worker.pipeline.ports import Deps
+from worker.pipeline.sending import BatchSender
 from worker.settings import Settings
+from worker.store.partitions import PartitionStore
+from worker.store.ratelimit import WorkspaceLimiter
 
 #: How much the sender's thread oversleeps: far more than the 10 ms it may be late by and still send.
 OVERSLEEP_S = 0.2

@@ -7,10 +7,9 @@ from prometheus_client import generate_latest
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from producers._wire import stream_key
-from worker.deadletter import dlq_key
-from worker.metrics import FleetMetrics
-from worker.ratelimit import WorkspaceLimiter
+from producers.keys import dlq_key, stream_key
+from worker.ops.metrics import FleetMetrics
+from worker.store.ratelimit import WorkspaceLimiter
 
 PARTITIONS = 4
 

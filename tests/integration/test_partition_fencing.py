@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis
 
-from worker.deadletter import dlq_key
-from worker.partitions import PartitionStore, RetryState
+from producers.keys import dlq_key
+from worker.store.partitions import PartitionStore, RetryState
 
 WS, PARTITION = "ws", 0
 

@@ -15,17 +15,18 @@ import orjson
 import pytest
 import redis
 
-from producers._wire import config_key, lease_key, partition_for, stream_key
+from producers.keys import config_key, lease_key, stream_key, workers_key
+from producers.wire import partition_for
 from tests.integration.test_cli_dlq import cli_environment, run
 
 # The stand-in and the autouse fixture closing the HTTP clients of ``make_deps``:
 from tests.integration.test_pipeline import close_http_clients as close_http_clients
 from tests.integration.test_pipeline import make_deps
 from tests.integration.test_pipeline import stand_in as stand_in
-from worker.fleet_status import gather_status
-from worker.metrics import FleetMetrics
-from worker.pipeline import drain
-from worker.sweeper import Sweeper, sweep_once, workers_key
+from worker.ops.metrics import FleetMetrics
+from worker.pipeline.drain import drain
+from worker.pipeline.sweeper import Sweeper, sweep_once
+from worker.store.fleet_status import gather_status
 
 WS = "ws"
 

@@ -14,12 +14,12 @@ import orjson
 import pytest
 
 from producers._events import MAX_EVENT_BYTES
-from producers._wire import lease_key, stream_key
+from producers.keys import lease_key, stream_key
 from tests.integration.test_pipeline import KEY, SITE, dead_letters, make_deps, put, stream_len, track
-from worker.fake_customerio import FakeCustomerIO
-from worker.partitions import Entry, PartitionStore
-from worker.pipeline import drain
+from worker.local.fake_customerio import FakeCustomerIO
+from worker.pipeline.drain import drain
 from worker.settings import BatchingSettings
+from worker.store.partitions import Entry, PartitionStore
 
 BUDGET = 100_000
 

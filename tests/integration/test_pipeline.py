@@ -8,16 +8,17 @@ import orjson
 import pytest
 import redis
 
-from producers._wire import lease_key, partition_for, stream_key
-from worker.deadletter import DeadLetter, dlq_key
+from producers.keys import authpause_key, dlq_key, lease_key, stream_key
+from producers.wire import partition_for
+from worker.deadletter.api import DeadLetter
 from worker.delivery import CustomerIOClient
-from worker.fake_customerio import FakeCustomerIO
-from worker.partitions import PartitionStore
-from worker.pipeline import drain
-from worker.ports import Deps
-from worker.ratelimit import WorkspaceLimiter, authpause_key
+from worker.local.fake_customerio import FakeCustomerIO
+from worker.pipeline.drain import drain
+from worker.pipeline.ports import Deps
+from worker.pipeline.sweeper import sweep_once
 from worker.settings import Settings
-from worker.sweeper import sweep_once
+from worker.store.partitions import PartitionStore
+from worker.store.ratelimit import WorkspaceLimiter
 
 SITE, KEY = "site-p", "key-p"
 
@@ -262,7 +263,7 @@ def test_a_full_dead_letter_queue_keeps_failing_events_in_their_partition(redis_
 
 
 def test_the_sweeper_reports_dead_letter_queues_past_the_alarm(redis_client, key_prefix, stand_in):
-    from worker.sweeper import dead_letter_alarms
+    from worker.pipeline.sweeper import dead_letter_alarms
 
     deps = make_deps(redis_client, key_prefix, stand_in.url, dlq_max_entries=10, dlq_alarm_ratio=0.5)
     for _ in range(5):

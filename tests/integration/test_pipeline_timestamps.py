@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from producers._wire import lease_key
+from producers.keys import lease_key
 from tests.integration.test_pipeline import close_http_clients, dead_letters, make_deps, put, stand_in, stream_len
-from worker.metrics import FleetMetrics
-from worker.pipeline import drain
+from worker.ops.metrics import FleetMetrics
+from worker.pipeline.drain import drain
 
 __all__ = ["close_http_clients", "stand_in"]  # fixtures used by the tests below
 

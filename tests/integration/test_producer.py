@@ -13,7 +13,8 @@ import pytest
 import redis
 
 from producers import EnqueueResult, InvalidEventError, Producer, QueueFull, partition_for
-from producers._wire import KICK_TTL_MS, config_key, drain_queue, lease_key, stream_key
+from producers.keys import config_key, drain_queue, lease_key, stream_key
+from producers.wire import KICK_TTL_MS
 
 WS = "acme"
 

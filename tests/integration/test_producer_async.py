@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from producers import AsyncProducer, InvalidEventError, QueueFull, partition_for
-from producers._wire import config_key, drain_queue, lease_key, stream_key
+from producers.keys import config_key, drain_queue, lease_key, stream_key
 
 WS = "acme"
 T = TypeVar("T")

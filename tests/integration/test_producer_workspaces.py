@@ -6,16 +6,16 @@ import asyncio
 
 import pytest
 import redis
+from producers._wire import drain_queue, stream_key, workspaces_key
 
 from producers import AsyncProducer, Producer, UnknownWorkspace
-from producers._wire import drain_queue, stream_key, workspaces_key
 from tests.integration.test_partition_layout import sweeper_for
 
 # The stand-in and the autouse fixture closing the HTTP clients of ``make_deps``:
 from tests.integration.test_pipeline import close_http_clients as close_http_clients
 from tests.integration.test_pipeline import make_deps
 from tests.integration.test_pipeline import stand_in as stand_in
-from worker.layout import WORKSPACE_FORGET_MS, publish_workspaces
+from worker.store.layout import WORKSPACE_FORGET_MS, publish_workspaces
 
 
 def written(client: redis.Redis[bytes], prefix: str, workspace: str) -> int:

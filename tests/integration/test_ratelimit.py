@@ -11,14 +11,8 @@ from typing import Any
 import pytest
 import redis
 
-from worker.ratelimit import (
-    Reservation,
-    WorkspaceLimiter,
-    authpause_key,
-    credentials_fingerprint,
-    pause_key,
-    rate_key,
-)
+from producers.keys import authpause_key, pause_key, rate_key
+from worker.store.ratelimit import Reservation, WorkspaceLimiter, credentials_fingerprint
 
 #: The multi-process test: processes, rate and how long they hammer the limiter.
 PROCESSES = 3

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 import producers
-from producers._wire import stream_key
+from producers.keys import stream_key
 from tests.unit.test_compose import REPO
 
 SNIPPETS = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), flags=re.DOTALL)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from producers._wire import lease_key, stream_key
+from producers.keys import lease_key, stream_key
 from tests.integration.test_pipeline import (
     KEY,
     OPEN_CLIENTS,
@@ -21,11 +21,11 @@ from tests.integration.test_pipeline import (
     stream_len,
     track,
 )
-from worker.fake_customerio import FakeCustomerIO
-from worker.fleet_status import gather_status
-from worker.partitions import RETRY, PartitionStore
-from worker.pipeline import drain
-from worker.ports import Deps
+from worker.local.fake_customerio import FakeCustomerIO
+from worker.pipeline.drain import drain
+from worker.pipeline.ports import Deps
+from worker.store.fleet_status import gather_status
+from worker.store.partitions import RETRY, PartitionStore
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from worker.fake_customerio import FakeCustomerIO
+from worker.local.fake_customerio import FakeCustomerIO
 
 #: The line the command prints once it listens.
 _URL_LINE = re.compile(r"listening on (http://\S+)")

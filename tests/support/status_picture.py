@@ -17,7 +17,7 @@ from rich.console import Console
 
 from worker.cli.status_rates import Rates
 from worker.cli.status_watch import WatchView, render_frame
-from worker.fleet_status import FleetStatus, WorkerStatus, WorkspaceStatus
+from worker.store.fleet_status import FleetStatus, WorkerStatus, WorkspaceStatus
 
 REPO = Path(__file__).resolve().parents[2]
 PICTURE = REPO / "docs" / "status-watch.svg"

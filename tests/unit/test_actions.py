@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from tests.schema import validate_operation
-from worker.actions import CATALOGUE, NO_ACTION, ActionConfigError, compile_actions, compile_mapping
+from worker.mapping.actions import CATALOGUE, NO_ACTION, ActionConfigError, compile_actions, compile_mapping
+from worker.mapping.transform import Deliver, Outcome, Reject, Skip, TransformOptions, transform
 from worker.settings import ConfigError, WorkspaceConfig, load_settings, read_workspaces_file
-from worker.transform import Deliver, Outcome, Reject, Skip, TransformOptions, transform
 
 APNS = "a" * 64
 TS = "2022-11-24T22:48:17.593Z"

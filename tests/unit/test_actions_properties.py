@@ -16,8 +16,8 @@ from tests.unit.test_transform_properties import (
     near_valid_events,
     options,
 )
-from worker.actions import compile_actions
-from worker.transform import TransformOptions, transform
+from worker.mapping.actions import compile_actions
+from worker.mapping.transform import TransformOptions, transform
 
 DEFAULT_ACTIONS = compile_actions(())
 

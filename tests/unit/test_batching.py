@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.batching import batch_body, body_size, linger_ms, pack
+from worker.pipeline.batching import batch_body, body_size, linger_ms, pack
 
 
 def test_body_is_a_json_batch_of_the_items_in_order():

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from worker.deadletter import DeadLetter, DeadLetterEntry, DeadLetterFilter, FilterError, parse_time
+from worker.deadletter.api import DeadLetter, DeadLetterEntry, DeadLetterFilter, FilterError, parse_time
 
 NOW_MS = 1_764_324_000_000  # 2025-11-28T10:00:00Z
 LETTER = DeadLetter(

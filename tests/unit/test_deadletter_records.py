@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from producers._wire import partition_for
-from worker.deadletter import (
+from producers.keys import dlq_key
+from producers.wire import partition_for
+from worker.deadletter.api import (
     DeadLetter,
     DeadLetterEntry,
     describe_event,
-    dlq_key,
     entry_to_json,
     letter_from_json,
     over_alarm,

@@ -12,6 +12,9 @@ from worker.delivery import (
     Accepted,
     BatchResponse,
     CustomerIOClient,
+    PauseCredentials,
+    Reject,
+    Retry,
     SplitNeeded,
     classify,
     item_errors,
@@ -51,28 +54,28 @@ def test_whole_batch_refusals_ask_for_a_split(status):
 
 
 def test_429_is_throttled_with_its_retry_after():
-    with pytest.raises(Throttled) as caught:
-        classify(response(429, retry_after=7.0), 1)
-    assert caught.value.retry_after == 7.0
+    verdict = classify(response(429, retry_after=7.0), 1)
+    assert isinstance(verdict, Retry) and isinstance(verdict.error, Throttled)
+    assert verdict.error.retry_after == 7.0
 
 
 @pytest.mark.parametrize("status", [408, 500, 502, 503, 504, 522])
 def test_408_and_5xx_are_retryable(status):
-    with pytest.raises(UpstreamUnavailable):
-        classify(response(status), 1)
+    verdict = classify(response(status), 1)
+    assert isinstance(verdict, Retry) and isinstance(verdict.error, UpstreamUnavailable)
 
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_401_and_403_are_unauthorized(status):
-    with pytest.raises(Unauthorized):
-        classify(response(status), 1)
+    verdict = classify(response(status), 1)
+    assert isinstance(verdict, PauseCredentials) and isinstance(verdict.error, Unauthorized)
 
 
 @pytest.mark.parametrize("status", [301, 404, 422])
 def test_other_statuses_are_permanent(status):
-    with pytest.raises(Rejected) as caught:
-        classify(response(status), 1)
-    assert caught.value.status == status
+    verdict = classify(response(status), 1)
+    assert isinstance(verdict, Reject) and isinstance(verdict.error, Rejected)
+    assert verdict.error.status == status
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ import json
 
 import pytest
 
-from producers._wire import DEFAULT_PREFIX, drain_queue
+from producers.keys import drain_queue
+from producers.wire import DEFAULT_PREFIX
 from tests.unit.test_compose import REPO, load_compose
 from tests.unit.test_deploy_manifests import BUILDS, worker_container
 from worker.settings import Settings
@@ -85,11 +86,13 @@ def test_the_image_runs_as_numeric_user_10001(final_stage: list[Instruction]) ->
 
 
 def test_only_runtime_dependencies_are_installed(dockerfile: list[Instruction]) -> None:
-    """``pip install ".[worker]"``: the project with the worker's dependencies, without the dev extra."""
+    """``pip install ".[worker,local]"``: the worker's and the stand-in's dependencies, without the dev extra."""
     installs = [arguments for keyword, arguments in dockerfile if keyword == "RUN" and "pip install" in arguments]
     assert installs
     assert all("dev" not in install and "-e " not in install for install in installs)
-    assert any(install.split("pip install")[1].split("&&")[0].split()[-1] == '".[worker]"' for install in installs)
+    assert any(
+        install.split("pip install")[1].split("&&")[0].split()[-1] == '".[worker,local]"' for install in installs
+    )
 
 
 def test_the_image_writes_no_bytecode_and_homes_in_tmp(final_stage: list[Instruction]) -> None:

@@ -20,7 +20,7 @@ import redis
 import yaml
 
 from tests.unit.test_compose import REPO, parse_duration
-from worker.metrics import FleetMetrics, RedisStateCollector
+from worker.ops.metrics import FleetMetrics, RedisStateCollector
 from worker.settings import Settings
 
 DEPLOY = REPO / "deploy"
@@ -30,7 +30,7 @@ OVERLAY = DEPLOY / "overlays" / "production"
 KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
 #: API groups served by CRDs, validated structurally rather than against the Kubernetes schemas.
 CRD_API_VERSIONS = {"keda.sh/v1alpha1", "monitoring.coreos.com/v1"}
-#: Metrics the alerts, KEDA and dashboards rely on (ops' contract with worker/metrics.py).
+#: Metrics the alerts, KEDA and dashboards rely on (ops' contract with worker/ops/metrics.py).
 OPS_METRICS = {
     "cio_fleet_backlog_events",
     "cio_fleet_oldest_event_age_seconds",
@@ -509,7 +509,7 @@ def test_the_alerts_cover_what_on_call_needs(subject: str) -> None:
 
 
 def test_the_workers_export_every_metric_ops_rely_on() -> None:
-    """Renaming a metric in worker/metrics.py breaks this test, not the alerts in production."""
+    """Renaming a metric in worker/ops/metrics.py breaks this test, not the alerts in production."""
     assert sorted(OPS_METRICS - KNOWN_METRICS) == []
 
 

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from tests.unit.test_metrics import free_port
-from worker.health import LIVENESS_FACTOR, Health, judge
-from worker.metrics import FleetMetrics, start_metrics_server
+from worker.ops.health import LIVENESS_FACTOR, Health, judge
+from worker.ops.metrics import FleetMetrics, start_metrics_server
 
 
 class Clock:

@@ -171,7 +171,7 @@ def test_malformed_batches_are_400(body):
 
 def test_building_the_app_registers_the_write_keys_as_secrets(monkeypatch):
     from worker.intake import build_app
-    from worker.logs import MASK, clear_secrets, redact
+    from worker.ops.logs import MASK, clear_secrets, redact
 
     workspace_env(monkeypatch, "ACME", '["wk-acme-secret-1"]')
     root = logging.getLogger()

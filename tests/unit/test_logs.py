@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker.logs import (
+from worker.ops.logs import (
     MASK,
     clear_secrets,
     configure_logging,

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests.unit.test_compose import REPO
-from worker.transform import Deliver, Reject, TransformOptions, transform
+from worker.mapping.transform import Deliver, Reject, TransformOptions, transform
 
 DOC = (REPO / "docs" / "mapping.md").read_text(encoding="utf-8")
 ROUTING = DOC.split("## Routing", 1)[1].split("\n## ", 1)[0]

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from worker.metrics import (
+from worker.ops.metrics import (
     FleetMetrics,
     WorkspaceState,
     entry_time_s,

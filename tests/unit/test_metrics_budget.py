@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.metrics import FleetMetrics
+from worker.ops.metrics import FleetMetrics
 
 
 def test_the_budget_gauge_holds_each_workspace_s_rate_limit() -> None:

@@ -7,7 +7,7 @@ import shlex
 
 import orjson
 
-from producers._wire import partition_for
+from producers.wire import partition_for
 from tests.unit.test_compose import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.retry import (
+from worker.pipeline.retry import (
     SPLIT_AFTER_ATTEMPTS,
     backoff_ceiling,
     head_batch_limit,

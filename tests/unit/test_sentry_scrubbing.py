@@ -13,8 +13,8 @@ from sentry_sdk.envelope import Envelope
 from sentry_sdk.scope import should_send_default_pii
 from sentry_sdk.transport import Transport
 
-from worker.logs import clear_secrets
-from worker.observability import FILTERED, init_sentry, scrub_event
+from worker.ops.logs import clear_secrets
+from worker.ops.observability import FILTERED, init_sentry, scrub_event
 from worker.settings import Settings
 
 API_KEY = "sk_live_9d8c7b6a5f4e"
@@ -167,7 +167,7 @@ def test_the_client_runs_without_personal_data_bodies_or_local_variables(transpo
 
 
 def test_dead_lettered_events_are_reported_grouped_by_a_bounded_reason(transport: CapturingTransport) -> None:
-    from worker.observability import report_permanent_failure
+    from worker.ops.observability import report_permanent_failure
 
     # When two batches of one kind and one of another are dead-lettered
     report_permanent_failure("acme", "item_rejected", 207, 3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from worker.shutdown import ActiveLeases, ShutdownWatchdog
+from worker.pipeline.shutdown import ActiveLeases, ShutdownWatchdog
 
 
 def test_leases_still_held_when_the_grace_ends_are_released():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.slots import WorkspaceSlots
+from worker.pipeline.slots import WorkspaceSlots
 
 
 def test_a_workspace_gets_at_most_its_limit_of_slots_and_others_are_unaffected():

@@ -6,8 +6,8 @@ from typer.testing import CliRunner
 
 from tests.unit.test_compose import REPO
 from worker.cli import app
-from worker.fake_customerio.control import ROUTES
-from worker.fake_customerio.faults import rule_keys
+from worker.local.fake_customerio.control import ROUTES
+from worker.local.fake_customerio.faults import rule_keys
 from worker.settings import load_settings, read_workspaces_file
 
 README = (REPO / "README.md").read_text(encoding="utf-8")

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from tests.support.status_picture import seeded_view
 from worker.cli.status_watch import WatchView, render_frame
-from worker.fleet_status import UnconfiguredStatus
+from worker.store.fleet_status import UnconfiguredStatus
 
 
 def text_of(view: WatchView) -> str:

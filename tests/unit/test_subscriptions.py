@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from worker.subscriptions import SubscriptionError, compile_trigger
+from worker.mapping.subscriptions import SubscriptionError, compile_trigger
 
 EVENT: dict[str, Any] = {
     "type": "track",

@@ -1,10 +1,11 @@
-"""worker.timestamps: strict ISO-8601 and event times to integer unix seconds; an unreadable time never raises."""
+"""worker.mapping.timestamps: strict ISO-8601 and event times to integer unix seconds; an unreadable time never
+raises."""
 
 from __future__ import annotations
 
 import pytest
 
-from worker.timestamps import (
+from worker.mapping.timestamps import (
     TIME_FIELDS,
     convert_dates,
     device_last_used,

@@ -1,4 +1,4 @@
-"""worker.transform against every rule of mapping.md, one table row per rule.
+"""worker.mapping.transform against every rule of mapping.md, one table row per rule.
 
 Every delivered operation is also checked against Customer.io's official schema (tests/schema.py).
 """
@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from tests.schema import validate_operation
+from worker.mapping.transform import Deliver, Reject, Skip, TransformOptions, transform, transform_raw
 from worker.settings import WorkspaceConfig
-from worker.transform import Deliver, Reject, Skip, TransformOptions, transform, transform_raw
 
 DEFAULT = TransformOptions()
 NO_CONVERSION = TransformOptions(convert_timestamps=False)

@@ -1,4 +1,4 @@
-"""worker.transform over generated input: total, bounded, consistent, and schema-valid when it delivers."""
+"""worker.mapping.transform over generated input: total, bounded, consistent, and schema-valid when it delivers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.schema import validate_operation
-from worker.transform import Deliver, Outcome, Reject, Skip, TransformOptions, transform, transform_raw
+from worker.mapping.transform import Deliver, Outcome, Reject, Skip, TransformOptions, transform, transform_raw
 
 #: The reason of the last-resort guard; a JSON input reaching it is a bug in the transform.
 GUARD_REASON = "payload: cannot be mapped"

@@ -8,16 +8,8 @@ from typing import Any
 import pytest
 
 from producers import DEFAULT_PARTITIONS, FORMAT_VERSION, partition_for, person_key
-from producers._wire import (
-    DRAIN_TASK,
-    KICK_GRACE_MS,
-    KICK_TTL_MS,
-    KICKED,
-    config_key,
-    drain_queue,
-    lease_key,
-    stream_key,
-)
+from producers.keys import config_key, drain_queue, lease_key, stream_key
+from producers.wire import DRAIN_TASK, KICK_GRACE_MS, KICK_TTL_MS, KICKED
 
 
 def test_key_names_follow_the_documented_layout() -> None:

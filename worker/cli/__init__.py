@@ -15,6 +15,7 @@ from worker.cli import (
     status_cmd,
     transform_cmd,
 )
+from worker.cli.common import EXIT_CODES_HELP
 
 app = typer.Typer(
     name="cio-fleet",
@@ -22,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    epilog=EXIT_CODES_HELP,
 )
 
 

@@ -7,17 +7,16 @@ default is marked ``*`` (``--json``: ``"changed": true``). Nothing is sent; API 
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import orjson
 import typer
 
-from worker.actions import ActionView, compile_actions
-from worker.settings import ConfigError, Settings, WorkspaceConfig, load_settings, read_workspaces_file
+from worker.cli.common import Exit, JsonFlag, WorkspacesFile, fail, load
+from worker.mapping.actions import ActionView, compile_actions
+from worker.settings import ConfigError, WorkspaceConfig
 
 #: Exit status for a bad configuration or an unknown workspace.
-EXIT_USAGE = 2
 _MARK = " *"
 
 
@@ -58,40 +57,26 @@ def render_text(ws: WorkspaceConfig, views: tuple[ActionView, ...]) -> list[str]
     return lines
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(EXIT_USAGE)
-
-
-def _settings(workspaces_file: Path | None) -> Settings:
-    if workspaces_file is not None:
-        return load_settings(workspaces=read_workspaces_file(workspaces_file))
-    return load_settings()
-
-
 def actions_command(
     workspace: Annotated[
         str | None, typer.Option("--workspace", "-w", help="Only this workspace (default: all).", show_default=False)
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document instead of text.")] = False,
-    workspaces: Annotated[
-        Path | None,
-        typer.Option("--workspaces", help="Workspaces TOML file (default: $CIO_WORKSPACES_FILE).", show_default=False),
-    ] = None,
+    as_json: JsonFlag = False,
+    workspaces: WorkspacesFile = None,
 ) -> None:
     """Show each workspace's actions: trigger, on/off and field mappings, marking what differs from the default.
 
     Exit codes: 0 shown; 2 invalid configuration or unknown workspace.
     """
+    settings = load(workspaces)
     try:
-        settings = _settings(workspaces)
         chosen = (
             [settings.workspace(workspace)]
             if workspace
             else [settings.workspaces[n] for n in sorted(settings.workspaces)]
         )
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc), Exit.USAGE)
     if as_json:
         document = [
             {"workspace": ws.name, "actions": [action_record(view, ws) for view in workspace_actions(ws)]}

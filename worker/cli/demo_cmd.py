@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from worker.cli.common import Exit, fail
 from worker.settings import ConfigError, load_settings
 
 
@@ -40,18 +41,17 @@ def demo(
 ) -> None:
     """Start a worker, send the origin document's examples plus synthetic events, and summarise the outcome.
 
-    The first line says where the events go. Exit codes: 0 every event has an outcome; 1 some did not within
-    --timeout; 2 bad option or configuration.
+    The first line says where the events go. Exit code 1 (done in part): some events had no outcome within
+    --timeout.
     """
-    from worker.demo import choose_target, describe_target, run_demo
+    from worker.local.demo import choose_target, describe_target, run_demo
 
     try:
         settings = load_settings()
         chosen = choose_target(settings, target.value)
         typer.echo(describe_target(settings, chosen, workspace))
     except ConfigError as exc:
-        typer.echo(f"cio-fleet: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc), Exit.USAGE)
     count = synthetic if synthetic is not None else (3000 if chosen == "standin" else 0)
     summary = run_demo(
         settings, target=chosen, workspace_name=workspace, synthetic=count, timeout_s=timeout, say=typer.echo
@@ -71,4 +71,4 @@ def demo(
         typer.echo(f"stand-in accepted    {summary.accepted_by_standin} operations")
     typer.echo(f"elapsed              {summary.elapsed_s:.2f} s  ({rate:,.0f} events/s)")
     if summary.settled < summary.sent:
-        raise typer.Exit(1)
+        raise typer.Exit(Exit.INCOMPLETE)

@@ -17,13 +17,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from producers._wire import DRAIN_TASK, drain_queue
-from worker import deadletter as dl
-from worker.cli.interrupts import interruptible
-from worker.cli.status_cmd import (
-    EXIT_CODES_HELP,
+from producers.keys import drain_queue
+from producers.wire import DRAIN_TASK
+from worker.cli.common import (
+    EventName,
+    EventType,
     Exit,
     JsonFlag,
+    Limit,
+    OutcomeOpt,
+    Reason,
+    Since,
+    Status,
+    Until,
+    Workspace,
     WorkspacesFile,
     connect,
     fail,
@@ -32,24 +39,17 @@ from worker.cli.status_cmd import (
     redis_errors,
     when,
 )
+from worker.cli.interrupts import interruptible
 from worker.cli.tables import print_table
+from worker.deadletter import api as dl
 from worker.settings import Settings
+from worker.store.clock import server_ms
 
 dlq_app = typer.Typer(
     name="dlq",
-    help="Inspect and drain the dead-letter queue. " + EXIT_CODES_HELP,
+    help="Inspect and drain the dead-letter queue.",
     no_args_is_help=True,
 )
-
-Workspace = Annotated[str | None, typer.Option("--workspace", "-w", help="Only this workspace.")]
-OutcomeOpt = Annotated[str | None, typer.Option("--outcome", help="rejected, failed_after_retries or item_rejected.")]
-Reason = Annotated[str | None, typer.Option("--reason", help="Reason contains this text (any case).")]
-Status = Annotated[int | None, typer.Option("--status", help="HTTP status.")]
-EventType = Annotated[str | None, typer.Option("--type", help="Event type (track, identify, …).")]
-EventName = Annotated[str | None, typer.Option("--event", help="Track event name.")]
-Since = Annotated[str | None, typer.Option("--since", help="Dead-lettered since: 1h, 7d, ISO-8601 or unix s.")]
-Until = Annotated[str | None, typer.Option("--until", help="Dead-lettered until: 1h, 7d, ISO-8601 or unix s.")]
-Limit = Annotated[int | None, typer.Option("--limit", min=1, help="At most this many entries.")]
 
 
 def _filter(
@@ -82,13 +82,13 @@ def _workspaces(client: Any, settings: Settings) -> list[str]:
     return dl.dlq_workspaces(client, settings.key_prefix, settings.workspaces)
 
 
-@dlq_app.command(epilog=EXIT_CODES_HELP)
+@dlq_app.command()
 def stats(workspaces_file: WorkspacesFile = None, as_json: JsonFlag = False) -> None:
     """Count dead letters by workspace, outcome, reason, HTTP status and age."""
     settings = load(workspaces_file)
     client = connect(settings)
     with redis_errors(client):
-        result = dl.stats(client, settings.key_prefix, _workspaces(client, settings), now_ms=_server_ms(client))
+        result = dl.stats(client, settings.key_prefix, _workspaces(client, settings), now_ms=server_ms(client))
     data = result.as_dict()
     data["alarm"] = sorted(
         ws for ws, size in result.by_workspace.items()
@@ -105,11 +105,6 @@ def stats(workspaces_file: WorkspacesFile = None, as_json: JsonFlag = False) -> 
         console.print(f"[bold red]ALARM[/]: {ws} holds {result.by_workspace[ws]} dead letters")
 
 
-def _server_ms(client: Any) -> int:
-    seconds, micros = client.time()
-    return int(seconds) * 1_000 + int(micros) // 1_000
-
-
 def _count_table(title: str, counts: dict[str, int], top: int = 20) -> Table:
     table = Table(title=title)
     table.add_column(title)
@@ -121,7 +116,7 @@ def _count_table(title: str, counts: dict[str, int], top: int = 20) -> Table:
     return table
 
 
-@dlq_app.command(name="list", epilog=EXIT_CODES_HELP)
+@dlq_app.command(name="list")
 def list_(
     workspace: Workspace = None,
     outcome: OutcomeOpt = None,
@@ -156,7 +151,7 @@ def list_(
     print_table(Console(), table)
 
 
-@dlq_app.command(epilog=EXIT_CODES_HELP)
+@dlq_app.command()
 def show(
     dead_letter_id: Annotated[str, typer.Argument(metavar="ID", help="WORKSPACE/STREAM-ID, as `dlq list` shows.")],
     workspaces_file: WorkspacesFile = None,
@@ -233,7 +228,7 @@ def _progress_bar() -> Progress:
     )  # fmt: skip
 
 
-@dlq_app.command(epilog=EXIT_CODES_HELP)
+@dlq_app.command()
 def replay(
     workspace: Workspace = None,
     outcome: OutcomeOpt = None,
@@ -278,7 +273,7 @@ def replay(
         raise typer.Exit(Exit.INTERRUPTED)
 
 
-@dlq_app.command(epilog=EXIT_CODES_HELP)
+@dlq_app.command()
 def purge(
     workspace: Workspace = None,
     outcome: OutcomeOpt = None,
@@ -326,7 +321,7 @@ def purge(
         raise typer.Exit(Exit.INTERRUPTED)
 
 
-@dlq_app.command(epilog=EXIT_CODES_HELP)
+@dlq_app.command()
 def export(
     workspace: Workspace = None,
     outcome: OutcomeOpt = None,
@@ -364,7 +359,7 @@ def export(
         raise typer.Exit(Exit.INTERRUPTED)
 
 
-@dlq_app.command(name="import", epilog=EXIT_CODES_HELP)
+@dlq_app.command(name="import")
 def import_(
     file: Annotated[Path, typer.Argument(help="A file written by `dlq export`.")],
     workspaces_file: WorkspacesFile = None,
@@ -391,7 +386,7 @@ def import_(
         raise typer.Exit(Exit.INTERRUPTED)
 
 
-@dlq_app.command(epilog=EXIT_CODES_HELP)
+@dlq_app.command()
 def audit(
     limit: Annotated[int, typer.Option("--limit", min=1, help="The latest N records.")] = 20,
     workspaces_file: WorkspacesFile = None,

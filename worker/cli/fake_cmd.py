@@ -41,8 +41,8 @@ def fake_customerio(
     Prints one line with its URL once it listens. It answers POST /api/v2/batch and /api/v2/entity as Customer.io
     does (Basic auth, size limits, schema checks, 207 with batch_index) and is driven by control endpoints.
     """
-    from worker.fake_customerio import FakeCustomerIO, serve_forever
-    from worker.fake_customerio.auth import parse_credential_pairs
+    from worker.local.fake_customerio import FakeCustomerIO, serve_forever
+    from worker.local.fake_customerio.auth import parse_credential_pairs
 
     try:
         pairs = parse_credential_pairs(credentials or [])
@@ -59,8 +59,8 @@ def fake_customerio(
 
 def control_help() -> str:
     """The help's epilog: every control endpoint and every fault rule key, read from the stand-in itself."""
-    from worker.fake_customerio.control import ROUTES
-    from worker.fake_customerio.faults import rule_keys
+    from worker.local.fake_customerio.control import ROUTES
+    from worker.local.fake_customerio.faults import rule_keys
 
     endpoints = ", ".join(f"{method} {path}" for method, path in ROUTES)
     return (

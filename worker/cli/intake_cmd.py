@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated
 
 import typer
 
+from worker.cli.common import Exit, fail
 from worker.intake.limits import BODY_TIMEOUT_S, HEADER_TIMEOUT_S
 from worker.settings import ConfigError
 
 #: Exit code of a configuration problem.
-EXIT_CONFIG: Final = 2
 
 
 def intake(
@@ -47,8 +47,7 @@ def intake(
         options = IntakeOptions().model_copy(update={name: value for name, value in given.items() if value is not None})
         serve(host, port, workers=workers, options=options)
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from None
+        fail(str(exc), Exit.USAGE)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,7 @@
 
 A first SIGINT only sets a flag that the command's loop reads between chunks (a chunk is one Redis round trip,
 never cut in half), so what was done is known exactly and said: the summary line, the dead-letter audit trail
-(``interrupted``) and the exit code ``EXIT_INTERRUPTED``. A second SIGINT stops at once, as Ctrl-C usually does.
+(``interrupted``) and the exit code ``Exit.INTERRUPTED`` (130). A second SIGINT stops at once, as Ctrl-C usually does.
 """
 
 from __future__ import annotations
@@ -11,12 +11,8 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Final
 
 import typer
-
-#: The exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
-EXIT_INTERRUPTED: Final = 130
 
 
 class Interrupt:

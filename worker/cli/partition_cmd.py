@@ -15,8 +15,9 @@ import orjson
 import redis
 import typer
 
-from producers._wire import DEFAULT_PARTITIONS, config_key, partition_for, stream_key
-from worker.cli.status_cmd import EXIT_CODES_HELP, Exit, JsonFlag, WorkspacesFile, fail, load, redis_errors
+from producers.keys import config_key, stream_key
+from producers.wire import DEFAULT_PARTITIONS, partition_for
+from worker.cli.common import Exit, JsonFlag, WorkspacesFile, fail, load, redis_errors
 from worker.settings import Settings
 
 
@@ -89,4 +90,4 @@ def partition(
 
 def register(app: typer.Typer) -> None:
     """Add ``partition`` to ``app``."""
-    app.command(name="partition", epilog=EXIT_CODES_HELP)(partition)
+    app.command(name="partition")(partition)

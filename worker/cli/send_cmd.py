@@ -21,25 +21,14 @@ import redis
 import typer
 
 from producers import EnqueueResult, Producer, QueueFull, UnknownWorkspace
-from worker.cli.interrupts import EXIT_INTERRUPTED, interruptible
-from worker.cli.status_cmd import WorkspacesFile, load
+from worker.cli.common import Exit, WorkspacesFile, fail, load
+from worker.cli.interrupts import interruptible
 from worker.cli.transform_cmd import EMPTY_LINE_REASON
+from worker.mapping.transform import Reject, TransformOptions, transform
 from worker.settings import ConfigError, Settings, WorkspaceConfig
-from worker.transform import Reject, TransformOptions, transform
 
-#: Exit codes of ``cio-fleet send``.
-EXIT_REJECTED: Final = 1
-EXIT_CONFIG: Final = 2
-EXIT_REDIS_UNREACHABLE: Final = 3
-EXIT_QUEUE_FULL: Final = 4
 #: Lines handed to the producer per call (one Redis round trip per call).
 CHUNK_LINES: Final = 1_000
-
-EXIT_CODES_HELP: Final = (
-    "Exit codes: 0 all lines enqueued; 1 some lines rejected (the others are enqueued); 2 bad option, "
-    "configuration or input file; 3 Redis unreachable; 4 the workspace's backlog is full (the lines before "
-    "are enqueued, none after); 130 stopped by Ctrl-C (the lines it names were handled, none after)."
-)
 
 
 def safe_url(url: str) -> str:
@@ -175,12 +164,6 @@ def send_lines(
         settle(batch, result, tally)
 
 
-def fail(message: str, code: int) -> NoReturn:
-    """Print ``message`` on stderr and exit with ``code``."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 @contextmanager
 def opened(source: str) -> Iterator[BinaryIO]:
     """The input file (``-``: stdin) in binary mode; exit 2 when it cannot be read."""
@@ -191,7 +174,7 @@ def opened(source: str) -> Iterator[BinaryIO]:
         with Path(source).open("rb") as handle:
             yield handle
     except OSError as exc:
-        fail(f"cannot read {source!r}: {exc.strerror}", EXIT_CONFIG)
+        fail(f"cannot read {source!r}: {exc.strerror}", Exit.USAGE)
 
 
 def workspace_config(settings: Settings, workspace: str) -> WorkspaceConfig:
@@ -199,7 +182,7 @@ def workspace_config(settings: Settings, workspace: str) -> WorkspaceConfig:
     try:
         return settings.workspace(workspace)
     except ConfigError as exc:
-        fail(str(exc), EXIT_CONFIG)
+        fail(str(exc), Exit.USAGE)
 
 
 def make_producer(settings: Settings, config: WorkspaceConfig) -> Producer:
@@ -234,32 +217,32 @@ def send(
             send_lines(producer, handle, tally, checker, stop)
         if stop():
             message = f"interrupted (Ctrl-C): lines 1 to {tally.last_line} were handled, none after"
-            finish(tally, as_json, EXIT_INTERRUPTED, message)
+            finish(tally, as_json, Exit.INTERRUPTED, message)
     except QueueFull as exc:
-        finish(tally, as_json, EXIT_QUEUE_FULL, f"{exc}; stopped there")
+        finish(tally, as_json, Exit.QUEUE_FULL, f"{exc}; stopped there")
     except UnknownWorkspace as exc:  # configured here, but the running workers do not serve it
-        finish(tally, as_json, EXIT_CONFIG, str(exc))
+        finish(tally, as_json, Exit.USAGE, str(exc))
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         url = safe_url(settings.redis_url.get_secret_value())
         message = f"cannot reach Redis at {url} ({type(exc).__name__}); enqueued {tally.enqueued} event(s) before"
-        finish(tally, as_json, EXIT_REDIS_UNREACHABLE, message)
+        finish(tally, as_json, Exit.REDIS_UNREACHABLE, message)
     finally:
         producer.close()
-    finish(tally, as_json, EXIT_REJECTED if tally.rejected else 0)
+    finish(tally, as_json, Exit.INCOMPLETE if tally.rejected else Exit.OK)
 
 
-def finish(tally: Tally, as_json: bool, code: int, error: str | None = None) -> NoReturn:
+def finish(tally: Tally, as_json: bool, code: Exit, error: str | None = None) -> NoReturn:
     """Print the summary (text, or one JSON object) and exit with ``code``."""
     if as_json:
-        summary = {"enqueued": tally.enqueued, "rejected": tally.problems, "exit_code": code, "error": error}
+        summary = {"enqueued": tally.enqueued, "rejected": tally.problems, "exit_code": int(code), "error": error}
         typer.echo(orjson.dumps(summary).decode())
     else:
         typer.echo(f"enqueued {tally.enqueued} event(s)")
         if error is not None:
             typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(code)
+    raise typer.Exit(int(code))
 
 
 def register(app: typer.Typer) -> None:
     """Add ``send`` to ``app``."""
-    app.command(name="send", epilog=EXIT_CODES_HELP)(send)
+    app.command(name="send")(send)

@@ -25,13 +25,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from worker.cli.status_cmd import age
+from producers.keys import dlq_key
+from worker.cli.common import age
 from worker.cli.status_rates import Counts, Rates, Snapshot, backlog_history, rates, sparkline
-from worker.deadletter.records import dlq_key
-from worker.fleet_status import FleetStatus, WorkspaceStatus, gather_status
-from worker.layout import read_strays
-from worker.metrics import read_state
+from worker.ops.metrics import read_state
 from worker.settings import Settings
+from worker.store.fleet_status import FleetStatus, WorkspaceStatus, gather_status
+from worker.store.layout import read_strays
 
 __all__ = ["WatchView", "render_frame", "watch_status"]
 

@@ -15,16 +15,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, BinaryIO, NoReturn
+from typing import Annotated, BinaryIO
 
 import orjson
 import typer
 
-from worker.settings import ConfigError, Settings, load_settings
-from worker.transform import Deliver, Outcome, Reject, Skip, TransformOptions, transform_raw
+from worker.cli.common import Exit, WorkspacesFile, fail, load
+from worker.mapping.transform import Deliver, Outcome, Reject, Skip, TransformOptions, transform_raw
+from worker.settings import ConfigError
 
-#: Exit status for a bad configuration, an unknown workspace or an unreadable input file.
-EXIT_USAGE = 2
 #: The reason given for a blank input line (kept as a line so that output lines match input lines).
 EMPTY_LINE_REASON = "line is empty"
 
@@ -64,23 +63,6 @@ def transform_lines(lines: Iterator[bytes], options: TransformOptions) -> Iterat
             yield encode_outcome(transform_raw(line, options))
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(EXIT_USAGE)
-
-
-def _load_settings(workspaces_file: Path | None) -> Settings:
-    """The settings; ``--workspaces`` wins over ``$CIO_WORKSPACES_FILE``, which the settings source reads first."""
-    if workspaces_file is None:
-        return load_settings()
-    saved = os.environ.pop("CIO_WORKSPACES_FILE", None)
-    try:
-        return load_settings(workspaces_file=workspaces_file)
-    finally:
-        if saved is not None:
-            os.environ["CIO_WORKSPACES_FILE"] = saved
-
-
 @contextmanager
 def _open_input(file: str) -> Iterator[BinaryIO]:
     if file == "-":
@@ -89,7 +71,7 @@ def _open_input(file: str) -> Iterator[BinaryIO]:
     try:
         handle = Path(file).open("rb")  # noqa: SIM115 - closed by the with below; only opening errors are caught
     except OSError as exc:
-        _fail(f"input file {file!r} cannot be read: {exc.strerror}")
+        fail(f"input file {file!r} cannot be read: {exc.strerror}", Exit.USAGE)
     with handle:
         yield handle
 
@@ -113,10 +95,7 @@ def transform_command(
         ),
     ] = None,
     file: Annotated[str, typer.Argument(help="JSON Lines input; '-' or absent reads stdin.")] = "-",
-    workspaces: Annotated[
-        Path | None,
-        typer.Option("--workspaces", help="Workspaces TOML file (default: $CIO_WORKSPACES_FILE).", show_default=False),
-    ] = None,
+    workspaces: WorkspacesFile = None,
     convert_timestamps: Annotated[
         bool | None,
         typer.Option(
@@ -129,15 +108,14 @@ def transform_command(
     """Map Segment events (JSON Lines) to Customer.io operations and print one outcome line per event.
 
     A preview needs no credentials: without --workspace the default mapping options apply (and no configuration
-    is read). Exit codes: 0 done (rejected events are output, not errors); 2 invalid configuration, unknown
-    workspace or unreadable input file.
+    is read). Rejected events are output, not errors: the exit code is 0.
     """
     options = TransformOptions()
     if workspace is not None:
         try:
-            options = TransformOptions.for_workspace(_load_settings(workspaces).workspace(workspace))
+            options = TransformOptions.for_workspace(load(workspaces).workspace(workspace))
         except ConfigError as exc:
-            _fail(str(exc))
+            fail(str(exc), Exit.USAGE)
     if convert_timestamps is not None:
         options = replace(options, convert_timestamps=convert_timestamps)
     with _open_input(file) as handle:

@@ -2,90 +2,10 @@
 
 Dead letters live in one Redis Stream per workspace, ``{prefix}:dlq:{workspace}``; the id of a dead letter is
 ``{workspace}/{stream-entry-id}``. Nothing is ever trimmed: the queue alarms (``over_alarm``) and waits for a
-person. The pipeline writes records itself, in the transaction that removes them from the partition stream::
+person. The pipeline writes records itself, in the transaction that removes them from the partition stream.
 
-    pipe.xdel(stream_key(prefix, ws, n), *ids)
-    for letter in letters:
-        pipe.xadd(dlq_key(prefix, ws), letter.to_fields())
-
-Modules: ``records`` (the record, pure), ``filters`` (pure), ``store`` (scans and statistics), ``replay``,
-``maintenance`` (purge, export, import), ``remap`` (what an event maps to now) and ``audit``.
+Modules: ``records`` (the record, pure; the only one the worker's hot path imports), ``filters`` (pure),
+``store`` (scans and statistics), ``replay``, ``maintenance`` (purge, export, import), ``remap`` (what an event
+maps to now) and ``audit``; ``api`` gathers what ``cio-fleet dlq`` uses. This package imports none of them, so
+that writing a record never loads replay, maintenance or audit.
 """
-
-from __future__ import annotations
-
-from worker.deadletter.audit import Actor, AuditRecord, audit, record_audit
-from worker.deadletter.filters import DeadLetterFilter, FilterError, parse_time
-from worker.deadletter.maintenance import (
-    ImportFormatError,
-    ImportResult,
-    PurgeResult,
-    entry_to_json,
-    export,
-    import_,
-    letter_from_json,
-    purge,
-)
-from worker.deadletter.records import (
-    OUTCOMES,
-    DeadLetter,
-    DeadLetterEntry,
-    Outcome,
-    audit_key,
-    describe_event,
-    dlq_key,
-    over_alarm,
-    split_id,
-)
-from worker.deadletter.remap import map_now
-from worker.deadletter.replay import (
-    ReplayResult,
-    ReplayTarget,
-    kick_partitions,
-    partitions_lookup,
-    replay,
-    snapshot,
-    target_partition,
-)
-from worker.deadletter.store import DlqStats, dlq_size, dlq_workspaces, get_entry, iter_entries, stats
-
-__all__ = [
-    "OUTCOMES",
-    "Actor",
-    "AuditRecord",
-    "DeadLetter",
-    "DeadLetterEntry",
-    "DeadLetterFilter",
-    "DlqStats",
-    "FilterError",
-    "ImportFormatError",
-    "ImportResult",
-    "Outcome",
-    "PurgeResult",
-    "ReplayResult",
-    "ReplayTarget",
-    "audit",
-    "audit_key",
-    "describe_event",
-    "dlq_key",
-    "dlq_size",
-    "dlq_workspaces",
-    "entry_to_json",
-    "export",
-    "get_entry",
-    "import_",
-    "iter_entries",
-    "kick_partitions",
-    "letter_from_json",
-    "map_now",
-    "over_alarm",
-    "parse_time",
-    "partitions_lookup",
-    "purge",
-    "record_audit",
-    "replay",
-    "snapshot",
-    "split_id",
-    "stats",
-    "target_partition",
-]

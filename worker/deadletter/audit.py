@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from worker.deadletter.records import audit_key
+from producers.keys import audit_key
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,10 @@ from typing import Any, Final, TextIO
 import orjson
 import redis
 
+from producers.keys import dlq_key
 from worker.deadletter.audit import Actor, record_audit
 from worker.deadletter.filters import DeadLetterFilter
-from worker.deadletter.records import OUTCOMES, DeadLetter, DeadLetterEntry, dlq_key
+from worker.deadletter.records import OUTCOMES, DeadLetter, DeadLetterEntry
 from worker.deadletter.store import dlq_workspaces, iter_entries, scan_stream
 
 #: Entries deleted or written per Redis round trip.

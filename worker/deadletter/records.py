@@ -13,6 +13,7 @@ from typing import Any, Final, Literal, TypeVar, get_args
 import orjson
 
 from producers._events import MAX_EVENT_BYTES
+from worker.store.clock import entry_id_ms
 
 _T = TypeVar("_T")
 
@@ -183,19 +184,12 @@ class DeadLetterEntry:
         return stream_id_ms(self.stream_id)
 
 
-def dlq_key(prefix: str, workspace: str) -> str:
-    """The dead-letter stream of one workspace."""
-    return f"{prefix}:dlq:{workspace}"
-
-
-def audit_key(prefix: str) -> str:
-    """The stream of audit records (replay, purge, import)."""
-    return f"{prefix}:dlq-audit"
-
-
 def stream_id_ms(stream_id: str) -> int:
     """The millisecond part of a stream entry id such as ``1700000000000-3``."""
-    return _int(stream_id.partition("-")[0], 0)
+    try:
+        return entry_id_ms(stream_id)
+    except ValueError:
+        return 0
 
 
 def split_id(dead_letter_id: str) -> tuple[str, str]:

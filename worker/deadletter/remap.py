@@ -1,6 +1,6 @@
 """What a dead letter's event maps to with today's transform (``cio-fleet dlq show``).
 
-``worker.transform`` is imported lazily, so that this module works, and says so, in an installation without it.
+``worker.mapping.transform`` is imported lazily, so that this module works, and says so, in an installation without it.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ def map_now(raw: bytes, config: WorkspaceConfig | None) -> dict[str, Any]:
     if config is None:
         return {"outcome": "unknown", "detail": "the workspace is not configured here"}
     try:
-        transform = importlib.import_module("worker.transform")
+        transform = importlib.import_module("worker.mapping.transform")
     except ImportError:
-        return {"outcome": "unknown", "detail": "worker.transform is not available in this installation"}
+        return {"outcome": "unknown", "detail": "worker.mapping.transform is not available in this installation"}
     try:
         result = transform.transform_raw(raw, transform.TransformOptions.for_workspace(config))
     except Exception as exc:  # a bug in the transform must not hide the record

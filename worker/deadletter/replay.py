@@ -18,10 +18,11 @@ from typing import Final
 import orjson
 import redis
 
-from producers._wire import DEFAULT_PARTITIONS, KICK_TTL_MS, KICKED, config_key, lease_key, partition_for, stream_key
+from producers.keys import config_key, dlq_key, lease_key, stream_key
+from producers.wire import DEFAULT_PARTITIONS, KICK_TTL_MS, KICKED, partition_for
 from worker.deadletter.audit import Actor, record_audit
 from worker.deadletter.filters import DeadLetterFilter
-from worker.deadletter.records import DeadLetter, dlq_key
+from worker.deadletter.records import DeadLetter
 from worker.deadletter.store import dlq_workspaces, iter_entries
 
 #: Most entries moved per Redis round trip.

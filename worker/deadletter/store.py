@@ -15,8 +15,9 @@ from typing import Any, Final
 
 import redis
 
+from producers.keys import dlq_key, dlq_pattern, parse_dlq_key
 from worker.deadletter.filters import DeadLetterFilter
-from worker.deadletter.records import DeadLetter, DeadLetterEntry, dlq_key, split_id
+from worker.deadletter.records import DeadLetter, DeadLetterEntry, split_id
 
 #: One stream entry as redis-py gives it: (id, fields).
 _Row = tuple[bytes, dict[bytes, bytes]]
@@ -128,8 +129,8 @@ def dlq_size(client: redis.Redis[bytes], prefix: str, workspace: str) -> int:
 
 def dlq_workspaces(client: redis.Redis[bytes], prefix: str, configured: Iterable[str] = ()) -> list[str]:
     """The configured workspaces plus every workspace that has a dead-letter stream, sorted."""
-    head = dlq_key(prefix, "")
-    found = {key.decode()[len(head) :] for key in client.scan_iter(match=f"{head}*", count=1_000, _type="stream")}
+    keys = client.scan_iter(match=dlq_pattern(prefix), count=1_000, _type="stream")
+    found = {parse_dlq_key(prefix, key) for key in keys}
     return sorted(found | set(configured))
 
 

@@ -18,7 +18,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from worker.intake.asgi import IntakeApp
 from worker.intake.options import IntakeOptions
-from worker.logs import configure_logging, register_secrets, settings_secrets
+from worker.ops.logs import configure_logging, register_secrets, settings_secrets
 from worker.settings import Settings, load_settings
 
 #: Seconds an idle keep-alive connection stays open.

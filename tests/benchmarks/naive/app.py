@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import httpx
 from celery import Celery
 
-from worker.transform import Deliver, TransformOptions, transform_raw
+from worker.mapping.transform import Deliver, TransformOptions, transform_raw
 
 #: The task's name, used by the sending side.
 TASK = "naive.deliver"

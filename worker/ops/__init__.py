@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics, JSON logs, Sentry, Celery's console output, health endpoints."""

@@ -1,0 +1,230 @@
+"""Draining one partition: lease, read, plan, send, settle, for a bounded time slice (no Celery here).
+
+``drain(deps, workspace, partition)`` returns what the Celery edge must do next: nothing, queue another drain
+task now, or queue one after a delay.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Final, Literal
+
+from producers.wire import KICK_TTL_MS
+from worker.mapping.transform import TransformOptions
+from worker.pipeline.batching import linger_ms
+from worker.pipeline.credentials import resume_if_credentials_changed
+from worker.pipeline.planning import PlannedEntry, plan_entries
+from worker.pipeline.ports import Ports
+from worker.pipeline.sending import BatchSender
+from worker.pipeline.settling import Deferred, Failure
+from worker.settings import WorkspaceConfig
+from worker.store.partitions import PARK_TTL_MS, Entry, LeaseLost
+
+log = logging.getLogger("cio_fleet.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class DrainResult:
+    """What to do after a drain: ``done``, ``requeue`` now, ``later`` after ``delay_s``, ``busy`` or ``parked``.
+
+    ``requeue``: the lease is ``kicked`` for the task to queue. ``unparked`` are partitions of the same workspace
+    that waited for this drain's slot, their leases ``kicked``: queue them now.
+    """
+
+    action: Literal["done", "requeue", "later", "busy", "parked"]
+    delay_s: float = 0.0
+    unparked: tuple[int, ...] = ()
+
+    def kicks(self, partition: int, max_countdown_s: float) -> list[tuple[int, float | None]]:
+        """The drain tasks to queue after this drain, as ``(partition, countdown)`` (pure).
+
+        ``requeue``: the partition again, now; ``later``: after ``delay_s`` when it is at most ``max_countdown_s``
+        (a longer wait is left to the sweeper, which kicks the partition when its retry timer runs out); and every
+        partition this drain unparked, now.
+        """
+        kicks: list[tuple[int, float | None]] = []
+        if self.action == "requeue":
+            kicks.append((partition, None))
+        elif self.action == "later" and self.delay_s <= max_countdown_s:
+            kicks.append((partition, max(self.delay_s, 0.001)))
+        return kicks + [(waiting, None) for waiting in self.unparked]
+
+
+#: How long a partition of the current count waits, each time, for older streams above the count to empty.
+OLDER_STREAMS_WAIT_S: Final = 1.0
+
+
+def drain(deps: Ports, workspace_name: str, partition: int) -> DrainResult:
+    """Drain one partition of one workspace for at most one time slice.
+
+    Streams at or above the partition count (left by a larger count, ``worker.store.layout``) are drained like the
+    others while they are within the workspace's span; a partition below the count waits until they are empty.
+    """
+    workspace = deps.settings.workspaces.get(workspace_name)
+    span = deps.store.span(workspace_name, workspace.partitions) if workspace is not None else 0
+    if workspace is None or not 0 <= partition < span:
+        log.error(
+            "drain task for an unconfigured workspace or partition; its events stay queued",
+            extra={"workspace": workspace_name, "partition": partition},
+        )
+        return DrainResult("done")
+    if partition < workspace.partitions and deps.store.older_streams_wait(workspace_name, workspace.partitions, span):
+        return hold_back(deps, workspace, partition)
+    with deps.slots.hold(workspace_name) as held:
+        if not held:
+            parked = park(deps, workspace_name, partition)
+            # A stopping process keeps nothing parked: what it parked goes back to the queue.
+            return replace(parked, unparked=unpark(deps, workspace_name, every=True)) if deps.stopping() else parked
+        result = PartitionDrainer(deps, workspace, partition).run()
+    # A parked partition waits for this slot; when the process is stopping, every parked partition goes back.
+    unparked = unpark(deps, workspace_name, every=deps.stopping())
+    if result.action == "requeue" and unparked and not deps.stopping():
+        # Round robin: this partition queues behind the ones that waited, instead of taking the slot again.
+        result = replace(result, action=park(deps, workspace_name, partition).action)
+    deps.store.refresh_parked(workspace_name, deps.slots.parked(workspace_name), PARK_TTL_MS)
+    return replace(result, unparked=unparked)
+
+
+def hold_back(deps: Ports, workspace: WorkspaceConfig, partition: int) -> DrainResult:
+    """Keep a partition for ``OLDER_STREAMS_WAIT_S`` (a retry-timer lease, so the sweeper leaves it), then retry."""
+    token = uuid.uuid4().hex
+    refusal = deps.store.take_lease(workspace.name, partition, token, int(deps.settings.lease_ttl_s * 1000))
+    if refusal is not None:
+        return DrainResult("later" if refusal.retry_timer else "busy", refusal.remaining_ms / 1000)
+    deps.store.defer(workspace.name, partition, token, int(OLDER_STREAMS_WAIT_S * 1000))
+    extra = {"workspace": workspace.name, "partition": partition}
+    log.debug("partition waits for the streams of an older partition count to empty", extra=extra)
+    return DrainResult("later", OLDER_STREAMS_WAIT_S)
+
+
+def park(deps: Ports, workspace: str, partition: int) -> DrainResult:
+    """Park a partition in this process until a slot of its workspace frees, its lease ``parked`` meanwhile.
+
+    The lease changes from ``kicked`` (the task being run was the partition's queued task) to ``parked``: the
+    partition has no queued task now. A lease held otherwise (a drainer, a retry timer, parked by another
+    process) means the partition is not this task's to park.
+    """
+    if not deps.store.park(workspace, partition, PARK_TTL_MS):
+        return DrainResult("busy")
+    deps.slots.park(workspace, partition)
+    return DrainResult("parked")
+
+
+def unpark(deps: Ports, workspace: str, *, every: bool) -> tuple[int, ...]:
+    """The parked partitions to queue again now, each ``kicked`` (those whose ``parked`` lease ran out are not)."""
+    waiting = deps.slots.unpark(workspace, every=every)
+    return tuple(partition for partition in waiting if deps.store.unpark(workspace, partition, KICK_TTL_MS))
+
+
+class PartitionDrainer:
+    """One drain of one partition by one worker: owns the lease from ``run`` start to end."""
+
+    def __init__(self, deps: Ports, workspace: WorkspaceConfig, partition: int) -> None:
+        self.deps = deps
+        self.workspace = workspace
+        self.partition = partition
+        self.token = uuid.uuid4().hex
+        self.ttl_ms = int(deps.settings.lease_ttl_s * 1000)
+        self.options = TransformOptions.for_workspace(workspace)
+        self.sender = BatchSender(deps, workspace, partition, self.token, self.renew)
+
+    def run(self) -> DrainResult:
+        """Take the lease, work, and leave the lease in the right state."""
+        store, name = self.deps.store, self.workspace.name
+        refusal = store.take_lease(name, self.partition, self.token, self.ttl_ms)
+        if refusal is not None:
+            # Early for a retry timer: come back when it ends. Owned by another drainer: nothing to do.
+            return DrainResult("later" if refusal.retry_timer else "busy", refusal.remaining_ms / 1000)
+        lease = (name, self.partition, self.token)
+        self.deps.leases.add(lease)
+        try:
+            return self._work_and_leave()
+        finally:
+            self.deps.leases.discard(lease)
+
+    def _work_and_leave(self) -> DrainResult:
+        store, name = self.deps.store, self.workspace.name
+        try:
+            self._work()
+        except Deferred as deferral:
+            store.defer(name, self.partition, self.token, int(deferral.delay_s * 1000))
+            return DrainResult("later", deferral.delay_s)
+        except LeaseLost:
+            log.warning("lease lost; another worker drains the partition", extra=self._extra())
+            return DrainResult("done")
+        except BaseException:
+            store.defer(name, self.partition, self.token, 1_000)
+            raise
+        more = store.release_lease(name, self.partition, self.token, KICK_TTL_MS)
+        return DrainResult("requeue" if more else "done")
+
+    def renew(self) -> None:
+        """Extend the lease, and check that it is still this drainer's: the last Redis call before each request.
+
+        Raises:
+            LeaseLost: the lease expired and another worker owns the partition.
+        """
+        if not self.deps.store.renew_lease(self.workspace.name, self.partition, self.token, self.ttl_ms):
+            raise LeaseLost()
+
+    def _work(self) -> None:
+        deadline = self.deps.monotonic() + self.deps.settings.drain_slice_s
+        while not self.deps.stopping() and self.deps.monotonic() < deadline:
+            self._check_credentials_pause()
+            entries = self._read()
+            if not entries:
+                return
+            self.renew()
+            planned = plan_entries(entries, self.options)
+            self._settle_unsendable(planned)
+            self.sender.send([entry for entry in planned if entry.operations])
+
+    def _read(self) -> list[Entry]:
+        settings, store = self.deps.settings, self.deps.store
+        name, batching = self.workspace.name, settings.batching
+        entries = store.read(name, self.partition, batching.read_count, batching.max_bytes)
+        if not entries or len(entries) >= batching.max_events or batching.linger_ms == 0:
+            return entries
+        wait_ms = linger_ms(store.now_ms() - entries[0].enqueued_at_ms, batching.linger_ms)
+        if wait_ms > 0:
+            if self.deps.wait_or_stop(wait_ms / 1000):
+                return []  # shutting down: a batch not yet in flight stays queued for the rest of the fleet
+            entries = store.read(name, self.partition, batching.read_count, batching.max_bytes)
+        return entries
+
+    def _settle_unsendable(self, planned: Sequence[PlannedEntry]) -> None:
+        skipped = [entry for entry in planned if entry.skip is not None]
+        rejected = [entry for entry in planned if entry.reject is not None]
+        if not skipped and not rejected:
+            return
+        name = self.workspace.name
+        for entry in skipped:
+            self.deps.metrics.skipped(name, entry.event_type)
+        for entry in rejected:
+            self.deps.metrics.rejected(name, entry.event_type)
+        dead = [(entry, Failure("rejected", entry.reject or "")) for entry in rejected]
+        self.sender.settler.settle([], dead, skipped=skipped)
+
+    def _check_credentials_pause(self) -> None:
+        """Hold a workspace whose credentials were refused, until they change or a probe is due.
+
+        Time paused does not count against the retry window: the partition's run of failures ends here, and the
+        first failure after the pause (of the probe, or once resumed) starts a new one.
+        """
+        limiter, name = self.deps.limiter, self.workspace.name
+        if limiter.auth_pause(name) is None:
+            return
+        self.deps.store.end_retry_run(name, self.partition)
+        if resume_if_credentials_changed(limiter, self.deps.store, self.workspace):
+            return
+        interval_ms = int(self.deps.settings.auth_probe_interval_s * 1000)
+        wait_s = self.deps.store.claim_probe(name, interval_ms)
+        if wait_s is not None:
+            raise Deferred(wait_s, "workspace paused: credentials refused")
+        self.sender.on_probe = True
+
+    def _extra(self) -> dict[str, object]:
+        return {"workspace": self.workspace.name, "partition": self.partition}

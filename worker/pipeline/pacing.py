@@ -1,0 +1,41 @@
+"""Pacing one request by the workspace's fleet-wide rate limiter: reserve a slot, sleep until it, or defer."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from worker.pipeline.ports import Ports
+from worker.pipeline.settling import Deferred
+from worker.settings import WorkspaceConfig
+from worker.store.ratelimit import Reservation
+
+#: Longest the sender sleeps for the rate limiter inside a task; longer waits defer the partition instead.
+MAX_LIMITER_SLEEP_S: Final = 0.5
+#: How late after its reserved slot a request may still go.
+LATE_SEND_TOLERANCE_S: Final = 0.010
+
+
+def wait_for_slot(deps: Ports, workspace: WorkspaceConfig) -> None:
+    """Reserve the workspace's next request slot and sleep until it.
+
+    A thread that wakes up well after its slot does not send late, which would bunch this request with the
+    next one and break the rate seen by Customer.io: it reserves anew, giving its missed slot back (which the
+    limiter takes only if nobody reserved after it, so the missed slot is not lost to the workspace's rate).
+    """
+    name = workspace.name
+    missed: Reservation | None = None
+    while True:
+        slot = deps.limiter.reserve(
+            name, workspace.limiter_rps, workspace.rate_limit_burst, MAX_LIMITER_SLEEP_S, give_back=missed
+        )
+        if slot.wait_s > 0:
+            deps.metrics.limiter_wait(name, slot.wait_s)
+        if not slot.reserved:
+            raise Deferred(slot.wait_s, "waiting for the rate limiter")
+        if slot.wait_s <= 0:
+            return
+        started = deps.monotonic()
+        deps.sleep(slot.wait_s)
+        if deps.monotonic() - started - slot.wait_s <= LATE_SEND_TOLERANCE_S:
+            return
+        missed = slot
