@@ -24,7 +24,7 @@ import pytest
 from producers import AsyncProducer, Producer
 from producers._events import encode_event, find_problem, now_iso
 from producers._kick import chunks, prepare
-from producers._wire import person_hash
+from producers.wire import person_hash
 from tests.benchmarks.conftest import env_int
 from tests.benchmarks.producer_ab import realistic_events, simple_events
 

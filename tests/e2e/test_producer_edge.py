@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from producers import UnknownWorkspace
-from producers._wire import drain_queue, workspaces_key
+from producers.keys import drain_queue, workspaces_key
 from tests.e2e.conftest import standin_workspaces, wait_for, wait_until_drained
 
 pytestmark = pytest.mark.e2e

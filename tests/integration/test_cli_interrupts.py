@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from producers._wire import stream_key
 
+from producers.keys import stream_key
 from tests.integration.test_cli_dlq import CLI, PARTITIONS, cli_environment
 from tests.integration.test_deadletter_store import letter, put
 from worker.deadletter.api import DeadLetterFilter, audit, dlq_size, import_, purge

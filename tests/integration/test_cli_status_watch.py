@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from producers._wire import stream_key
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from producers.keys import dlq_key
+from producers.keys import dlq_key, stream_key
 from tests.integration.test_cli_dlq import API_KEY, CLI, cli_environment, run
 from tests.integration.test_cli_status import seed_fleet
 from tests.integration.test_deadletter_store import letter, put

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import redis
 
-from producers._wire import drain_queue, stream_key
+from producers.keys import drain_queue, stream_key
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_ONLY = ["celery", "kombu", "httpx", "sentry_sdk", "typer", "rich", "jsonschema", "prometheus_client"]

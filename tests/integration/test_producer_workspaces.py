@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 import redis
-from producers._wire import drain_queue, stream_key, workspaces_key
 
 from producers import AsyncProducer, Producer, UnknownWorkspace
+from producers.keys import drain_queue, stream_key, workspaces_key
 from tests.integration.test_partition_layout import sweeper_for
 
 # The stand-in and the autouse fixture closing the HTTP clients of ``make_deps``:

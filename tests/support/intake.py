@@ -19,7 +19,7 @@ import httpx
 import orjson
 import redis
 
-from producers._wire import stream_key
+from producers.keys import stream_key
 
 
 def free_port() -> int:
