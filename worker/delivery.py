@@ -56,9 +56,13 @@ class BatchResponse:
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """2xx: every item was accepted except those listed in ``failed`` (batch index → reason)."""
+    """2xx: every item was accepted except those listed in ``failed`` (batch index → reason).
+
+    ``response`` is the answer's excerpt when items were refused (a 207), kept in their dead letters.
+    """
 
     failed: dict[int, str] = field(default_factory=dict)
+    response: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +146,9 @@ def classify(response: BatchResponse, batch_size: int) -> Verdict:
     """What the pipeline does with a response: one verdict, whose error (if any) carries status and body."""
     status = response.status
     if 200 <= status < 300:
-        return Accepted(item_errors(response.body, batch_size) if status == 207 else {})
+        if status == 207:
+            return Accepted(item_errors(response.body, batch_size), response.excerpt)
+        return Accepted()
     if status in SPLIT_STATUSES:
         return SplitNeeded(status, f"HTTP {status}: {error_message(response.body)}")
     if status == 429:

@@ -112,6 +112,8 @@ def test_items_refused_in_a_207_are_dead_lettered_and_the_rest_delivered(redis_c
     assert (letter.outcome, letter.status, letter.message_id) == ("item_rejected", 207, "m1")
     assert orjson.loads(letter.event)["properties"] == {"tag": "poison-item"}
     assert stream_len(redis_client, key_prefix) == 0
+    # The dead letter keeps the excerpt of Customer.io's 207 answer, as the README promises
+    assert '"batch_index"' in letter.response and letter.response.startswith("{")
 
 
 def test_a_batch_refused_as_a_whole_is_split_to_isolate_the_bad_event(redis_client, key_prefix, stand_in):

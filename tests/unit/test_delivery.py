@@ -36,7 +36,9 @@ def test_2xx_accepts_every_item(status):
 
 def test_207_fails_only_the_listed_items():
     body = {"errors": [{"batch_index": 1, "reason": "invalid", "field": "identifiers", "message": "bad id"}]}
-    assert classify(response(207, body), 3) == Accepted({1: "identifiers: bad id: invalid"})
+    answer = response(207, body)
+    assert classify(answer, 3) == Accepted({1: "identifiers: bad id: invalid"}, answer.excerpt)
+    assert "bad id" in answer.excerpt
 
 
 @pytest.mark.parametrize(

@@ -132,7 +132,13 @@ class BatchSender:
         dead = [
             (
                 run[index],
-                Failure("item_rejected", f"rejected by Customer.io: {reason}", 207, first_failed_at_ms=first_failed),
+                Failure(
+                    "item_rejected",
+                    f"rejected by Customer.io: {reason}",
+                    207,
+                    response=verdict.response,
+                    first_failed_at_ms=first_failed,
+                ),
             )
             for index, reason in failed_entries.items()
         ]
