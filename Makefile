@@ -5,7 +5,7 @@ PYTHON ?= python3
 
 NODE_CLIENTS := tests/e2e/node
 
-.PHONY: setup node-clients browser redis demo test unit integration e2e lint mypy bench picture all
+.PHONY: setup node-clients browser redis demo test unit integration e2e lint mypy bench picture constraints all
 
 setup: $(VENV)/.installed
 
@@ -57,6 +57,14 @@ mypy: setup
 
 bench: setup redis
 	$(BIN)/pytest tests/benchmarks -s -p no:cacheprovider -o addopts=""
+
+# deploy/constraints.txt: the image's pinned runtime dependencies, from a fresh venv (after changing pyproject.toml).
+constraints:
+	rm -rf .run/constraints && $(PYTHON) -m venv .run/constraints
+	.run/constraints/bin/pip install --quiet --upgrade pip
+	.run/constraints/bin/pip install --quiet '.[worker,local]'
+	{ sed -n '1,3p' deploy/constraints.txt; .run/constraints/bin/pip freeze --exclude cio-fleet; } > .run/constraints.txt
+	mv .run/constraints.txt deploy/constraints.txt
 
 # The README's picture of `cio-fleet status --watch` (tests/unit/test_status_picture.py fails when it is stale).
 picture: setup

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import tomllib
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from producers.keys import drain_queue
 from producers.wire import DEFAULT_PREFIX
@@ -194,3 +197,36 @@ def test_the_ignore_rules_re_include_after_a_catch_all() -> None:
     assert not ignored("a/b.py", ["*", "!a/"])
     assert ignored("a/__pycache__/x.pyc", ["*", "!a/", "**/__pycache__"])
     assert not ignored("a/b.py", [])
+
+
+CONSTRAINTS = REPO / "deploy" / "constraints.txt"
+
+
+def pins() -> dict[str, str]:
+    """Distribution (normalised name) → pinned version, from deploy/constraints.txt."""
+    found: dict[str, str] = {}
+    for line in CONSTRAINTS.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not pinned with ==: {line!r}"
+            found[canonicalize_name(name)] = version
+    return found
+
+
+def test_the_image_installs_with_the_pinned_constraints(dockerfile: list[Instruction]) -> None:
+    """Reproducible images: the runtime install is constrained by deploy/constraints.txt, copied into the build."""
+    installs = [arguments for keyword, arguments in dockerfile if keyword == "RUN" and "pip install" in arguments]
+    assert any("-c deploy/constraints.txt" in install for install in installs)
+    assert "deploy/constraints.txt ./deploy/constraints.txt" in [args for key, args in dockerfile if key == "COPY"]
+
+
+def test_the_constraints_pin_every_runtime_requirement_at_a_version_it_allows() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    requirements = [*project["dependencies"], *project["optional-dependencies"]["worker"]]
+    requirements += project["optional-dependencies"]["local"]
+    pinned = pins()
+    for text in requirements:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pinned, f"{name} is not pinned in deploy/constraints.txt (run `make constraints`)"
+        assert requirement.specifier.contains(pinned[name]), f"{name}=={pinned[name]} does not satisfy {text}"
