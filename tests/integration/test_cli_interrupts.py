@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import redis
 
 from producers.keys import stream_key
+from tests.e2e.conftest import wait_for
 from tests.integration.test_cli_dlq import CLI, PARTITIONS, cli_environment
 from tests.integration.test_deadletter_store import letter, put
 from worker.deadletter.api import DeadLetterFilter, audit, dlq_size, import_, purge
@@ -22,15 +22,6 @@ LETTERS = 300
 @pytest.fixture
 def cli_env(tmp_path: Path, redis_url: str, key_prefix: str) -> dict[str, str]:
     return cli_environment(tmp_path, redis_url, key_prefix)
-
-
-def wait_for(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def waiting_events(client: redis.Redis, prefix: str) -> int:

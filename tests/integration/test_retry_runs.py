@@ -5,15 +5,14 @@ attempts counted over the run, a bounded 429 pause, credentials pauses, and spli
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
 
 from producers.keys import lease_key, stream_key
+from tests.integration import test_pipeline
 from tests.integration.test_pipeline import (
     KEY,
-    OPEN_CLIENTS,
     SITE,
     dead_letters,
     make_deps,
@@ -27,20 +26,9 @@ from worker.pipeline.ports import Deps
 from worker.store.fleet_status import gather_status
 from worker.store.partitions import RETRY, PartitionStore
 
-
-@pytest.fixture
-def stand_in() -> Iterator[FakeCustomerIO]:
-    fake = FakeCustomerIO(credentials={SITE: KEY}).start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(autouse=True)
-def close_http_clients() -> Iterator[None]:
-    yield
-    for client in OPEN_CLIENTS:
-        client.close()
-    OPEN_CLIENTS.clear()
+# The stand-in and the HTTP clients' clean-up of test_pipeline, whose helpers these tests share.
+stand_in = test_pipeline.stand_in
+close_http_clients = test_pipeline.close_http_clients
 
 
 def retry_hash(client: redis.Redis, prefix: str) -> dict[bytes, bytes]:
