@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import multiprocessing
 import time
 from collections.abc import Iterator
@@ -25,6 +26,25 @@ def limiter(redis_client: redis.Redis, key_prefix: str) -> WorkspaceLimiter:
     return WorkspaceLimiter(redis_client, key_prefix)
 
 
+def acquire(limiter: WorkspaceLimiter, workspace: str, *, rps: float, burst: int) -> float:
+    """A request slot now (0.0), else the seconds to wait, nothing taken: ``reserve`` with no sleep allowed."""
+    reservation = limiter.reserve(workspace, rps, burst, 0)
+    return 0.0 if reservation.reserved else reservation.wait_s
+
+
+def granted_at_us(limiter: WorkspaceLimiter, workspace: str, rps: float) -> int | None:
+    """Redis time of a slot granted now with burst 1, else None after sleeping as told (briefly, in a hammer).
+
+    With burst 1 a slot is free only when the theoretical arrival time has passed; it is then set to Redis's
+    ``TIME`` and moved one interval on, so the time of the grant is the TAT the reservation left, less an interval.
+    """
+    reservation = limiter.reserve(workspace, rps, 1, 0)
+    if reservation.reserved:
+        return reservation.tat_us - max(1, math.ceil(1e6 / rps))
+    time.sleep(min(reservation.wait_s, 0.02))
+    return None
+
+
 def redis_now_ms(client: redis.Redis) -> int:
     seconds, micros = client.time()
     return seconds * 1000 + micros // 1000
@@ -32,30 +52,28 @@ def redis_now_ms(client: redis.Redis) -> int:
 
 def test_a_burst_goes_at_once_then_the_next_request_waits(limiter: WorkspaceLimiter) -> None:
     """An idle workspace may send `burst` requests at once; the next one is told how long to wait."""
-    waits = [limiter.acquire("acme", rps=2, burst=5) for _ in range(5)]
+    waits = [acquire(limiter, "acme", rps=2, burst=5) for _ in range(5)]
     assert waits == [0.0] * 5
-    wait = limiter.acquire("acme", rps=2, burst=5)
+    wait = acquire(limiter, "acme", rps=2, burst=5)
     assert 0.3 < wait <= 0.5
 
 
 def test_a_refused_request_consumes_nothing(limiter: WorkspaceLimiter) -> None:
     """Asking again while over the limit does not push the next slot further away."""
-    assert limiter.acquire("acme", rps=1, burst=1) == 0.0
-    first = limiter.acquire("acme", rps=1, burst=1)
+    assert acquire(limiter, "acme", rps=1, burst=1) == 0.0
+    first = acquire(limiter, "acme", rps=1, burst=1)
     for _ in range(20):
-        limiter.acquire("acme", rps=1, burst=1)
-    assert limiter.acquire("acme", rps=1, burst=1) <= first
+        acquire(limiter, "acme", rps=1, burst=1)
+    assert acquire(limiter, "acme", rps=1, burst=1) <= first
 
 
 def test_after_the_burst_grants_follow_the_steady_rate(limiter: WorkspaceLimiter) -> None:
     """Waiting as told, consecutive grants are one interval apart on Redis's clock."""
     grants: list[int] = []
     while len(grants) < 6:
-        grant = limiter.try_acquire("acme", rps=25, burst=1)
-        if grant.granted:
-            grants.append(grant.server_time_us)
-        else:
-            time.sleep(grant.wait_s)
+        granted = granted_at_us(limiter, "acme", 25)
+        if granted is not None:
+            grants.append(granted)
     gaps = [later - earlier for earlier, later in itertools.pairwise(grants)]
     assert min(gaps) >= 40_000
     assert sum(gaps) / len(gaps) < 60_000
@@ -63,14 +81,14 @@ def test_after_the_burst_grants_follow_the_steady_rate(limiter: WorkspaceLimiter
 
 def test_workspaces_have_separate_limits(limiter: WorkspaceLimiter) -> None:
     """A workspace out of slots does not hold another one back."""
-    assert limiter.acquire("slow", rps=1, burst=1) == 0.0
-    assert limiter.acquire("slow", rps=1, burst=1) > 0.0
-    assert limiter.acquire("fast", rps=1, burst=1) == 0.0
+    assert acquire(limiter, "slow", rps=1, burst=1) == 0.0
+    assert acquire(limiter, "slow", rps=1, burst=1) > 0.0
+    assert acquire(limiter, "fast", rps=1, burst=1) == 0.0
 
 
 def test_the_rate_key_expires_once_idle(limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str) -> None:
     """The TAT key carries a TTL, so idle workspaces leave nothing behind."""
-    limiter.acquire("acme", rps=10, burst=1)
+    acquire(limiter, "acme", rps=10, burst=1)
     assert 0 < redis_client.pttl(rate_key(key_prefix, "acme")) <= 1_200
 
 
@@ -78,7 +96,7 @@ def test_the_rate_key_expires_once_idle(limiter: WorkspaceLimiter, redis_client:
 def test_nonsense_limits_are_refused(limiter: WorkspaceLimiter, rps: float, burst: int) -> None:
     """rps must be positive and burst at least 1."""
     with pytest.raises(ValueError, match="rps"):
-        limiter.acquire("acme", rps=rps, burst=burst)
+        acquire(limiter, "acme", rps=rps, burst=burst)
 
 
 def test_a_client_decoding_responses_works_too(redis_url: str, key_prefix: str) -> None:
@@ -86,7 +104,7 @@ def test_a_client_decoding_responses_works_too(redis_url: str, key_prefix: str) 
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         limiter = WorkspaceLimiter(client, key_prefix)
-        assert limiter.acquire("acme", rps=5, burst=1) == 0.0
+        assert acquire(limiter, "acme", rps=5, burst=1) == 0.0
         limiter.pause_auth("acme", status=401, reason="unauthorized", fingerprint="f" * 16)
         pause = limiter.auth_pause("acme")
         assert pause is not None
@@ -99,7 +117,7 @@ def test_a_pause_holds_every_request_and_reports_its_time_left(limiter: Workspac
     """After a 429 the whole fleet waits; acquire() reports the pause so callers need one call."""
     limiter.pause("acme", 5.0, "throttled")
     assert 4.0 < limiter.paused_for("acme") <= 5.0
-    assert 4.0 < limiter.acquire("acme", rps=100, burst=10) <= 5.0
+    assert 4.0 < acquire(limiter, "acme", rps=100, burst=10) <= 5.0
     assert limiter.paused_for("other") == 0.0
 
 
@@ -125,9 +143,9 @@ def test_requests_refused_during_a_pause_take_no_slot(
     """Once the pause ends, the full burst is still there."""
     limiter.pause("acme", 10.0, "throttled")
     for _ in range(10):
-        assert limiter.acquire("acme", rps=1, burst=3) > 0.0
+        assert acquire(limiter, "acme", rps=1, burst=3) > 0.0
     redis_client.delete(pause_key(key_prefix, "acme"))
-    assert [limiter.acquire("acme", rps=1, burst=3) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert [acquire(limiter, "acme", rps=1, burst=3) for _ in range(3)] == [0.0, 0.0, 0.0]
 
 
 def test_the_pause_key_holds_the_reason(limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str) -> None:
@@ -168,7 +186,7 @@ def test_an_auth_pause_keeps_its_start_while_the_credentials_stay_the_same(
 def test_an_auth_pause_does_not_block_the_rate_limiter(limiter: WorkspaceLimiter) -> None:
     """Probing a paused workspace is the pipeline's call; acquire() only reflects 429 pauses."""
     limiter.pause_auth("acme", status=401, reason="unauthorized", fingerprint="a" * 16)
-    assert limiter.acquire("acme", rps=10, burst=1) == 0.0
+    assert acquire(limiter, "acme", rps=10, burst=1) == 0.0
 
 
 @pytest.mark.parametrize(("site_id", "api_key"), [("site", "key-1"), ("site", "key-2"), ("other", "key-1"), ("s", "")])
@@ -196,11 +214,9 @@ def hammer(redis_url: str, prefix: str, ready: Any, start: Any, results: Any) ->
     grants: list[int] = []
     until = time.monotonic() + HAMMER_S
     while time.monotonic() < until:
-        grant = limiter.try_acquire("acme", rps=FLEET_RPS, burst=1)
-        if grant.granted:
-            grants.append(grant.server_time_us)
-        else:
-            time.sleep(min(grant.wait_s, 0.02))
+        granted = granted_at_us(limiter, "acme", FLEET_RPS)
+        if granted is not None:
+            grants.append(granted)
     results.put(grants)
     client.close()
 

@@ -12,7 +12,7 @@ Keys (``docs/architecture.md``):
 
 * ``{prefix}:rl:{ws}`` - string, the TAT in microseconds, expiring once it lies in the past.
 * ``{prefix}:pause:{ws}`` - string with a TTL: the whole fleet holds the workspace's requests after a 429.
-  The value is the pause's reason. ``acquire`` reports the pause's remaining time, so callers need one call.
+  The value is the pause's reason. ``reserve`` reports the pause's remaining time, so callers need one call.
 * ``{prefix}:authpause:{ws}`` - hash ``status``, ``reason``, ``since`` (unix ms), ``credentials`` (a
   fingerprint of the site id and API key, never the key): set after a 401/403 and kept until cleared, so the
   workspace's events stay in their streams rather than flooding the dead-letter queue.
@@ -33,7 +33,6 @@ from producers.keys import authpause_key, pause_key, rate_key
 
 __all__ = [
     "AuthPause",
-    "Grant",
     "Reservation",
     "WorkspaceLimiter",
     "credentials_fingerprint",
@@ -42,34 +41,11 @@ __all__ = [
 #: Longest auth pause reason stored; reasons are short descriptions, never response bodies.
 MAX_REASON_CHARS: Final = 200
 
-#: KEYS: rate, pause. ARGV: interval (us), burst. Returns {wait_us, redis_now_us}.
-_ACQUIRE_LUA: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local paused_ms = redis.call('PTTL', KEYS[2])
-if paused_ms > 0 then
-  return {paused_ms * 1000, now}
-end
-local interval = tonumber(ARGV[1])
-local tolerance = interval * (tonumber(ARGV[2]) - 1)
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then
-  tat = now
-end
-local wait = tat - tolerance - now
-if wait > 0 then
-  return {wait, now}
-end
-local next_tat = tat + interval
-local ttl_ms = math.ceil((next_tat - now) / 1000) + 1000
-redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', string.format('%d', ttl_ms))
-return {0, now}
-"""
-
 #: KEYS: rate, pause. ARGV: interval (us), burst, longest reservation (us), TAT left by a reservation the caller
 #: gives back (0: none). Returns {wait_us, reserved, the TAT this reservation left (0 when none was made)}.
-#: Like _ACQUIRE_LUA, but a slot up to the longest reservation ahead is taken for the caller, who sleeps until it:
-#: concurrent callers get distinct, evenly spaced slots instead of all polling for the next one.
+#: The next slot, if it is at most the longest reservation ahead, is taken for the caller, who sleeps until it:
+#: concurrent callers get distinct, evenly spaced slots instead of all polling for the next one (a longest
+#: reservation of 0 takes a slot only when one is free now).
 #: A caller that woke up too late for its slot gives it back while reserving anew: when nobody reserved after it
 #: (the TAT is still the one its reservation left), the TAT moves back one interval, as if that reservation had
 #: never been made. Otherwise the slot cannot be given back without bunching the later reservations.
@@ -141,24 +117,6 @@ def credentials_fingerprint(site_id: str, api_key: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Grant:
-    """One decision of the limiter.
-
-    Attributes:
-        wait_s: 0.0 when the request may go now (its slot is taken), else the seconds to wait.
-        server_time_us: Redis ``TIME`` of the decision, in microseconds since the epoch.
-    """
-
-    wait_s: float
-    server_time_us: int
-
-    @property
-    def granted(self) -> bool:
-        """Whether the request may go now."""
-        return self.wait_s == 0.0
-
-
-@dataclass(frozen=True, slots=True)
 class Reservation:
     """One answer of ``WorkspaceLimiter.reserve``.
 
@@ -203,7 +161,6 @@ class WorkspaceLimiter:
         """
         self._redis = redis
         self._prefix = prefix
-        self._acquire = redis.register_script(_ACQUIRE_LUA)
         self._reserve = redis.register_script(_RESERVE_LUA)
         self._pause = redis.register_script(_PAUSE_LUA)
         self._auth_pause = redis.register_script(_AUTH_PAUSE_LUA)
@@ -213,41 +170,6 @@ class WorkspaceLimiter:
         if not rps > 0 or burst < 1:
             raise ValueError(f"need rps > 0 and burst >= 1, got rps={rps} burst={burst}")
         return [rate_key(self._prefix, workspace), pause_key(self._prefix, workspace)], max(1, math.ceil(1e6 / rps))
-
-    def try_acquire(self, workspace: str, rps: float, burst: int) -> Grant:
-        """Take one request slot if the workspace may send now; also return Redis's time of the decision.
-
-        Args:
-            workspace: The workspace's name.
-            rps: Requests per second allowed fleet-wide (> 0).
-            burst: Requests that may go at once after an idle spell (>= 1).
-
-        Returns:
-            The decision; when it is not granted, nothing was consumed.
-
-        Raises:
-            ValueError: ``rps`` or ``burst`` is out of range.
-        """
-        keys, interval_us = self._limit(workspace, rps, burst)
-        wait_us, now_us = self._acquire(keys=keys, args=[interval_us, burst])
-        return Grant(wait_s=int(wait_us) / 1_000_000, server_time_us=int(now_us))
-
-    def acquire(self, workspace: str, rps: float, burst: int) -> float:
-        """Take one request slot if the workspace may send now.
-
-        Args:
-            workspace: The workspace's name.
-            rps: Requests per second allowed fleet-wide (> 0).
-            burst: Requests that may go at once after an idle spell (>= 1).
-
-        Returns:
-            0.0 when one request may go now (the slot is consumed); else the seconds to wait, nothing
-            consumed. While the workspace is paused after a 429, the pause's remaining time.
-
-        Raises:
-            ValueError: ``rps`` or ``burst`` is out of range.
-        """
-        return self.try_acquire(workspace, rps, burst).wait_s
 
     def reserve(
         self, workspace: str, rps: float, burst: int, max_wait_s: float, *, give_back: Reservation | None = None
