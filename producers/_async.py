@@ -54,7 +54,7 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
         partitions: int | None = None,
         backlog_cap: int | None = DEFAULT_BACKLOG_CAP,
         kick: bool = True,
-        redis_client: redis.asyncio.Redis[Any] | None = None,
+        redis_client: redis.asyncio.Redis | None = None,
     ) -> None:
         super().__init__(
             redis_url, workspace, key_prefix=key_prefix, partitions=partitions, backlog_cap=backlog_cap, kick=kick

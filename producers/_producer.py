@@ -348,7 +348,7 @@ class Producer(ProducerBase, CallShapes[str]):
         partitions: int | None = None,
         backlog_cap: int | None = DEFAULT_BACKLOG_CAP,
         kick: bool = True,
-        redis_client: redis.Redis[Any] | None = None,
+        redis_client: redis.Redis | None = None,
     ) -> None:
         super().__init__(
             redis_url, workspace, key_prefix=key_prefix, partitions=partitions, backlog_cap=backlog_cap, kick=kick

@@ -62,7 +62,7 @@ class Call:
 class Connections:
     """Connections of one client's pool for one producer: its own while free, else a pooled one."""
 
-    def __init__(self, client: redis.Redis[Any]) -> None:
+    def __init__(self, client: redis.Redis) -> None:
         self._pool = client.connection_pool
         self._lock = threading.Lock()
         self._own: Connection | None = None
@@ -137,7 +137,7 @@ class AsyncCall:
 class AsyncConnections:
     """``Connections`` for ``redis.asyncio``: the producer's own connection while no other task uses it."""
 
-    def __init__(self, client: redis.asyncio.Redis[Any]) -> None:
+    def __init__(self, client: redis.asyncio.Redis) -> None:
         self._pool = client.connection_pool
         self._lock = asyncio.Lock()
         self._own: AsyncConnection | None = None

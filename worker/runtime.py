@@ -42,7 +42,7 @@ def identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def redis_client(settings: Settings) -> redis.Redis[bytes]:
+def redis_client(settings: Settings) -> redis.Redis:
     """A Redis client (connection pool) for the data keys, used by drain threads, the sweeper and metrics.
 
     A black-holed Redis fails a command after ``redis_socket_timeout_s`` instead of hanging the thread, and a

@@ -54,7 +54,7 @@ def unlimited_fleet(make_fleet: Callable[..., Fleet], stand_in: FakeCioProcess) 
 def test_throughput_of_one_worker_against_the_naive_baseline(
     stand_in: FakeCioProcess,
     make_fleet: Callable[..., Fleet],
-    redis_client: redis.Redis[bytes],
+    redis_client: redis.Redis,
     redis_url: str,
     key_prefix: str,
     tmp_path: Path,

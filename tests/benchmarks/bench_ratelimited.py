@@ -64,7 +64,7 @@ LAYOUTS = [
 def test_rate_limited_throughput_of_one_workspace(
     stand_in: FakeCioProcess,
     make_fleet: Callable[..., Fleet],
-    redis_client: redis.Redis[bytes],
+    redis_client: redis.Redis,
     workers: int,
     concurrency: int,
     max_drains: str,

@@ -292,7 +292,7 @@ def start_naive_worker(env: dict[str, str], concurrency: int, log_path: Path) ->
         )
 
 
-def forget_unacked(client: redis.Redis[bytes], queues: set[str], unacked_key: str = "unacked") -> int:
+def forget_unacked(client: redis.Redis, queues: set[str], unacked_key: str = "unacked") -> int:
     """Drop kombu's unacked records of ``queues`` (left by a SIGKILLed worker), so they are never restored.
 
     Only records whose routing key is one of ``queues`` are touched; other users' records stay.

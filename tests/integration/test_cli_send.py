@@ -35,7 +35,7 @@ def env(redis_url: str, key_prefix: str) -> dict[str, str]:
     return {"CIO_REDIS_URL": redis_url, "CIO_KEY_PREFIX": key_prefix}
 
 
-def written(client: redis.Redis[bytes], prefix: str) -> list[dict[str, Any]]:
+def written(client: redis.Redis, prefix: str) -> list[dict[str, Any]]:
     found = []
     for partition in range(PARTITIONS):
         found += [orjson.loads(f[b"event"]) for _, f in client.xrange(stream_key(prefix, WS, partition))]
@@ -55,7 +55,7 @@ LINES = [
 
 
 def test_a_file_of_good_and_bad_lines_enqueues_the_good_and_reports_the_bad(
-    tmp_path: Path, workspaces: Path, env: dict[str, str], redis_client: redis.Redis[bytes], key_prefix: str
+    tmp_path: Path, workspaces: Path, env: dict[str, str], redis_client: redis.Redis, key_prefix: str
 ) -> None:
     source = tmp_path / "events.jsonl"
     source.write_text("\n".join(LINES) + "\n")
@@ -77,7 +77,7 @@ def test_a_file_of_good_and_bad_lines_enqueues_the_good_and_reports_the_bad(
 
 
 def test_stdin_with_only_good_lines_exits_zero(
-    workspaces: Path, env: dict[str, str], redis_client: redis.Redis[bytes], key_prefix: str
+    workspaces: Path, env: dict[str, str], redis_client: redis.Redis, key_prefix: str
 ) -> None:
     lines = "".join(f'{{"type": "page", "userId": "u{n}"}}\n' for n in range(1_500))
     result = CliRunner().invoke(app, ["send", "-w", WS, "--workspaces", str(workspaces), "-"], input=lines, env=env)
@@ -86,7 +86,7 @@ def test_stdin_with_only_good_lines_exits_zero(
 
 
 def test_the_workspaces_file_may_come_from_the_environment(
-    tmp_path: Path, workspaces: Path, env: dict[str, str], redis_client: redis.Redis[bytes], key_prefix: str
+    tmp_path: Path, workspaces: Path, env: dict[str, str], redis_client: redis.Redis, key_prefix: str
 ) -> None:
     source = tmp_path / "one.jsonl"
     source.write_text('{"type": "screen", "anonymousId": "a", "name": "Home"}\n')
@@ -97,7 +97,7 @@ def test_the_workspaces_file_may_come_from_the_environment(
 
 
 def test_a_full_backlog_stops_with_exit_4_after_enqueuing_what_fits(
-    tmp_path: Path, workspaces: Path, env: dict[str, str], redis_client: redis.Redis[bytes], key_prefix: str
+    tmp_path: Path, workspaces: Path, env: dict[str, str], redis_client: redis.Redis, key_prefix: str
 ) -> None:
     source = tmp_path / "many.jsonl"
     source.write_text("".join(f'{{"type": "track", "userId": "u{n}", "event": "e"}}\n' for n in range(5)))
@@ -111,7 +111,7 @@ def test_a_full_backlog_stops_with_exit_4_after_enqueuing_what_fits(
 
 
 def test_a_workspace_the_running_fleet_does_not_serve_exits_2_and_enqueues_nothing(
-    tmp_path: Path, workspaces: Path, env: dict[str, str], redis_client: redis.Redis[bytes], key_prefix: str
+    tmp_path: Path, workspaces: Path, env: dict[str, str], redis_client: redis.Redis, key_prefix: str
 ) -> None:
     # Given workers (with another workspaces file) that serve only "other"
     publish_workspaces(redis_client, key_prefix, ["other"])
@@ -159,7 +159,7 @@ def run_send(env: dict[str, str], workspaces: Path, *args: str, stdin: str) -> s
 
 
 def test_json_errors_name_the_input_line_and_a_column_only(
-    workspaces: Path, env: dict[str, str], redis_client: redis.Redis[bytes], key_prefix: str
+    workspaces: Path, env: dict[str, str], redis_client: redis.Redis, key_prefix: str
 ) -> None:
     # A truncated object: orjson would say "line 2 column 1" of the one-line document; only the file's line counts
     done = run_send(env, workspaces, "-", stdin='{"type": "track", "userId": "u", "event": "e"}\n{"type":\n')
@@ -170,7 +170,7 @@ def test_json_errors_name_the_input_line_and_a_column_only(
 
 
 def test_check_refuses_what_the_mapping_would_reject_and_enqueues_the_rest(
-    workspaces: Path, env: dict[str, str], redis_client: redis.Redis[bytes], key_prefix: str
+    workspaces: Path, env: dict[str, str], redis_client: redis.Redis, key_prefix: str
 ) -> None:
     lines = [
         '{"type": "page", "userId": "u1", "name": "Home"}',
@@ -186,7 +186,7 @@ def test_check_refuses_what_the_mapping_would_reject_and_enqueues_the_rest(
 
 
 def test_json_prints_one_summary_with_the_rejected_lines(
-    workspaces: Path, env: dict[str, str], redis_client: redis.Redis[bytes], key_prefix: str
+    workspaces: Path, env: dict[str, str], redis_client: redis.Redis, key_prefix: str
 ) -> None:
     done = run_send(env, workspaces, "--json", "-", stdin='{"type": "track", "userId": "u"}\n\n' + LINES[0] + "\n")
     assert (done.returncode, done.stderr) == (1, "")

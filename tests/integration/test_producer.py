@@ -25,7 +25,7 @@ def producer(redis_url: str, key_prefix: str) -> Iterator[Producer]:
         yield made
 
 
-def entries(client: redis.Redis[bytes], prefix: str, partitions: int = 8) -> list[tuple[int, dict[bytes, bytes]]]:
+def entries(client: redis.Redis, prefix: str, partitions: int = 8) -> list[tuple[int, dict[bytes, bytes]]]:
     """Every entry of the workspace's streams, with its partition, in stream order per partition."""
     found = []
     for partition in range(partitions):
@@ -33,16 +33,16 @@ def entries(client: redis.Redis[bytes], prefix: str, partitions: int = 8) -> lis
     return found
 
 
-def events_in(client: redis.Redis[bytes], prefix: str, partitions: int = 8) -> list[dict[str, Any]]:
+def events_in(client: redis.Redis, prefix: str, partitions: int = 8) -> list[dict[str, Any]]:
     return [orjson.loads(fields[b"event"]) for _, fields in entries(client, prefix, partitions)]
 
 
-def drain_messages(client: redis.Redis[bytes], prefix: str) -> list[dict[str, Any]]:
+def drain_messages(client: redis.Redis, prefix: str) -> list[dict[str, Any]]:
     return [orjson.loads(raw) for raw in client.lrange(drain_queue(prefix), 0, -1)]
 
 
 def test_an_entry_holds_the_version_and_the_event_plus_its_stamps(
-    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+    producer: Producer, redis_client: redis.Redis, key_prefix: str
 ) -> None:
     event = {"type": "track", "userId": "u1", "event": "Signed Up", "odd-field": {"nested": [1, None, "ü"]}}
     message_id = producer.enqueue(event)
@@ -58,7 +58,7 @@ def test_an_entry_holds_the_version_and_the_event_plus_its_stamps(
 
 
 def test_a_given_message_id_and_timestamp_are_kept(
-    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+    producer: Producer, redis_client: redis.Redis, key_prefix: str
 ) -> None:
     event = {"type": "identify", "userId": 7, "messageId": "m-1", "timestamp": "2020-02-02T00:00:00Z"}
     assert producer.enqueue(event) == "m-1"
@@ -67,7 +67,7 @@ def test_a_given_message_id_and_timestamp_are_kept(
 
 
 def test_a_bad_event_raises_and_enqueues_nothing(
-    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+    producer: Producer, redis_client: redis.Redis, key_prefix: str
 ) -> None:
     with pytest.raises(InvalidEventError, match=r"^event: required for track$"):
         producer.enqueue({"type": "track", "userId": "u1"})
@@ -76,7 +76,7 @@ def test_a_bad_event_raises_and_enqueues_nothing(
 
 
 def test_one_persons_events_share_a_stream_in_order(
-    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+    producer: Producer, redis_client: redis.Redis, key_prefix: str
 ) -> None:
     names = [f"step {n}" for n in range(20)]
     for name in names:
@@ -91,7 +91,7 @@ def test_one_persons_events_share_a_stream_in_order(
 
 
 def test_enqueue_many_enqueues_the_good_events_and_reports_the_bad_by_index(
-    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+    producer: Producer, redis_client: redis.Redis, key_prefix: str
 ) -> None:
     events: list[Any] = [
         {"type": "track", "userId": "u1", "event": "A"},
@@ -113,7 +113,7 @@ def test_enqueue_many_enqueues_the_good_events_and_reports_the_bad_by_index(
 
 
 def test_enqueue_many_spans_several_chunks_in_input_order(
-    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+    producer: Producer, redis_client: redis.Redis, key_prefix: str
 ) -> None:
     result = producer.enqueue_many({"type": "track", "userId": "one", "event": str(n)} for n in range(2_500))
     assert result == EnqueueResult(2_500, result.message_ids, {})
@@ -132,7 +132,7 @@ def test_a_full_backlog_raises_queue_full_and_adds_nothing(redis_url: str, key_p
 
 
 def test_enqueue_many_fills_up_to_the_cap_in_input_order_then_raises(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:
     events = [{"type": "track", "userId": f"u{n}", "event": str(n)} for n in range(6)]
     events.insert(1, {"type": "track", "event": "no person"})
@@ -158,7 +158,7 @@ def test_no_cap_means_no_backpressure(redis_url: str, key_prefix: str) -> None:
 
 
 def test_a_producer_follows_the_count_the_workers_publish_after_it_cached_one(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:
     """Issue 9.3: a cached count of 16 after the workers moved to 8 would write to streams nobody drains."""
     redis_client.hset(config_key(key_prefix, WS), "partitions", "16")
@@ -178,7 +178,7 @@ def test_a_producer_follows_the_count_the_workers_publish_after_it_cached_one(
 
 
 def test_the_published_count_wins_over_the_partitions_argument(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:
     redis_client.hset(config_key(key_prefix, WS), "partitions", "3")
     with Producer(redis_url, WS, key_prefix=key_prefix, partitions=8, kick=False) as producer:
@@ -187,7 +187,7 @@ def test_the_published_count_wins_over_the_partitions_argument(
 
 
 def test_before_any_count_is_published_the_producer_records_the_span_it_writes(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:
     """Workers then drain streams 0..15 whatever count they are configured with."""
     with Producer(redis_url, WS, key_prefix=key_prefix, kick=False) as producer:
@@ -197,7 +197,7 @@ def test_before_any_count_is_published_the_producer_records_the_span_it_writes(
 
 @pytest.mark.parametrize("published", [None, "0", "lots"])
 def test_without_a_usable_published_count_the_default_16_partitions_apply(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str, published: str | None
+    redis_client: redis.Redis, redis_url: str, key_prefix: str, published: str | None
 ) -> None:
     if published is not None:
         redis_client.hset(config_key(key_prefix, WS), "partitions", published)
@@ -207,7 +207,7 @@ def test_without_a_usable_published_count_the_default_16_partitions_apply(
 
 
 def test_the_first_event_of_an_idle_partition_kicks_one_drain_task(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:
     with Producer(redis_url, WS, key_prefix=key_prefix, partitions=8) as producer:
         producer.track("u1", "first")
@@ -224,7 +224,7 @@ def test_the_first_event_of_an_idle_partition_kicks_one_drain_task(
 
 
 def test_a_partition_with_a_lease_is_not_kicked_again(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:
     partition = partition_for({"userId": "u1"}, 8)
     redis_client.set(lease_key(key_prefix, WS, partition), "owner-token", px=30_000)
@@ -235,7 +235,7 @@ def test_a_partition_with_a_lease_is_not_kicked_again(
 
 
 def test_enqueue_many_kicks_each_idle_partition_it_touched_once(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:
     users = [f"user-{n}" for n in range(12)]
     with Producer(redis_url, WS, key_prefix=key_prefix, partitions=4) as producer:
@@ -246,16 +246,14 @@ def test_enqueue_many_kicks_each_idle_partition_it_touched_once(
 
 
 def test_kick_false_leaves_the_partition_to_the_sweeper(
-    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+    producer: Producer, redis_client: redis.Redis, key_prefix: str
 ) -> None:
     producer.track("u1", "x")
     assert redis_client.get(lease_key(key_prefix, WS, partition_for({"userId": "u1"}, 8))) is None
     assert redis_client.exists(drain_queue(key_prefix)) == 0
 
 
-def test_the_kick_is_the_message_celery_would_queue(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
-) -> None:
+def test_the_kick_is_the_message_celery_would_queue(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:
     # Given the message Celery's own client queues for a drain task (the worker's broker reads that form)
     import celery
 
@@ -279,7 +277,7 @@ def test_the_kick_is_the_message_celery_would_queue(
     assert ours == celerys
 
 
-def test_a_kick_has_a_task_id_of_its_own(redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str) -> None:
+def test_a_kick_has_a_task_id_of_its_own(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:
     users = [f"user-{n}" for n in range(40)]
     with Producer(redis_url, WS, key_prefix=key_prefix, partitions=8) as producer:
         producer.enqueue_many({"type": "track", "userId": user, "event": "x"} for user in users)
@@ -288,9 +286,7 @@ def test_a_kick_has_a_task_id_of_its_own(redis_client: redis.Redis[bytes], redis
     assert len(ids) == len({partition_for({"userId": user}, 8) for user in [*users, "late"]}) == len(set(ids))
 
 
-def test_the_call_shapes_write_segment_events(
-    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
-) -> None:
+def test_the_call_shapes_write_segment_events(producer: Producer, redis_client: redis.Redis, key_prefix: str) -> None:
     moment = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     producer.identify("u1", {"email": "a@x.io"}, context={"ip": "1.2.3.4"}, timestamp=moment, plan="pro")
     producer.track("u1", "Bought", {"total": 3}, message_id="m-track")
@@ -311,7 +307,7 @@ def test_the_call_shapes_write_segment_events(
 
 
 def test_a_call_shape_with_a_missing_field_raises_before_anything_is_sent(
-    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
+    producer: Producer, redis_client: redis.Redis, key_prefix: str
 ) -> None:
     with pytest.raises(InvalidEventError, match=r"^previousId: required for alias$"):
         producer.alias(None, "u1")
@@ -320,9 +316,7 @@ def test_a_call_shape_with_a_missing_field_raises_before_anything_is_sent(
     assert producer.backlog() == 0
 
 
-def test_a_model_can_be_enqueued_directly(
-    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str
-) -> None:
+def test_a_model_can_be_enqueued_directly(producer: Producer, redis_client: redis.Redis, key_prefix: str) -> None:
     from producers import Track
 
     producer.enqueue(Track(userId="u1", event="Typed", properties={"a": 1}, custom="kept"))
@@ -345,7 +339,7 @@ def test_bad_arguments_are_refused_at_construction(redis_url: str, kwargs: dict[
 
 
 def test_a_script_missing_from_the_server_cache_is_loaded_and_the_call_retried(
-    producer: Producer, redis_client: redis.Redis[bytes], key_prefix: str, monkeypatch: pytest.MonkeyPatch
+    producer: Producer, redis_client: redis.Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A variant of the script the server has never seen, as after a restart; SCRIPT FLUSH would disturb others.
     import hashlib
@@ -361,7 +355,7 @@ def test_a_script_missing_from_the_server_cache_is_loaded_and_the_call_retried(
 
 
 def test_threads_sharing_one_producer_each_get_a_connection(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:
     # Given one producer and 8 threads that enqueue at the same time (single events and chunks)
     import threading
@@ -389,7 +383,7 @@ def test_threads_sharing_one_producer_each_get_a_connection(
 
 
 def test_every_kick_body_is_well_formed_base64_whatever_its_length(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:
     # One- and two-digit partitions and names of three lengths: bodies of every length modulo 3 (base64 padding)
     lengths = set()

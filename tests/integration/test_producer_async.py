@@ -28,14 +28,14 @@ def run(redis_url: str, prefix: str, scenario: Callable[[AsyncProducer], Awaitab
     return asyncio.run(main())
 
 
-def events_in(client: redis.Redis[bytes], prefix: str, partitions: int) -> list[dict[str, Any]]:
+def events_in(client: redis.Redis, prefix: str, partitions: int) -> list[dict[str, Any]]:
     found = []
     for partition in range(partitions):
         found += [orjson.loads(fields[b"event"]) for _, fields in client.xrange(stream_key(prefix, WS, partition))]
     return found
 
 
-def test_an_event_is_written_with_its_stamps(redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str) -> None:
+def test_an_event_is_written_with_its_stamps(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:
     event = {"type": "track", "userId": 5, "event": "Async", "extra": [1, 2]}
     message_id = run(redis_url, key_prefix, lambda p: p.enqueue(event), partitions=4, kick=False)
     [written] = events_in(redis_client, key_prefix, 4)
@@ -43,9 +43,7 @@ def test_an_event_is_written_with_its_stamps(redis_client: redis.Redis[bytes], r
     assert redis_client.xlen(stream_key(key_prefix, WS, partition_for(event, 4))) == 1
 
 
-def test_a_bad_event_raises_and_enqueues_nothing(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
-) -> None:
+def test_a_bad_event_raises_and_enqueues_nothing(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:
     async def scenario(producer: AsyncProducer) -> int:
         with pytest.raises(InvalidEventError, match=r"^groupId: required for group$"):
             await producer.group("u1", None)
@@ -54,16 +52,14 @@ def test_a_bad_event_raises_and_enqueues_nothing(
     assert run(redis_url, key_prefix, scenario, partitions=4, kick=False) == 0
 
 
-def test_enqueue_many_reports_bad_events_by_index(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
-) -> None:
+def test_enqueue_many_reports_bad_events_by_index(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:
     events = [{"type": "page", "userId": "u"}, {"type": "page"}, {"type": "screen", "userId": "u", "name": "S"}]
     result = run(redis_url, key_prefix, lambda p: p.enqueue_many(events), partitions=4, kick=False)
     assert (result.enqueued, list(result.errors), result.message_ids[1]) == (2, [1], None)
     assert [e["type"] for e in events_in(redis_client, key_prefix, 4)] == ["page", "screen"]
 
 
-def test_a_full_backlog_raises_queue_full(redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str) -> None:
+def test_a_full_backlog_raises_queue_full(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:
     async def scenario(producer: AsyncProducer) -> QueueFull:
         await producer.track("u1", "one")
         with pytest.raises(QueueFull) as caught:
@@ -75,16 +71,14 @@ def test_a_full_backlog_raises_queue_full(redis_client: redis.Redis[bytes], redi
     assert [e["event"] for e in events_in(redis_client, key_prefix, 2)] == ["one", "two"]
 
 
-def test_the_published_partition_count_is_used(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
-) -> None:
+def test_the_published_partition_count_is_used(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:
     redis_client.hset(config_key(key_prefix, WS), "partitions", "5")
     run(redis_url, key_prefix, lambda p: p.identify("someone"), kick=False)
     assert redis_client.xlen(stream_key(key_prefix, WS, partition_for({"userId": "someone"}, 5))) == 1
 
 
 def test_a_cached_count_is_dropped_when_the_workers_publish_another(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:
     """Issue 9.3: a count of 16 cached before the workers moved to 8 must not write to streams 8-15."""
     redis_client.hset(config_key(key_prefix, WS), "partitions", "16")
@@ -103,9 +97,7 @@ def test_a_cached_count_is_dropped_when_the_workers_publish_another(
         assert redis_client.xlen(stream_key(key_prefix, WS, partition_for({"userId": user}, 8))) >= 1
 
 
-def test_the_first_event_kicks_one_drain_task(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
-) -> None:
+def test_the_first_event_kicks_one_drain_task(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:
     async def scenario(producer: AsyncProducer) -> None:
         await producer.track("u1", "first")
         await producer.track("u1", "second")
@@ -119,13 +111,13 @@ def test_the_first_event_kicks_one_drain_task(
     assert orjson.loads(base64.b64decode(message["body"]))[0] == [WS, partition]
 
 
-def test_kick_false_queues_no_task(redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str) -> None:
+def test_kick_false_queues_no_task(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:
     run(redis_url, key_prefix, lambda p: p.alias("anon", "u1"), partitions=4, kick=False)
     assert redis_client.get(lease_key(key_prefix, WS, partition_for({"userId": "u1"}, 4))) is None
     assert redis_client.exists(drain_queue(key_prefix)) == 0
 
 
-def test_the_call_shapes_are_awaitable(redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str) -> None:
+def test_the_call_shapes_are_awaitable(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:
     async def scenario(producer: AsyncProducer) -> list[str]:
         return list(
             await asyncio.gather(
@@ -141,7 +133,7 @@ def test_the_call_shapes_are_awaitable(redis_client: redis.Redis[bytes], redis_u
 
 
 def test_concurrent_tasks_sharing_one_producer_are_all_written(
-    redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:
     async def scenario(producer: AsyncProducer) -> list[str]:
         singles = [producer.track(f"user-{n % 7}", f"e{n}") for n in range(60)]  # the pool holds 100

@@ -49,7 +49,7 @@ def install_producer_only(tmp_path: Path) -> Path:
 
 
 def test_a_producer_only_install_enqueues_and_kicks_without_the_worker_dependencies(
-    tmp_path: Path, redis_client: redis.Redis[bytes], redis_url: str, key_prefix: str
+    tmp_path: Path, redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:
     python = install_producer_only(tmp_path)
     run = subprocess.run(

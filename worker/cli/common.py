@@ -77,7 +77,7 @@ def load(workspaces_file: Path | None) -> Settings:
         fail(str(exc), Exit.USAGE)
 
 
-def endpoint(client: redis.Redis[bytes]) -> str:
+def endpoint(client: redis.Redis) -> str:
     """``host:port`` (or the socket path) of a client, never its password."""
     kwargs = client.connection_pool.connection_kwargs
     if "path" in kwargs:
@@ -86,7 +86,7 @@ def endpoint(client: redis.Redis[bytes]) -> str:
 
 
 @contextmanager
-def redis_errors(client: redis.Redis[bytes]) -> Iterator[None]:
+def redis_errors(client: redis.Redis) -> Iterator[None]:
     """Turn Redis connection problems into exit 3 with a message naming host:port and nothing secret."""
     try:
         yield
@@ -96,10 +96,10 @@ def redis_errors(client: redis.Redis[bytes]) -> Iterator[None]:
         fail(f"cannot reach Redis at {endpoint(client)} ({type(exc).__name__})", Exit.REDIS_UNREACHABLE)
 
 
-def connect(settings: Settings) -> redis.Redis[bytes]:
+def connect(settings: Settings) -> redis.Redis:
     """A checked Redis client for ``settings.redis_url``; exit 3 when Redis does not answer."""
     try:
-        client: redis.Redis[bytes] = redis.Redis.from_url(
+        client: redis.Redis = redis.Redis.from_url(
             settings.redis_url.get_secret_value(), socket_connect_timeout=5, socket_timeout=30
         )
     except ValueError:

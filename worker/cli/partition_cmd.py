@@ -29,7 +29,7 @@ class PartitionCount:
     source: str
 
 
-def published_count(client: redis.Redis[bytes], prefix: str, workspace: str) -> int | None:
+def published_count(client: redis.Redis, prefix: str, workspace: str) -> int | None:
     """The partition count the workers published for ``workspace``, if any."""
     raw = client.hget(config_key(prefix, workspace), "partitions")
     try:
@@ -43,7 +43,7 @@ def resolve_count(settings: Settings, workspace: str, given: int | None) -> Part
     """The count a producer would use now: given, published by the workers, configured, or the default."""
     if given is not None:
         return PartitionCount(given, "--partitions")
-    client: redis.Redis[bytes] = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    client: redis.Redis = redis.Redis.from_url(settings.redis_url.get_secret_value())
     with redis_errors(client):
         published = published_count(client, settings.key_prefix, workspace)
     client.close()

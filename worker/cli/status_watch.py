@@ -64,7 +64,7 @@ class WatchView:
 class _Watch:
     """What the loop reads with, and carries from one refresh to the next."""
 
-    client: redis.Redis[bytes]
+    client: redis.Redis
     settings: Settings
     interval_s: float
     metrics: Sequence[str]
@@ -96,7 +96,7 @@ def scrape_requests(urls: Sequence[str]) -> tuple[dict[str, float] | None, tuple
     return (None if failed else totals), tuple(failed)
 
 
-def _dead_letters_added(client: redis.Redis[bytes], prefix: str, workspaces: Sequence[str]) -> dict[str, int]:
+def _dead_letters_added(client: redis.Redis, prefix: str, workspaces: Sequence[str]) -> dict[str, int]:
     """Entries ever appended to each workspace's dead-letter stream (0 when it does not exist)."""
     pipe = client.pipeline(transaction=False)
     for workspace in workspaces:
@@ -109,7 +109,7 @@ def _dead_letters_added(client: redis.Redis[bytes], prefix: str, workspaces: Seq
 
 
 def read_snapshot(
-    client: redis.Redis[bytes], prefix: str, partitions: Mapping[str, int], requests: Mapping[str, float] | None
+    client: redis.Redis, prefix: str, partitions: Mapping[str, int], requests: Mapping[str, float] | None
 ) -> Snapshot:
     """The counters of every configured workspace, read from Redis (``requests``: from the scraped workers)."""
     strays = read_strays(client, prefix)
@@ -216,7 +216,7 @@ def _refresh(watch: _Watch) -> WatchView:
 
 
 def watch_status(
-    settings: Settings, client: redis.Redis[bytes], interval_s: float, metrics: Sequence[str], console: Console
+    settings: Settings, client: redis.Redis, interval_s: float, metrics: Sequence[str], console: Console
 ) -> None:
     """Refresh the view every ``interval_s`` seconds until Ctrl-C, which ends it cleanly.
 

@@ -61,7 +61,7 @@ class AuditRecord:
 
 
 def record_audit(
-    client: redis.Redis[bytes],
+    client: redis.Redis,
     prefix: str,
     *,
     action: str,
@@ -98,7 +98,7 @@ def record_audit(
     return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
 
 
-def audit(client: redis.Redis[bytes], prefix: str, limit: int = 50) -> list[AuditRecord]:
+def audit(client: redis.Redis, prefix: str, limit: int = 50) -> list[AuditRecord]:
     """The latest ``limit`` audit records, newest first."""
     rows = client.xrevrange(audit_key(prefix), count=limit)
     return [_record(stream_id.decode(), fields) for stream_id, fields in rows]

@@ -54,7 +54,7 @@ class PurgeResult:
 
 
 def purge(
-    client: redis.Redis[bytes],
+    client: redis.Redis,
     prefix: str,
     flt: DeadLetterFilter,
     *,
@@ -203,7 +203,7 @@ def _event_bytes(data: dict[str, Any]) -> bytes:
 
 
 def export(
-    client: redis.Redis[bytes],
+    client: redis.Redis,
     prefix: str,
     flt: DeadLetterFilter,
     out: TextIO,
@@ -252,12 +252,12 @@ def _digest(letter: DeadLetter) -> bytes:
     return hasher.digest()
 
 
-def _existing_digests(client: redis.Redis[bytes], prefix: str, workspace: str) -> set[bytes]:
+def _existing_digests(client: redis.Redis, prefix: str, workspace: str) -> set[bytes]:
     entries = scan_stream(client, prefix, workspace, DeadLetterFilter(), newest_first=False)
     return {_digest(entry.letter) for entry in entries}
 
 
-def _fresh_letters(client: redis.Redis[bytes], prefix: str, letters: Iterable[DeadLetter]) -> list[DeadLetter]:
+def _fresh_letters(client: redis.Redis, prefix: str, letters: Iterable[DeadLetter]) -> list[DeadLetter]:
     known: dict[str, set[bytes]] = {}
     fresh = []
     for letter in letters:
@@ -271,7 +271,7 @@ def _fresh_letters(client: redis.Redis[bytes], prefix: str, letters: Iterable[De
 
 
 def import_(
-    client: redis.Redis[bytes],
+    client: redis.Redis,
     prefix: str,
     lines: Iterable[str],
     *,

@@ -108,7 +108,7 @@ def target_partition(letter: DeadLetter, partitions: int) -> int:
 
 
 def snapshot(
-    client: redis.Redis[bytes],
+    client: redis.Redis,
     prefix: str,
     flt: DeadLetterFilter,
     partitions_of: Callable[[str], int],
@@ -141,7 +141,7 @@ class _Pacer:
                 self.sleep(delay)
 
 
-def move_chunk(client: redis.Redis[bytes], prefix: str, targets: Sequence[ReplayTarget]) -> int:
+def move_chunk(client: redis.Redis, prefix: str, targets: Sequence[ReplayTarget]) -> int:
     """Move ``targets`` back to their partition streams in one round trip; return how many moved."""
     script = client.register_script(_MOVE_LUA)
     pipe = client.pipeline(transaction=False)
@@ -152,7 +152,7 @@ def move_chunk(client: redis.Redis[bytes], prefix: str, targets: Sequence[Replay
 
 
 def _move_all(
-    client: redis.Redis[bytes],
+    client: redis.Redis,
     prefix: str,
     targets: Sequence[ReplayTarget],
     pacer: _Pacer,
@@ -174,7 +174,7 @@ def _move_all(
 
 
 def replay(
-    client: redis.Redis[bytes],
+    client: redis.Redis,
     prefix: str,
     flt: DeadLetterFilter,
     partitions_of: Callable[[str], int],
@@ -225,7 +225,7 @@ def replay(
 
 
 def kick_partitions(
-    client: redis.Redis[bytes],
+    client: redis.Redis,
     prefix: str,
     partitions: Iterable[tuple[str, int]],
     send: Callable[[str, int], None],
@@ -250,7 +250,7 @@ def kick_partitions(
     return kicked
 
 
-def partitions_lookup(client: redis.Redis[bytes], prefix: str, configured: Mapping[str, int]) -> Callable[[str], int]:
+def partitions_lookup(client: redis.Redis, prefix: str, configured: Mapping[str, int]) -> Callable[[str], int]:
     """A cached ``partitions_of``: the configured count, else the one the workers publish, else the default."""
 
     @cache

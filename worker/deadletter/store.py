@@ -122,19 +122,19 @@ class DlqStats:
         }
 
 
-def dlq_size(client: redis.Redis[bytes], prefix: str, workspace: str) -> int:
+def dlq_size(client: redis.Redis, prefix: str, workspace: str) -> int:
     """How many dead letters a workspace holds."""
     return int(client.xlen(dlq_key(prefix, workspace)))
 
 
-def dlq_workspaces(client: redis.Redis[bytes], prefix: str, configured: Iterable[str] = ()) -> list[str]:
+def dlq_workspaces(client: redis.Redis, prefix: str, configured: Iterable[str] = ()) -> list[str]:
     """The configured workspaces plus every workspace that has a dead-letter stream, sorted."""
     keys = client.scan_iter(match=dlq_pattern(prefix), count=1_000, _type="stream")
     found = {parse_dlq_key(prefix, key) for key in keys}
     return sorted(found | set(configured))
 
 
-def get_entry(client: redis.Redis[bytes], prefix: str, dead_letter_id: str) -> DeadLetterEntry | None:
+def get_entry(client: redis.Redis, prefix: str, dead_letter_id: str) -> DeadLetterEntry | None:
     """One dead letter by its id (``{workspace}/{stream-entry-id}``), or ``None`` when it is not there.
 
     Raises:
@@ -172,7 +172,7 @@ def _server_filter(flt: DeadLetterFilter) -> list[str]:
 
 
 def scan_stream(
-    client: redis.Redis[bytes], prefix: str, workspace: str, flt: DeadLetterFilter, *, newest_first: bool
+    client: redis.Redis, prefix: str, workspace: str, flt: DeadLetterFilter, *, newest_first: bool
 ) -> Iterator[DeadLetterEntry]:
     """Every entry of one workspace's dead-letter stream that ``flt`` matches, in id order, chunk by chunk.
 
@@ -192,7 +192,7 @@ def scan_stream(
 
 
 def _chunk_reader(
-    client: redis.Redis[bytes], key: str, flt: DeadLetterFilter, *, newest_first: bool
+    client: redis.Redis, key: str, flt: DeadLetterFilter, *, newest_first: bool
 ) -> Callable[[str, str], tuple[int, str, list[_Row]]]:
     """A reader of one chunk between two ids: (entries read, last id read, candidate rows)."""
     wanted = _server_filter(flt)
@@ -220,7 +220,7 @@ def _order(entry: DeadLetterEntry) -> tuple[int, int]:
 
 
 def iter_entries(
-    client: redis.Redis[bytes],
+    client: redis.Redis,
     prefix: str,
     workspaces: Sequence[str],
     flt: DeadLetterFilter,
@@ -247,7 +247,7 @@ def iter_entries(
         yield entry
 
 
-def stats(client: redis.Redis[bytes], prefix: str, workspaces: Sequence[str], *, now_ms: int) -> DlqStats:
+def stats(client: redis.Redis, prefix: str, workspaces: Sequence[str], *, now_ms: int) -> DlqStats:
     """Count the dead letters of ``workspaces`` by workspace, outcome, reason, status and age.
 
     Args:

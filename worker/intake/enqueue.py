@@ -90,10 +90,10 @@ class Enqueuer:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._redis: redis.asyncio.Redis[Any] | None = None
+        self._redis: redis.asyncio.Redis | None = None
         self._producers: dict[str, AsyncProducer] = {}
 
-    def _client(self) -> redis.asyncio.Redis[Any]:
+    def _client(self) -> redis.asyncio.Redis:
         if self._redis is None:
             self._redis = redis.asyncio.Redis.from_url(
                 self._settings.redis_url.get_secret_value(),

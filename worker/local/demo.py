@@ -130,7 +130,7 @@ def worker_env(settings: Settings, prefix: str, metrics_port: int, workspaces_fi
     return env
 
 
-def backlog(client: redis.Redis[bytes], prefix: str, workspace: WorkspaceConfig) -> int:
+def backlog(client: redis.Redis, prefix: str, workspace: WorkspaceConfig) -> int:
     """Events still waiting in the workspace's partitions."""
     pipe = client.pipeline(transaction=False)
     for partition in range(workspace.partitions):

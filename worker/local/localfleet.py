@@ -35,7 +35,7 @@ def start_worker(
 
 
 def wait_until_registered(
-    client: redis.Redis[bytes], prefix: str, count: int = 0, *, pids: Sequence[int] = (), timeout_s: float = 30.0
+    client: redis.Redis, prefix: str, count: int = 0, *, pids: Sequence[int] = (), timeout_s: float = 30.0
 ) -> None:
     """Wait until ``count`` workers, and the workers with these ``pids``, have sent a heartbeat.
 

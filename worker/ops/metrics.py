@@ -230,7 +230,7 @@ class FleetMetrics:
 
     def watch_redis(
         self,
-        client: redis.Redis[Any],
+        client: redis.Redis,
         prefix: str,
         workspaces: Mapping[str, int],
         dlq_max_entries: int,
@@ -280,7 +280,7 @@ def workspace_state(reading: WorkspaceReading) -> WorkspaceState:
 
 
 def read_state(
-    client: redis.Redis[Any],
+    client: redis.Redis,
     prefix: str,
     workspaces: Mapping[str, int],
     extra: Mapping[str, Iterable[int]] | None = None,
@@ -354,7 +354,7 @@ class RedisStateCollector(Collector):
 
     def __init__(
         self,
-        redis: redis.Redis[Any],
+        redis: redis.Redis,
         prefix: str,
         workspaces: Mapping[str, int],
         dlq_max_entries: int,

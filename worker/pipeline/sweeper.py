@@ -103,7 +103,7 @@ def sweep_once(settings: Settings, store: PartitionStore, limiter: WorkspaceLimi
     return kicked
 
 
-def cover_strays(client: redis.Redis[bytes], prefix: str, above: Mapping[str, tuple[int, ...]]) -> None:
+def cover_strays(client: redis.Redis, prefix: str, above: Mapping[str, tuple[int, ...]]) -> None:
     """Raise the span of each workspace over its non-empty streams above the count, so the fleet drains them.
 
     Streams at or above ``MAX_PARTITIONS`` are left out (no producer writes there; a span that large would make every
@@ -119,7 +119,7 @@ def cover_strays(client: redis.Redis[bytes], prefix: str, above: Mapping[str, tu
             layout.cover(client, prefix, workspace, max(waiting) + 1)
 
 
-def scan_strays(settings: Settings, client: redis.Redis[bytes]) -> dict[str, int]:
+def scan_strays(settings: Settings, client: redis.Redis) -> dict[str, int]:
     """Find streams outside the configured layouts, record them, cover those of configured workspaces.
 
     Returns:
@@ -136,7 +136,7 @@ def scan_strays(settings: Settings, client: redis.Redis[bytes]) -> dict[str, int
 class Sweeper:
     """A daemon thread that sweeps every ``sweep_interval_s`` while it holds the fleet-wide sweep lock."""
 
-    def __init__(self, settings: Settings, client: redis.Redis[bytes], kick: Kick, identity: str) -> None:
+    def __init__(self, settings: Settings, client: redis.Redis, kick: Kick, identity: str) -> None:
         self.settings = settings
         self.client = client
         self.store = PartitionStore(client, settings.key_prefix)

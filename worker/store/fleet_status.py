@@ -239,7 +239,7 @@ _PER_WORKSPACE: Final = 5
 
 
 def read_fleet(
-    client: redis.Redis[Any], prefix: str, partitions: Mapping[str, Sequence[int]]
+    client: redis.Redis, prefix: str, partitions: Mapping[str, Sequence[int]]
 ) -> tuple[int, dict[str, WorkspaceReading]]:
     """Redis's time in ms and the reading of each workspace's partitions, in one pipelined round trip.
 
@@ -290,7 +290,7 @@ def _reading(facts: tuple[PartitionFacts, ...], replies: Sequence[Any]) -> Works
 
 
 def gather_status(
-    client: redis.Redis[bytes],
+    client: redis.Redis,
     prefix: str,
     workspaces: Mapping[str, int],
     *,

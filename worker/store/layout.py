@@ -84,7 +84,7 @@ end
 """
 
 
-def publish_workspaces(client: redis.Redis[bytes], prefix: str, workspaces: Iterable[str]) -> None:
+def publish_workspaces(client: redis.Redis, prefix: str, workspaces: Iterable[str]) -> None:
     """Say which workspaces this worker serves (``{prefix}:workspaces``), so producers refuse any other name."""
     names = sorted(workspaces)
     if names:
@@ -101,25 +101,25 @@ def span_of(partitions: int, raw_span: Any, raw_published: Any) -> int:
     return max(partitions, _number(raw_span), _number(raw_published))
 
 
-def read_span(client: redis.Redis[bytes], prefix: str, workspace: str, partitions: int) -> int:
+def read_span(client: redis.Redis, prefix: str, workspace: str, partitions: int) -> int:
     """Streams ``0..span-1`` of the workspace may hold events; at least ``partitions``."""
     raw_span, raw_published = client.hmget(config_key(prefix, workspace), [SPAN_FIELD, PARTITIONS_FIELD])
     return span_of(partitions, raw_span, raw_published)
 
 
-def publish(client: redis.Redis[bytes], prefix: str, workspace: str, partitions: int) -> int:
+def publish(client: redis.Redis, prefix: str, workspace: str, partitions: int) -> int:
     """Publish the workspace's partition count for producers; returns the span the workers must drain."""
     span = read_span(client, prefix, workspace, partitions)
     keys = [config_key(prefix, workspace), *(stream_key(prefix, workspace, n) for n in range(partitions, span))]
     return int(client.register_script(_PUBLISH)(keys=keys, args=[partitions]))
 
 
-def cover(client: redis.Redis[bytes], prefix: str, workspace: str, span: int) -> int:
+def cover(client: redis.Redis, prefix: str, workspace: str, span: int) -> int:
     """Raise the workspace's span to at least ``span`` (a stray stream was found); returns the span."""
     return int(client.register_script(_RAISE)(keys=[config_key(prefix, workspace)], args=[span]))
 
 
-def older_streams_wait(client: redis.Redis[bytes], prefix: str, workspace: str, partitions: int, span: int) -> bool:
+def older_streams_wait(client: redis.Redis, prefix: str, workspace: str, partitions: int, span: int) -> bool:
     """True while a stream from the partition count up to ``span`` holds events (older than any event below it)."""
     if span <= partitions:
         return False
@@ -129,7 +129,7 @@ def older_streams_wait(client: redis.Redis[bytes], prefix: str, workspace: str, 
     return any(int(length) for length in pipe.execute())
 
 
-def scan_streams(client: redis.Redis[bytes], prefix: str) -> dict[str, set[int]]:
+def scan_streams(client: redis.Redis, prefix: str) -> dict[str, set[int]]:
     """Every partition stream under the prefix, by workspace (``SCAN`` with a match pattern, never ``KEYS``)."""
     found: dict[str, set[int]] = {}
     for key in client.scan_iter(match=stream_pattern(prefix), count=1_000, _type="stream"):
@@ -167,7 +167,7 @@ def outside(streams: Mapping[str, Iterable[int]], configured: Mapping[str, int])
     return Outside(above, unconfigured)
 
 
-def record_strays(client: redis.Redis[bytes], prefix: str, found: Outside) -> None:
+def record_strays(client: redis.Redis, prefix: str, found: Outside) -> None:
     """Replace ``{prefix}:strays`` with what the last scan found."""
     pipe = client.pipeline(transaction=True)
     pipe.delete(strays_key(prefix))
@@ -188,12 +188,12 @@ def parse_strays(members: Iterable[Any]) -> dict[str, set[int]]:
     return found
 
 
-def read_strays(client: redis.Redis[Any], prefix: str) -> dict[str, set[int]]:
+def read_strays(client: redis.Redis, prefix: str) -> dict[str, set[int]]:
     """The streams the sweeper's last scan found outside the configured layouts, by workspace."""
     return parse_strays(client.smembers(strays_key(prefix)))
 
 
-def stream_lengths(client: redis.Redis[Any], prefix: str, groups: Mapping[str, Iterable[int]]) -> dict[str, int]:
+def stream_lengths(client: redis.Redis, prefix: str, groups: Mapping[str, Iterable[int]]) -> dict[str, int]:
     """Waiting events per workspace over the given partitions' streams (one pipelined round trip)."""
     pairs = [(workspace, n) for workspace, partitions in groups.items() for n in partitions]
     pipe = client.pipeline(transaction=False)

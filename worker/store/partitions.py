@@ -179,7 +179,7 @@ class RetryState:
 class PartitionStore:
     """Streams, leases and retry state of every partition under one key prefix."""
 
-    def __init__(self, client: redis.Redis[bytes], prefix: str) -> None:
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._redis = client
         self.prefix = prefix
         self._take = client.register_script(_TAKE)

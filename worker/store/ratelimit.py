@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import redis
 
@@ -152,7 +152,7 @@ def _text(value: bytes | str | None) -> str:
 class WorkspaceLimiter:
     """GCRA rate limits and pauses per workspace, shared by all processes on the same Redis and prefix."""
 
-    def __init__(self, redis: redis.Redis[Any], prefix: str) -> None:
+    def __init__(self, redis: redis.Redis, prefix: str) -> None:
         """Register the scripts on a client; nothing is sent until the first call.
 
         Args:
