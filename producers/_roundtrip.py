@@ -22,7 +22,7 @@ from typing import Any
 import redis
 import redis.asyncio
 from redis.asyncio.connection import AbstractConnection as AsyncConnection
-from redis.connection import AbstractConnection as Connection
+from redis.connection import Connection  # the type the pool hands out and takes back
 
 from producers._events import ProducerError
 
@@ -42,7 +42,7 @@ class Call:
     def send(self) -> Call:
         """Send the command without waiting for the reply; a connection error is left to ``reply``'s retry."""
         try:
-            self.connection.send_packed_command([self.packed])  # type: ignore[list-item]  # bytes are sent as they are
+            self.connection.send_packed_command([self.packed])
             self._sent = True
         except _RETRIED:
             self.connection.disconnect()
@@ -50,7 +50,7 @@ class Call:
 
     def _attempt(self) -> Any:
         if not self._sent:
-            self.connection.send_packed_command([self.packed])  # type: ignore[list-item]  # bytes are sent as they are
+            self.connection.send_packed_command([self.packed])
         self._sent = False  # a retry sends again
         return self.connection.read_response()
 

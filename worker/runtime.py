@@ -55,8 +55,7 @@ def redis_client(settings: Settings) -> redis.Redis:
         socket_timeout=settings.redis_socket_timeout_s,
         socket_connect_timeout=settings.redis_connect_timeout_s,
         socket_keepalive=True,
-        # types-redis says str keys; redis-py passes them to setsockopt, which takes the socket module's ints.
-        socket_keepalive_options=_keepalive_options(),  # type: ignore[arg-type]
+        socket_keepalive_options=_keepalive_options(),
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), 2, supported_errors=(RedisConnectionError,)),
     )
 
