@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from producers.keys import audit_key
+from worker.store.replies import entry_fields, stream_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +95,13 @@ def record_audit(
         "dry_run": "1" if dry_run else "0",
         "interrupted": "1" if interrupted else "0",
     }
-    stream_id = client.xadd(audit_key(prefix), fields)
+    stream_id = client.xadd(audit_key(prefix), entry_fields(fields))
     return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
 
 
 def audit(client: redis.Redis, prefix: str, limit: int = 50) -> list[AuditRecord]:
     """The latest ``limit`` audit records, newest first."""
-    rows = client.xrevrange(audit_key(prefix), count=limit)
+    rows = stream_rows(client.xrevrange(audit_key(prefix), count=limit))
     return [_record(stream_id.decode(), fields) for stream_id, fields in rows]
 
 

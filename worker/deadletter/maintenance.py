@@ -25,6 +25,7 @@ from worker.deadletter.audit import Actor, record_audit
 from worker.deadletter.filters import DeadLetterFilter
 from worker.deadletter.records import OUTCOMES, DeadLetter, DeadLetterEntry
 from worker.deadletter.store import dlq_workspaces, iter_entries, scan_stream
+from worker.store.replies import entry_fields
 
 #: Entries deleted or written per Redis round trip.
 WRITE_CHUNK: Final = 500
@@ -300,7 +301,7 @@ def import_(
             break
         pipe = client.pipeline(transaction=False)
         for letter in fresh[start : start + WRITE_CHUNK]:
-            pipe.xadd(dlq_key(prefix, letter.workspace), letter.to_fields())
+            pipe.xadd(dlq_key(prefix, letter.workspace), entry_fields(letter.to_fields()))
         written += len(pipe.execute())
     interrupted = written < len(fresh)
     record_audit(

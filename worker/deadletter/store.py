@@ -18,6 +18,7 @@ import redis
 from producers.keys import dlq_key, dlq_pattern, parse_dlq_key
 from worker.deadletter.filters import DeadLetterFilter
 from worker.deadletter.records import DeadLetter, DeadLetterEntry, split_id
+from worker.store.replies import stream_rows
 
 #: One stream entry as redis-py gives it: (id, fields).
 _Row = tuple[bytes, dict[bytes, bytes]]
@@ -141,7 +142,7 @@ def get_entry(client: redis.Redis, prefix: str, dead_letter_id: str) -> DeadLett
         ValueError: ``dead_letter_id`` is not a dead-letter id.
     """
     workspace, stream_id = split_id(dead_letter_id)
-    rows = client.xrange(dlq_key(prefix, workspace), stream_id, stream_id)
+    rows = stream_rows(client.xrange(dlq_key(prefix, workspace), stream_id, stream_id))
     return _entry(workspace, rows[0]) if rows else None
 
 
@@ -200,9 +201,9 @@ def _chunk_reader(
 
     def plain(low: str, high: str) -> tuple[int, str, list[_Row]]:
         if newest_first:
-            rows = client.xrevrange(key, high, low, count=SCAN_CHUNK)
+            rows = stream_rows(client.xrevrange(key, high, low, count=SCAN_CHUNK))
         else:
-            rows = client.xrange(key, low, high, count=SCAN_CHUNK)
+            rows = stream_rows(client.xrange(key, low, high, count=SCAN_CHUNK))
         return len(rows), rows[-1][0].decode() if rows else "", rows
 
     def filtered(low: str, high: str) -> tuple[int, str, list[_Row]]:

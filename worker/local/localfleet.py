@@ -13,6 +13,7 @@ from pathlib import Path
 import redis
 
 from producers.keys import workers_key
+from worker.store.replies import byte_strings
 
 
 def worker_command(concurrency: int = 16, queue: str | None = None) -> list[str]:
@@ -44,7 +45,7 @@ def wait_until_registered(
     """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        fields = [field.decode() for field in client.hkeys(workers_key(prefix))]
+        fields = [field.decode() for field in byte_strings(client.hkeys(workers_key(prefix)))]
         started = {int(field.rsplit(":", 1)[1]) for field in fields if field.rsplit(":", 1)[-1].isdigit()}
         if len(fields) >= count and set(pids) <= started:
             return

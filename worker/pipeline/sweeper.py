@@ -29,6 +29,7 @@ from worker.store import layout
 from worker.store.fleet_status import WORKER_FORGET_S
 from worker.store.partitions import PartitionStore
 from worker.store.ratelimit import WorkspaceLimiter
+from worker.store.replies import byte_strings
 
 log = logging.getLogger("cio_fleet.sweeper")
 
@@ -179,7 +180,7 @@ class Sweeper:
 
     def _queued(self) -> set[tuple[str, int]]:
         """The partitions that have a drain task in the queue now."""
-        return queued_partitions(self.client.lrange(drain_queue(self.settings.key_prefix), 0, -1))
+        return queued_partitions(byte_strings(self.client.lrange(drain_queue(self.settings.key_prefix), 0, -1)))
 
     def _alarm_stranded(self, stranded: Mapping[str, int]) -> None:
         """Log an error, at most once a minute per workspace, while an unconfigured workspace holds events."""

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import redis
+from redis.typing import EncodableT
 
 from producers.keys import authprobe_key, dlq_key, lease_key, retry_key, stream_key
 from producers.wire import KICKED
 from worker.store import layout
 from worker.store.clock import entry_id_ms, server_ms
+from worker.store.replies import hash_fields
 
 #: Lease value of a partition waiting for its retry timer.
 RETRY: Final = "retry"
@@ -281,7 +283,7 @@ class PartitionStore:
 
     def retry_state(self, workspace: str, partition: int) -> RetryState | None:
         """The partition's current failure run, if any."""
-        raw: dict[bytes, bytes] = self._redis.hgetall(self.retry_key(workspace, partition))
+        raw = hash_fields(self._redis.hgetall(self.retry_key(workspace, partition)))
         if not raw:
             return None
         fields = (raw.get(b"attempts", b"0"), raw.get(b"first_failed_at", b"0"), raw.get(b"head_limit", b"0"))
@@ -294,7 +296,7 @@ class PartitionStore:
             False when the lease no longer holds ``token``: nothing was written (the new owner keeps its run).
         """
         keys = [self.lease(workspace, partition), self.retry_key(workspace, partition)]
-        args = [token, state.attempts, state.first_failed_at_ms, state.head_limit, error[:500]]
+        args: list[EncodableT] = [token, state.attempts, state.first_failed_at_ms, state.head_limit, error[:500]]
         return bool(self._record_failure(keys=keys, args=args))
 
     def end_retry_run(self, workspace: str, partition: int) -> None:
