@@ -9,6 +9,7 @@ from kombu.connection import Connection
 from producers import Producer, partition_for
 from producers.keys import drain_queue
 from worker.broker import Transport, queued_partitions
+from worker.store.replies import byte_strings
 
 
 def test_a_detached_channel_still_restores_its_unacknowledged_tasks(redis_url, key_prefix):
@@ -46,5 +47,5 @@ def test_the_drain_tasks_waiting_in_the_queue_are_read_back_with_their_partition
     client = redis.Redis.from_url(redis_url)
     client.lpush(drain_queue(key_prefix), b"not json")
     # When the queue is read, then the drain tasks' partitions are found and the rest is skipped
-    assert queued_partitions(client.lrange(drain_queue(key_prefix), 0, -1)) == {("acme", 3), ("acme", 5)}
+    assert queued_partitions(byte_strings(client.lrange(drain_queue(key_prefix), 0, -1))) == {("acme", 3), ("acme", 5)}
     client.close()

@@ -17,6 +17,7 @@ from producers.wire import KICKED, partition_for
 from tests.integration.test_deadletter_store import letter, put
 from worker.cli.common import Exit
 from worker.deadletter.api import DeadLetter, dlq_size
+from worker.store.replies import stream_rows
 
 CLI = str(Path(sys.executable).parent / "cio-fleet")
 API_KEY = "sk-live-DO-NOT-PRINT-4242"
@@ -171,7 +172,10 @@ def test_replay_moves_matching_entries_and_kicks_their_partitions(
     }
     for n in (0, 4):
         partition = partition_for({"userId": f"u{n}"}, PARTITIONS)
-        assert redis_client.xrange(stream_key(key_prefix, "acme", partition))[0][1][b"event"] == letter(n=n).event
+        assert (
+            stream_rows(redis_client.xrange(stream_key(key_prefix, "acme", partition)))[0][1][b"event"]
+            == letter(n=n).event
+        )
         assert redis_client.get(lease_key(key_prefix, "acme", partition)) == KICKED.encode()
     assert redis_client.llen(drain_queue(key_prefix)) == 2
     assert dlq_size(redis_client, key_prefix, "acme") == 2
@@ -238,12 +242,12 @@ def test_export_purge_import_round_trip_restores_identical_entries(
         key_prefix,
         letter(n=7, attempts=9, response="r" * 1_000, first_failed_at_ms=1, last_failed_at_ms=2),
     )
-    before = redis_client.xrange(dlq_key(key_prefix, "acme"))
+    before = stream_rows(redis_client.xrange(dlq_key(key_prefix, "acme")))
     dump = tmp_path / "dump.jsonl"
     assert "exported 2" in run(cli_env, "dlq", "export", "--out", str(dump)).stderr
     run(cli_env, "dlq", "purge", "--all", "--yes")
     assert "imported 2 dead letter(s), skipped 0" in run(cli_env, "dlq", "import", str(dump)).stdout
-    after = redis_client.xrange(dlq_key(key_prefix, "acme"))
+    after = stream_rows(redis_client.xrange(dlq_key(key_prefix, "acme")))
     assert [fields for _, fields in after] == [fields for _, fields in before]
     assert "imported 0 dead letter(s), skipped 2" in run(cli_env, "dlq", "import", str(dump)).stdout
 

@@ -14,6 +14,7 @@ import redis
 from producers.keys import dlq_key, stream_key
 from tests.integration.test_cli_dlq import CLI, PARTITIONS, cli_environment, run
 from tests.integration.test_deadletter_store import letter, put
+from worker.store.replies import stream_rows
 
 ENTRIES = 30
 
@@ -26,7 +27,7 @@ def cli_env(tmp_path: Path, redis_url: str, key_prefix: str) -> dict[str, str]:
 def places(client: redis.Redis, prefix: str) -> Counter[bytes]:
     """How many times each event is found in the dead-letter stream and the partition streams together."""
     keys = [dlq_key(prefix, "acme")] + [stream_key(prefix, "acme", n) for n in range(PARTITIONS)]
-    return Counter(fields[b"event"] for key in keys for _, fields in client.xrange(key))
+    return Counter(fields[b"event"] for key in keys for _, fields in stream_rows(client.xrange(key)))
 
 
 def moved(client: redis.Redis, prefix: str) -> int:

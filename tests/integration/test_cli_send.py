@@ -18,6 +18,7 @@ from producers.keys import drain_queue, stream_key
 from worker.cli import app
 from worker.cli.common import Exit
 from worker.store.layout import publish_workspaces
+from worker.store.replies import stream_rows
 
 WS = "acme"
 PARTITIONS = 4
@@ -38,7 +39,7 @@ def env(redis_url: str, key_prefix: str) -> dict[str, str]:
 def written(client: redis.Redis, prefix: str) -> list[dict[str, Any]]:
     found = []
     for partition in range(PARTITIONS):
-        found += [orjson.loads(f[b"event"]) for _, f in client.xrange(stream_key(prefix, WS, partition))]
+        found += [orjson.loads(f[b"event"]) for _, f in stream_rows(client.xrange(stream_key(prefix, WS, partition)))]
     return found
 
 

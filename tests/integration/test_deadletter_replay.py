@@ -18,6 +18,7 @@ from worker.deadletter.api import (
     replay,
 )
 from worker.deadletter.replay import ReplayTarget, move_chunk
+from worker.store.replies import entry_fields, stream_rows
 
 PARTITIONS = 8
 
@@ -30,7 +31,7 @@ def partition_entries(client: redis.Redis, prefix: str, workspace: str = "acme")
     """Every entry waiting in the workspace's partition streams."""
     found = []
     for n in range(PARTITIONS):
-        found += [fields for _, fields in client.xrange(stream_key(prefix, workspace, n))]
+        found += [fields for _, fields in stream_rows(client.xrange(stream_key(prefix, workspace, n)))]
     return found
 
 
@@ -41,7 +42,7 @@ def test_replay_moves_entries_to_their_person_partition_with_attempts_kept(
     put(redis_client, key_prefix, item)
     result = replay(redis_client, key_prefix, DeadLetterFilter(), parts)
     target = stream_key(key_prefix, "acme", partition_for({"userId": "u3"}, PARTITIONS))
-    [(_, fields)] = redis_client.xrange(target)
+    [(_, fields)] = stream_rows(redis_client.xrange(target))
     assert fields == {b"v": b"1", b"event": item.event, b"attempts": b"6", b"first_failed_at": b"1700000000000"}
     assert (result.matched, result.moved, result.missing) == (1, 1, 0)
     assert dlq_size(redis_client, key_prefix, "acme") == 0
@@ -52,7 +53,7 @@ def test_an_event_that_is_not_json_returns_to_its_recorded_partition_byte_for_by
 ) -> None:
     put(redis_client, key_prefix, DeadLetter("acme", 5, b"\xff{not json", "rejected", "not JSON"))
     replay(redis_client, key_prefix, DeadLetterFilter(), parts)
-    assert redis_client.xrange(stream_key(key_prefix, "acme", 5))[0][1][b"event"] == b"\xff{not json"
+    assert stream_rows(redis_client.xrange(stream_key(key_prefix, "acme", 5)))[0][1][b"event"] == b"\xff{not json"
 
 
 def test_only_matching_entries_are_replayed(redis_client: redis.Redis, key_prefix: str) -> None:
@@ -90,18 +91,18 @@ def test_entries_failing_again_during_the_replay_are_not_replayed_again(
 
     def worker_fails_again(done: int, total: int) -> None:
         for n in range(PARTITIONS):
-            for entry_id, fields in redis_client.xrange(stream_key(key_prefix, "acme", n)):
+            for entry_id, fields in stream_rows(redis_client.xrange(stream_key(key_prefix, "acme", n))):
                 again = DeadLetter(
                     "acme", n, fields[b"event"], "rejected", "again", attempts=int(fields[b"attempts"]) + 1
                 )
-                redis_client.xadd(dlq_key(key_prefix, "acme"), again.to_fields())
+                redis_client.xadd(dlq_key(key_prefix, "acme"), entry_fields(again.to_fields()))
                 redis_client.xdel(stream_key(key_prefix, "acme", n), entry_id)
 
     # When a replay runs with a tiny rate, so that the "worker" acts between chunks
     result = replay(redis_client, key_prefix, DeadLetterFilter(), parts, rate=20, progress=worker_fails_again)
     # Then each entry was replayed once, and the second failures wait in the queue
     assert (result.matched, result.moved) == (6, 6)
-    again = [fields for _, fields in redis_client.xrange(dlq_key(key_prefix, "acme"))]
+    again = [fields for _, fields in stream_rows(redis_client.xrange(dlq_key(key_prefix, "acme")))]
     assert sorted(f[b"attempts"] for f in again) == [b"2"] * 6
 
 

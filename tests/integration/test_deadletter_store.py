@@ -8,6 +8,7 @@ import redis
 from producers.keys import dlq_key
 from worker.deadletter.api import DeadLetter, DeadLetterFilter, dlq_size, dlq_workspaces, get_entry, iter_entries, stats
 from worker.deadletter.store import SCAN_CHUNK, STATS_CHUNK
+from worker.store.replies import entry_fields, string
 
 NOW_MS = 1_764_324_000_000
 HOUR_MS = 3_600_000
@@ -26,7 +27,7 @@ def letter(workspace: str = "acme", n: int = 0, **changes: object) -> DeadLetter
 
 def put(client: redis.Redis, prefix: str, item: DeadLetter, stream_id: str = "*") -> str:
     """Write a dead letter as the pipeline does; return its stream id."""
-    return client.xadd(dlq_key(prefix, item.workspace), item.to_fields(), id=stream_id).decode()
+    return string(client.xadd(dlq_key(prefix, item.workspace), entry_fields(item.to_fields()), id=stream_id)).decode()
 
 
 def test_size_counts_the_workspace_entries(redis_client: redis.Redis, key_prefix: str) -> None:
@@ -75,7 +76,7 @@ def test_a_long_stream_is_read_in_chunks_without_losing_or_repeating_entries(
     total = SCAN_CHUNK * 2 + 17
     pipe = redis_client.pipeline()
     for n in range(total):
-        pipe.xadd(dlq_key(key_prefix, "acme"), letter(n=n, status=400 if n % 2 else 500).to_fields())
+        pipe.xadd(dlq_key(key_prefix, "acme"), entry_fields(letter(n=n, status=400 if n % 2 else 500).to_fields()))
     pipe.execute()
     for newest_first in (True, False):
         found = list(iter_entries(redis_client, key_prefix, ["acme"], DeadLetterFilter(), newest_first=newest_first))
@@ -135,7 +136,7 @@ def test_stats_over_several_chunks_count_every_entry_once(redis_client: redis.Re
     total = STATS_CHUNK + 3
     pipe = redis_client.pipeline()
     for n in range(total):
-        pipe.xadd(dlq_key(key_prefix, "acme"), letter(n=n).to_fields())
+        pipe.xadd(dlq_key(key_prefix, "acme"), entry_fields(letter(n=n).to_fields()))
     pipe.execute()
     result = stats(redis_client, key_prefix, ["acme"], now_ms=NOW_MS * 2)
     assert (result.total, result.by_status["400"], result.by_age[">7d"]) == (total, total, total)

@@ -19,6 +19,7 @@ from worker.settings import Settings
 from worker.store.fleet_status import PartitionFacts
 from worker.store.partitions import PARK_TTL_MS, PartitionStore
 from worker.store.ratelimit import WorkspaceLimiter
+from worker.store.replies import optional_string
 
 WS = "ws"
 
@@ -45,7 +46,7 @@ def deps(settings: Settings, redis_client: redis.Redis) -> Iterator[Deps]:
 
 
 def lease(client: redis.Redis, prefix: str, partition: int) -> bytes | None:
-    return client.get(lease_key(prefix, WS, partition))
+    return optional_string(client.get(lease_key(prefix, WS, partition)))
 
 
 def pttl(client: redis.Redis, prefix: str, partition: int) -> int:

@@ -6,6 +6,7 @@ import redis
 
 from producers.keys import dlq_key
 from worker.store.partitions import PartitionStore, RetryState
+from worker.store.replies import string
 
 WS, PARTITION = "ws", 0
 
@@ -15,7 +16,7 @@ def prepare(client: redis.Redis, store: PartitionStore, owner: str, entries: int
     client.set(store.lease(WS, PARTITION), owner, px=60_000)
     client.hset(store.retry_key(WS, PARTITION), mapping={"attempts": 2, "first_failed_at": 1})
     stream = store.stream(WS, PARTITION)
-    return [client.xadd(stream, {"v": "1", "event": f"e{n}"}).decode() for n in range(entries)]
+    return [string(client.xadd(stream, {"v": "1", "event": f"e{n}"})).decode() for n in range(entries)]
 
 
 def snapshot(client: redis.Redis, store: PartitionStore) -> tuple[object, ...]:

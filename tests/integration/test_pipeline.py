@@ -19,6 +19,7 @@ from worker.pipeline.sweeper import sweep_once
 from worker.settings import Settings
 from worker.store.partitions import PartitionStore
 from worker.store.ratelimit import WorkspaceLimiter
+from worker.store.replies import stream_rows
 
 SITE, KEY = "site-p", "key-p"
 
@@ -79,7 +80,7 @@ def put(client: redis.Redis, prefix: str, *events: dict | bytes, fields: dict | 
 
 
 def dead_letters(client: redis.Redis, prefix: str) -> list[DeadLetter]:
-    return [DeadLetter.from_fields(fields) for _, fields in client.xrange(dlq_key(prefix, "ws"))]
+    return [DeadLetter.from_fields(fields) for _, fields in stream_rows(client.xrange(dlq_key(prefix, "ws")))]
 
 
 def stream_len(client: redis.Redis, prefix: str) -> int:

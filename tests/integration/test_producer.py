@@ -15,6 +15,7 @@ import redis
 from producers import EnqueueResult, InvalidEventError, Producer, QueueFull, partition_for
 from producers.keys import config_key, drain_queue, lease_key, stream_key
 from producers.wire import KICK_TTL_MS
+from worker.store.replies import stream_rows
 
 WS = "acme"
 
@@ -29,7 +30,7 @@ def entries(client: redis.Redis, prefix: str, partitions: int = 8) -> list[tuple
     """Every entry of the workspace's streams, with its partition, in stream order per partition."""
     found = []
     for partition in range(partitions):
-        found += [(partition, fields) for _, fields in client.xrange(stream_key(prefix, WS, partition))]
+        found += [(partition, fields) for _, fields in stream_rows(client.xrange(stream_key(prefix, WS, partition)))]
     return found
 
 

@@ -13,6 +13,7 @@ import redis
 
 from producers import AsyncProducer, InvalidEventError, QueueFull, partition_for
 from producers.keys import config_key, drain_queue, lease_key, stream_key
+from worker.store.replies import stream_rows
 
 WS = "acme"
 T = TypeVar("T")
@@ -31,7 +32,10 @@ def run(redis_url: str, prefix: str, scenario: Callable[[AsyncProducer], Awaitab
 def events_in(client: redis.Redis, prefix: str, partitions: int) -> list[dict[str, Any]]:
     found = []
     for partition in range(partitions):
-        found += [orjson.loads(fields[b"event"]) for _, fields in client.xrange(stream_key(prefix, WS, partition))]
+        found += [
+            orjson.loads(fields[b"event"])
+            for _, fields in stream_rows(client.xrange(stream_key(prefix, WS, partition)))
+        ]
     return found
 
 

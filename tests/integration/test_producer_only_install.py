@@ -18,6 +18,7 @@ import orjson
 import redis
 
 from producers.keys import drain_queue, stream_key
+from worker.store.replies import stream_rows
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_ONLY = ["celery", "kombu", "httpx", "sentry_sdk", "typer", "rich", "jsonschema", "prometheus_client"]
@@ -64,7 +65,7 @@ def test_a_producer_only_install_enqueues_and_kicks_without_the_worker_dependenc
     report = json.loads(run.stdout)
     assert report["missing"] == WORKER_ONLY
     assert "worker" not in {name.split(".")[0] for name in report["loaded"]}
-    [(_, fields)] = redis_client.xrange(stream_key(key_prefix, "acme", 0))
+    [(_, fields)] = stream_rows(redis_client.xrange(stream_key(key_prefix, "acme", 0)))
     assert orjson.loads(fields[b"event"])["messageId"] == report["message_id"]
     [message] = [orjson.loads(raw) for raw in redis_client.lrange(drain_queue(key_prefix), 0, -1)]
     assert message["headers"]["task"] == "worker.drain"

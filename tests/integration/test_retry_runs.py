@@ -25,6 +25,7 @@ from worker.pipeline.drain import drain
 from worker.pipeline.ports import Deps
 from worker.store.fleet_status import gather_status
 from worker.store.partitions import RETRY, PartitionStore
+from worker.store.replies import hash_fields
 
 # The stand-in and the HTTP clients' clean-up of test_pipeline, whose helpers these tests share.
 stand_in = test_pipeline.stand_in
@@ -32,7 +33,7 @@ close_http_clients = test_pipeline.close_http_clients
 
 
 def retry_hash(client: redis.Redis, prefix: str) -> dict[bytes, bytes]:
-    return client.hgetall(f"{prefix}:retry:ws:0")
+    return hash_fields(client.hgetall(f"{prefix}:retry:ws:0"))
 
 
 def drain_now(deps: Deps, client: redis.Redis, prefix: str) -> str:
@@ -159,10 +160,10 @@ class TakeOverAfterFirstLeaseCommand(redis.Redis):
     taken = False
 
     def execute_command(self, *args, **options):  # type: ignore[no-untyped-def]
-        result = super().execute_command(*args, **options)
+        result = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]  # redis leaves it untyped
         if not self.taken and args[0] in ("GET", "EVALSHA", "EVAL"):
             self.taken = True
-            super().execute_command("SET", self.lease, self.token, "PX", 30_000)
+            super().execute_command("SET", self.lease, self.token, "PX", 30_000)  # type: ignore[no-untyped-call]  # redis leaves it untyped
         return result
 
 

@@ -13,6 +13,7 @@ from producers.wire import KICKED
 from tests.support.fakes import FakeClock, FakeStore
 from worker.pipeline.ports import PartitionStorePort
 from worker.store.partitions import PARKED, RETRY, PartitionStore, RetryState
+from worker.store.replies import optional_string, string
 
 WS, N = "acme", 1
 
@@ -30,13 +31,13 @@ def backend(request, redis_client: redis.Redis, key_prefix: str) -> Iterator[Bac
         store = PartitionStore(redis_client, key_prefix)
 
         def add(fields):
-            return redis_client.xadd(stream_key(key_prefix, WS, N), fields).decode()
+            return string(redis_client.xadd(stream_key(key_prefix, WS, N), fields)).decode()
 
         def set_lease(value, ttl_ms):
             redis_client.set(lease_key(key_prefix, WS, N), value, px=ttl_ms)
 
         def lease():
-            value = redis_client.get(lease_key(key_prefix, WS, N))
+            value = optional_string(redis_client.get(lease_key(key_prefix, WS, N)))
             return value.decode() if value is not None else None
 
         yield Backend(store, add, set_lease, lease)

@@ -20,6 +20,7 @@ import orjson
 import redis
 
 from producers.keys import stream_key
+from worker.store.replies import stream_rows
 
 
 def free_port() -> int:
@@ -93,6 +94,6 @@ def stored_events(client: redis.Redis, prefix: str, workspace: str, partitions: 
     """Every event waiting in the workspace's streams (partition order, then stream order)."""
     events = []
     for partition in range(partitions):
-        for _, fields in client.xrange(stream_key(prefix, workspace, partition)):
+        for _, fields in stream_rows(client.xrange(stream_key(prefix, workspace, partition))):
             events.append(orjson.loads(fields[b"event"]))
     return events

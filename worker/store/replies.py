@@ -17,6 +17,16 @@ from redis.typing import EncodableT, FieldT
 StreamRow = tuple[bytes, dict[bytes, bytes]]
 
 
+def string(reply: object) -> bytes:
+    """A string reply, such as ``XADD``'s entry id."""
+    return cast(bytes, reply)  # bytes replies: the clients never decode
+
+
+def optional_string(reply: object) -> bytes | None:
+    """A string reply or nil, such as ``GET``'s."""
+    return cast(bytes | None, reply)  # bytes replies: the clients never decode
+
+
 def stream_rows(reply: object) -> list[StreamRow]:
     """``XRANGE``/``XREVRANGE``'s entries (a list, empty when there are none)."""
     return cast(list[StreamRow], reply)  # bytes replies: the clients never decode
