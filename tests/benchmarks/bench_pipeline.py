@@ -24,6 +24,7 @@ from tests.benchmarks.conftest import (
     Feeder,
     RssSampler,
     Throughput,
+    cpu_s,
     enqueue_bulk,
     env_float,
     env_int,
@@ -71,8 +72,11 @@ def test_throughput_of_one_worker_against_the_naive_baseline(
     with fleet.producer(WORKSPACE) as producer:
         enqueue_rate = enqueue_bulk(producer, sample)
     # When one worker process drains them
-    fleet.start(1, concurrency=concurrency)
-    ours = watch_throughput(stand_in.client, operations, timeout_s=600)
+    (process,) = fleet.start(1, concurrency=concurrency)
+    cpu_at_first: list[float] = []
+    on_first = lambda: cpu_at_first.append(cpu_s(process.pid))  # noqa: E731
+    ours = watch_throughput(stand_in.client, operations, timeout_s=600, on_first=on_first)
+    cpu_window = cpu_s(process.pid) - cpu_at_first[0]
     wait_for(lambda: backlog(redis_client, key_prefix, WORKSPACE) == 0, 30, "empty streams")
     fleet.stop()
     # And the naive baseline delivers a share of the same events, one task and one request each
@@ -88,6 +92,7 @@ def test_throughput_of_one_worker_against_the_naive_baseline(
             ("producer enqueue_many (events/s)", enqueue_rate),
             ("cio-fleet (events/s)", ours.rate * events / operations),
             ("cio-fleet requests", ours.requests),
+            ("worker CPU per event in the window (us)", cpu_window * 1e6 * operations / ours.events / events),
             ("cio-fleet events per request", events / max(1, ours.requests)),
             (f"naive baseline over {naive_events:,} events (events/s)", naive.rate * naive_events / naive_operations),
             ("naive requests", naive.requests),
