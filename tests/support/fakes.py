@@ -18,7 +18,7 @@ from producers.keys import dlq_key
 from producers.wire import KICKED
 from worker.delivery import BatchResponse
 from worker.settings import WorkspaceConfig
-from worker.store.partitions import PARKED, RETRY, Entry, LeaseRefusal, RetryState
+from worker.store.partitions import PARKED, RETRY, Entry, Head, LeaseRefusal, RetryState
 from worker.store.ratelimit import AuthPause, Reservation
 
 Key = tuple[str, int]
@@ -160,6 +160,14 @@ class FakeStore:
             if total >= max_bytes:
                 break
         return out
+
+    def read_head(
+        self, workspace: str, partition: int, token: str, ttl_ms: int, count: int, max_bytes: int
+    ) -> Head | None:
+        if not self.renew_lease(workspace, partition, token, ttl_ms):
+            return None
+        entries = self.read(workspace, partition, count, max_bytes)
+        return Head(entries, self.retry_state(workspace, partition), self.clock.now_ms)
 
     def retry_state(self, workspace: str, partition: int) -> RetryState | None:
         return self._retry.get((workspace, partition))

@@ -51,15 +51,15 @@ class BatchSender:
         self._failing_since_ms: int | None = None
         self.settler = Settler(deps, workspace, partition, token)
 
-    def send(self, entries: Sequence[PlannedEntry]) -> None:
+    def send(self, entries: Sequence[PlannedEntry], state: RetryState | None) -> None:
         """Deliver ``entries`` (the head of the partition first) in order, settling each run as it is answered.
 
-        When the head batch keeps failing, the run's ``head_limit`` first entries go alone, before the others.
+        ``state`` is the partition's retry state, read with the entries. When the head batch keeps failing, the
+        run's ``head_limit`` first entries go alone, before the others.
 
         Raises:
             Deferred: a transient failure, a long rate-limit wait or a credentials pause; the rest stays queued.
         """
-        state = self.deps.store.retry_state(self.workspace.name, self.partition)
         limit = state.head_limit if state else 0
         if 0 < limit < len(entries):
             self._send_packed(entries[:limit])

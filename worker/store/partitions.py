@@ -79,8 +79,8 @@ return freed
 # before the entry that would take the size of their fields (names and values) past the budget; the first entry
 # is always returned, however large. Entries are fetched in chunks sized by the average so far (at most 16, in
 # case the next entries are much larger), so that Redis does not hold much more than the budget either.
-_READ = """
-local count, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
+_READ_ENTRIES = """
+local function read_entries(stream, count, budget)
 local out, total, start = {}, 0, '-'
 while #out < count and total < budget do
   local want = 1
@@ -88,7 +88,7 @@ while #out < count and total < budget do
     local average = math.max(total / #out, 1)
     want = math.min(count - #out, 16, math.max(math.floor((budget - total) / average), 1))
   end
-  local rows = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', want)
+  local rows = redis.call('XRANGE', stream, start, '+', 'COUNT', want)
   for _, row in ipairs(rows) do
     local size = 0
     for _, part in ipairs(row[2]) do size = size + #part end
@@ -100,7 +100,23 @@ while #out < count and total < budget do
   start = '(' .. rows[#rows][1]
 end
 return out
+end
 """
+_READ = _READ_ENTRIES + "return read_entries(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))"
+
+# The hot path's read, in one round trip: fenced by the lease (renewed), the next entries as ``_READ`` gives them,
+# the partition's retry state and Redis's clock. KEYS: lease, stream, retry hash. ARGV: token, ttl, most entries,
+# byte budget. Returns nil when the lease is not the token's (nothing renewed), else {now_ms, retry fields, rows}.
+_READ_HEAD = (
+    _READ_ENTRIES
+    + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return {now, redis.call('HGETALL', KEYS[3]), read_entries(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))}
+"""
+)
 
 
 # Fenced failure record. KEYS: lease, retry hash. ARGV: token, attempts, first failure (ms), head limit, last error.
@@ -151,6 +167,14 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+def _retry_state(raw: Mapping[bytes, bytes]) -> RetryState | None:
+    """A retry-state hash's fields as a ``RetryState``; None when the hash is empty (no run of failures)."""
+    if not raw:
+        return None
+    fields = (raw.get(b"attempts", b"0"), raw.get(b"first_failed_at", b"0"), raw.get(b"head_limit", b"0"))
+    return RetryState(*(int(value) for value in fields))
+
+
 class LeaseLost(Exception):
     """Another worker took the partition over (this one stalled past the lease TTL): send and settle nothing."""
 
@@ -161,6 +185,16 @@ class LeaseRefusal:
 
     retry_timer: bool
     remaining_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """What a drainer reads before a batch (``PartitionStore.read_head``): the next entries, the partition's retry
+    state, and Redis's clock when they were read."""
+
+    entries: list[Entry]
+    retry: RetryState | None
+    now_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +222,7 @@ class PartitionStore:
         self._defer = client.register_script(_DEFER)
         self._end_retry_timers = client.register_script(_END_RETRY_TIMERS)
         self._read = client.register_script(_READ)
+        self._read_head = client.register_script(_READ_HEAD)
         self._settle = client.register_script(_SETTLE)
         self._record_failure = client.register_script(_RECORD_FAILURE)
 
@@ -279,13 +314,30 @@ class PartitionStore:
         rows: list[list[Any]] = self._read(keys=[self.stream(workspace, partition)], args=[count, max_bytes])
         return [Entry(entry_id.decode(), _pairs(flat)) for entry_id, flat in rows]
 
+    def read_head(
+        self, workspace: str, partition: int, token: str, ttl_ms: int, count: int, max_bytes: int
+    ) -> Head | None:
+        """In one round trip: renew the lease and read like ``read``, with the retry state and Redis's clock.
+
+        Returns:
+            None when the lease no longer holds ``token`` (nothing was renewed or read).
+        """
+        keys = [
+            self.lease(workspace, partition),
+            self.stream(workspace, partition),
+            self.retry_key(workspace, partition),
+        ]
+        reply: list[Any] | None = self._read_head(keys=keys, args=[token, ttl_ms, count, max_bytes])
+        if reply is None:
+            return None
+        now_ms, retry_flat, rows = reply
+        entries = [Entry(entry_id.decode(), _pairs(flat)) for entry_id, flat in rows]
+        return Head(entries, _retry_state(_pairs(retry_flat)), int(now_ms))
+
     def retry_state(self, workspace: str, partition: int) -> RetryState | None:
         """The partition's current failure run, if any."""
         raw: dict[bytes, bytes] = self._redis.hgetall(self.retry_key(workspace, partition))
-        if not raw:
-            return None
-        fields = (raw.get(b"attempts", b"0"), raw.get(b"first_failed_at", b"0"), raw.get(b"head_limit", b"0"))
-        return RetryState(*(int(value) for value in fields))
+        return _retry_state(raw)
 
     def record_failure(self, workspace: str, partition: int, token: str, state: RetryState, error: str) -> bool:
         """Remember a transient failure (kept until the head entry is settled), fenced like ``settle``.
