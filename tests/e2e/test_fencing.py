@@ -31,7 +31,8 @@ SHORT_LEASE = {
     "CIO_REDIS_SOCKET_TIMEOUT_S": "1",
     "CIO_REDIS_CONNECT_TIMEOUT_S": "1",
 }
-#: What A sends to Redis when it asks the rate limiter for a slot: the last step before the request.
+#: What A sends to Redis when it asks the rate limiter for a slot, its lease checked and renewed in the same script
+#: (the fence): the last step before the request.
 RESERVE = (script_sha(_RESERVE_LUA),)
 #: What A sends to Redis to settle a batch Customer.io answered (the script, or the old MULTI/XDEL transaction).
 SETTLE = (script_sha(_SETTLE), b"XDEL")

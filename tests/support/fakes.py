@@ -19,7 +19,7 @@ from producers.wire import KICKED
 from worker.delivery import BatchResponse
 from worker.settings import WorkspaceConfig
 from worker.store.partitions import PARKED, RETRY, Entry, Head, LeaseRefusal, RetryState
-from worker.store.ratelimit import AuthPause, Reservation
+from worker.store.ratelimit import AuthPause, Fence, Reservation
 
 Key = tuple[str, int]
 
@@ -243,11 +243,22 @@ class FakeLimiter:
     reservations: list[Reservation | None] = field(default_factory=list)
     pauses: list[tuple[str, float, str]] = field(default_factory=list)
     auth: dict[str, AuthPause] = field(default_factory=dict)
+    #: Lease keys whose fence fails: a reservation fenced by one of them reserves nothing (``lease_lost``).
+    lost_leases: set[str] = field(default_factory=set)
 
     def reserve(
-        self, workspace: str, rps: float, burst: int, max_wait_s: float, *, give_back: Reservation | None = None
+        self,
+        workspace: str,
+        rps: float,
+        burst: int,
+        max_wait_s: float,
+        *,
+        give_back: Reservation | None = None,
+        fence: Fence | None = None,
     ) -> Reservation:
         self.reservations.append(give_back)
+        if fence is not None and fence.key in self.lost_leases:
+            return Reservation(False, 0.0, lease_lost=True)
         wait_s = self.waits.pop(0) if self.waits else 0.0
         if wait_s > max_wait_s:
             return Reservation(False, wait_s)

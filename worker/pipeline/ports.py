@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from worker.pipeline.planning import PlannedEntry
     from worker.settings import Settings, WorkspaceConfig
     from worker.store.partitions import Entry, Head, LeaseRefusal, PartitionStore, RetryState
-    from worker.store.ratelimit import AuthPause, Reservation, WorkspaceLimiter
+    from worker.store.ratelimit import AuthPause, Fence, Reservation, WorkspaceLimiter
 
 log = logging.getLogger("cio_fleet.pipeline")
 
@@ -72,7 +72,14 @@ class LimiterPort(Protocol):
     """The workspace's fleet-wide rate limiter and pauses (``worker.store.ratelimit.WorkspaceLimiter``)."""
 
     def reserve(
-        self, workspace: str, rps: float, burst: int, max_wait_s: float, *, give_back: Reservation | None = None
+        self,
+        workspace: str,
+        rps: float,
+        burst: int,
+        max_wait_s: float,
+        *,
+        give_back: Reservation | None = None,
+        fence: Fence | None = None,
     ) -> Reservation: ...
     def pause(self, workspace: str, seconds: float, reason: str) -> None: ...
     def pause_auth(self, workspace: str, *, status: int, reason: str, fingerprint: str) -> None: ...
