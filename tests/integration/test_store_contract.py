@@ -12,7 +12,7 @@ from producers.keys import dlq_key, lease_key, stream_key
 from producers.wire import KICKED
 from tests.support.fakes import FakeClock, FakeStore
 from worker.pipeline.ports import PartitionStorePort
-from worker.store.partitions import PARKED, RETRY, PartitionStore, RetryState
+from worker.store.partitions import PARKED, RETRY, PartitionStore, ReadStep, RetryState
 
 WS, N = "acme", 1
 
@@ -112,6 +112,21 @@ def test_read_head_renews_the_owned_lease_and_reads_entries_and_retry_state_in_o
     assert head is not None and [entry.id for entry in head.entries] == ids[:2]
     assert head.retry == RetryState(2, 7, 1) and head.now_ms > 0
     assert backend.lease() == "t1" and store.take_lease(WS, N, "t2", 10_000) is not None
+
+
+def test_settle_and_read_settles_then_reads_the_new_head_and_a_lost_lease_does_neither(backend: Backend):
+    ids = [backend.add({b"v": b"1", b"event": b"x" * 10}) for _ in range(4)]
+    store, step = backend.store, ReadStep(10_000, 2, 1_000_000)
+    backend.set_lease("t1", 1_000)
+    store.record_failure(WS, N, "t1", RetryState(2, 7, 1), "boom")
+    # The settle ends the run of failures and deletes the first two; the read that follows sees what is left
+    head = store.settle_and_read(WS, N, "t1", ids[:2], [], clear_retry=True, read=step)
+    assert head is not None and [entry.id for entry in head.entries] == ids[2:] and head.retry is None
+    assert store.take_lease(WS, N, "t2", 10_000) is not None  # renewed: still t1's
+    # Another drainer's lease: nothing deleted, nothing read
+    backend.set_lease("other", 1_000)
+    assert store.settle_and_read(WS, N, "t1", ids[2:3], [], clear_retry=False, read=step) is None
+    assert [entry.id for entry in store.read(WS, N, 10, 1_000_000)] == ids[2:]
 
 
 def test_read_returns_the_oldest_entries_in_order_within_the_budget(backend: Backend):

@@ -18,7 +18,7 @@ from producers.keys import dlq_key
 from producers.wire import KICKED
 from worker.delivery import BatchResponse
 from worker.settings import WorkspaceConfig
-from worker.store.partitions import PARKED, RETRY, Entry, Head, LeaseRefusal, RetryState
+from worker.store.partitions import PARKED, RETRY, Entry, Head, LeaseRefusal, ReadStep, RetryState
 from worker.store.ratelimit import AuthPause, Fence, Reservation
 
 Key = tuple[str, int]
@@ -212,6 +212,21 @@ class FakeStore:
         if clear_retry:
             self._retry.pop(key, None)
         return True
+
+    def settle_and_read(
+        self,
+        workspace: str,
+        partition: int,
+        token: str,
+        done_ids: Sequence[str],
+        dead_letters: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        clear_retry: bool,
+        read: ReadStep,
+    ) -> Head | None:
+        if not self.settle(workspace, partition, token, done_ids, dead_letters, clear_retry=clear_retry):
+            return None
+        return self.read_head(workspace, partition, token, read.ttl_ms, read.count, read.max_bytes)
 
     def claim_probe(self, workspace: str, interval_ms: int) -> float | None:
         due = self._probes.get(workspace, 0)

@@ -21,7 +21,7 @@ from worker.pipeline.ports import Ports
 from worker.pipeline.sending import BatchSender
 from worker.pipeline.settling import Deferred, Failure
 from worker.settings import WorkspaceConfig
-from worker.store.partitions import PARK_TTL_MS, Head, LeaseLost
+from worker.store.partitions import PARK_TTL_MS, Head, LeaseLost, ReadStep
 
 log = logging.getLogger("cio_fleet.pipeline")
 
@@ -130,6 +130,8 @@ class PartitionDrainer:
         self.ttl_ms = int(deps.settings.lease_ttl_s * 1000)
         self.options = TransformOptions.for_workspace(workspace)
         self.sender = BatchSender(deps, workspace, partition, self.token, self.renew)
+        batching = deps.settings.batching
+        self._read_step = ReadStep(self.ttl_ms, batching.read_count, batching.max_bytes)
 
     def run(self) -> DrainResult:
         """Take the lease, work, and leave the lease in the right state."""
@@ -176,24 +178,32 @@ class PartitionDrainer:
         # drainer's next request, whose 401/403 then pauses it too (as for any request already in flight when the
         # pause is set); and the probe's outcome is this drainer's own.
         self._check_credentials_pause()
+        settler = self.sender.settler
+        # Each settle reads the next entries in its round trip; the last settle of a batch read the partition's
+        # head as it is after the batch (nothing else writes to the partition while this drainer holds the lease).
+        settler.read_after = self._read_step
+        prefetched: Head | None = None
         while not self.deps.stopping() and self.deps.monotonic() < deadline:
-            head = self._read()
+            head = self._read(prefetched)
             if head is None or not head.entries:
                 return
             planned = plan_entries(head.entries, self.options)
+            settler.next_head = None
             self._settle_unsendable(planned)
             self.sender.send([entry for entry in planned if entry.operations], head.retry)
+            prefetched = settler.next_head
 
-    def _read(self) -> Head | None:
+    def _read(self, prefetched: Head | None) -> Head | None:
         """The next entries, lingering up to ``linger_ms`` for a fuller batch; None when shutting down meanwhile.
 
-        Each read is one round trip (``read_head``) that also renews the lease and fetches the retry state.
+        ``prefetched`` is the head the batch's last settle read (None: read it now). Each read is one round trip
+        (``read_head``) that also renews the lease and fetches the retry state.
 
         Raises:
             LeaseLost: another worker owns the partition.
         """
         batching = self.deps.settings.batching
-        head = self._read_head()
+        head = prefetched or self._read_head()
         entries = head.entries
         if not entries or len(entries) >= batching.max_events or batching.linger_ms == 0:
             return head
@@ -205,9 +215,9 @@ class PartitionDrainer:
         return self._read_head()
 
     def _read_head(self) -> Head:
-        batching = self.deps.settings.batching
+        step = self._read_step
         head = self.deps.store.read_head(
-            self.workspace.name, self.partition, self.token, self.ttl_ms, batching.read_count, batching.max_bytes
+            self.workspace.name, self.partition, self.token, step.ttl_ms, step.count, step.max_bytes
         )
         if head is None:
             raise LeaseLost()

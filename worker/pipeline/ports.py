@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from worker.delivery import BatchResponse
     from worker.pipeline.planning import PlannedEntry
     from worker.settings import Settings, WorkspaceConfig
-    from worker.store.partitions import Entry, Head, LeaseRefusal, PartitionStore, RetryState
+    from worker.store.partitions import Entry, Head, LeaseRefusal, PartitionStore, ReadStep, RetryState
     from worker.store.ratelimit import AuthPause, Fence, Reservation, WorkspaceLimiter
 
 log = logging.getLogger("cio_fleet.pipeline")
@@ -61,6 +61,17 @@ class PartitionStorePort(Protocol):
         *,
         clear_retry: bool = False,
     ) -> bool: ...
+    def settle_and_read(
+        self,
+        workspace: str,
+        partition: int,
+        token: str,
+        done_ids: Sequence[str],
+        dead_letters: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        clear_retry: bool,
+        read: ReadStep,
+    ) -> Head | None: ...
     def claim_probe(self, workspace: str, interval_ms: int) -> float | None: ...
     def hold_probe(self, workspace: str, interval_ms: int) -> None: ...
     def dead_letter_count(self, workspace: str) -> int: ...

@@ -132,8 +132,7 @@ return 1
 # KEYS: lease, stream, retry hash, then one dead-letter stream per dead letter.
 # ARGV: token, clear retry ('1'/'0'), number of ids, the ids, then per dead letter: field count, fields and values.
 # Returns 1 when settled, 0 when the lease is lost (nothing written).
-_SETTLE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+_SETTLE_STEPS = """
 local ids = tonumber(ARGV[3])
 local at = 4 + ids
 for key = 4, #KEYS do
@@ -145,8 +144,24 @@ for first = 4, 3 + ids, 1000 do
   redis.call('XDEL', KEYS[2], unpack(ARGV, first, math.min(first + 999, 3 + ids)))
 end
 if ARGV[2] == '1' then redis.call('DEL', KEYS[3]) end
-return 1
 """
+_SETTLE = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n" + _SETTLE_STEPS + "return 1\n"
+
+# The hot path's settle, in one round trip with the next read: ``_SETTLE``, then the lease renewed and what
+# ``_READ_HEAD`` returns. KEYS and ARGV as ``_SETTLE``'s, then three more ARGV: ttl, most entries, byte budget.
+# Returns nil when the lease is not the token's (nothing written), else ``_READ_HEAD``'s reply.
+_SETTLE_AND_READ = (
+    _READ_ENTRIES
+    + "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end\n"
+    + _SETTLE_STEPS
+    + """
+local n = #ARGV
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[n - 2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return {now, redis.call('HGETALL', KEYS[3]), read_entries(KEYS[2], tonumber(ARGV[n - 1]), tonumber(ARGV[n]))}
+"""
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +190,15 @@ def _retry_state(raw: Mapping[bytes, bytes]) -> RetryState | None:
     return RetryState(*(int(value) for value in fields))
 
 
+def _head(reply: list[Any] | None) -> Head | None:
+    """``_READ_HEAD``'s reply as a ``Head``; None for nil (the lease was not the caller's)."""
+    if reply is None:
+        return None
+    now_ms, retry_flat, rows = reply
+    entries = [Entry(entry_id.decode(), _pairs(flat)) for entry_id, flat in rows]
+    return Head(entries, _retry_state(_pairs(retry_flat)), int(now_ms))
+
+
 class LeaseLost(Exception):
     """Another worker took the partition over (this one stalled past the lease TTL): send and settle nothing."""
 
@@ -185,6 +209,15 @@ class LeaseRefusal:
 
     retry_timer: bool
     remaining_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadStep:
+    """How a drainer reads its next entries: the lease's TTL to renew, most entries, byte budget."""
+
+    ttl_ms: int
+    count: int
+    max_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +257,7 @@ class PartitionStore:
         self._read = client.register_script(_READ)
         self._read_head = client.register_script(_READ_HEAD)
         self._settle = client.register_script(_SETTLE)
+        self._settle_and_read = client.register_script(_SETTLE_AND_READ)
         self._record_failure = client.register_script(_RECORD_FAILURE)
 
     def stream(self, workspace: str, partition: int) -> str:
@@ -327,12 +361,7 @@ class PartitionStore:
             self.stream(workspace, partition),
             self.retry_key(workspace, partition),
         ]
-        reply: list[Any] | None = self._read_head(keys=keys, args=[token, ttl_ms, count, max_bytes])
-        if reply is None:
-            return None
-        now_ms, retry_flat, rows = reply
-        entries = [Entry(entry_id.decode(), _pairs(flat)) for entry_id, flat in rows]
-        return Head(entries, _retry_state(_pairs(retry_flat)), int(now_ms))
+        return _head(self._read_head(keys=keys, args=[token, ttl_ms, count, max_bytes]))
 
     def retry_state(self, workspace: str, partition: int) -> RetryState | None:
         """The partition's current failure run, if any."""
@@ -371,6 +400,39 @@ class PartitionStore:
         """
         if not done_ids and not dead_letters and not clear_retry:
             return True
+        keys, args = self._settle_call(workspace, partition, token, done_ids, dead_letters, clear_retry)
+        return bool(self._settle(keys=keys, args=args))
+
+    def settle_and_read(
+        self,
+        workspace: str,
+        partition: int,
+        token: str,
+        done_ids: Sequence[str],
+        dead_letters: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        clear_retry: bool,
+        read: ReadStep,
+    ) -> Head | None:
+        """``settle``, then ``read_head``, in one round trip and one atomic step.
+
+        Returns:
+            None when the lease was lost to another drainer: then nothing was written, deleted or read.
+        """
+        keys, args = self._settle_call(workspace, partition, token, done_ids, dead_letters, clear_retry)
+        reply = self._settle_and_read(keys=keys, args=[*args, read.ttl_ms, read.count, read.max_bytes])
+        return _head(reply)
+
+    def _settle_call(
+        self,
+        workspace: str,
+        partition: int,
+        token: str,
+        done_ids: Sequence[str],
+        dead_letters: Sequence[tuple[str, Mapping[str, Any]]],
+        clear_retry: bool,
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of ``_SETTLE`` (and of the settle in ``_SETTLE_AND_READ``)."""
         keys = [
             self.lease(workspace, partition),
             self.stream(workspace, partition),
@@ -382,7 +444,7 @@ class PartitionStore:
             args.append(len(fields))
             for name, value in fields.items():
                 args += [name, value]
-        return bool(self._settle(keys=keys, args=args))
+        return keys, args
 
     def end_retry_timers(self, workspace: str, partitions: int) -> int:
         """Free every partition of the workspace that waits for a retry timer, and end every failure run.
