@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from tests.integration.test_pipeline import KEY, SITE, make_deps, put, stream_len, track
+from tests.integration.test_pipeline import close_http_clients as close_http_clients
 from worker.local.fake_customerio import FakeCustomerIO
 from worker.pipeline.drain import drain
 from worker.store.partitions import PartitionStore
