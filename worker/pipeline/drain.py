@@ -180,7 +180,8 @@ class PartitionDrainer:
         self._check_credentials_pause()
         settler = self.sender.settler
         # Each settle reads the next entries in its round trip; the last settle of a batch read the partition's
-        # head as it is after the batch (nothing else writes to the partition while this drainer holds the lease).
+        # head as it is after the batch: while this drainer holds the lease, nobody else deletes entries or changes
+        # the retry state (producers only append, and what they append later is read by a later batch).
         settler.read_after = self._read_step
         prefetched: Head | None = None
         while not self.deps.stopping() and self.deps.monotonic() < deadline:
