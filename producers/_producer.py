@@ -4,7 +4,7 @@ Each ``enqueue`` is one Redis round trip (``ENQUEUE_SCRIPT``): the script checks
 workspace and the producer's cached partition count against the one the workers published (a stale count costs
 one more round trip), the event is appended to the stream of its partition, the workspace's backlog is checked
 against the cap, and an idle partition's lease is set to ``kicked`` and its drain task queued. ``enqueue_many``
-sends chunks of up to ``CHUNK_EVENTS`` events (or ``CHUNK_BYTES``) per script call (see ``producers._kick``), and
+sends chunks of up to ``CHUNK_EVENTS`` events (or ``CHUNK_BYTES``) per script call (see ``producers._chunk``), and
 prepares the next chunk while Redis runs the script of the previous one.
 """
 
@@ -17,6 +17,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import redis
 
+from producers._chunk import Chunk, EventLike, chunks
 from producers._events import (
     Alias,
     Group,
@@ -27,20 +28,8 @@ from producers._events import (
     Screen,
     Track,
     _Event,
-    now_iso,
 )
-from producers._kick import (
-    ENQUEUE_SCRIPT,
-    Chunk,
-    EventLike,
-    Layout,
-    Prepared,
-    Reply,
-    chunks,
-    parse_partitions,
-    prepare,
-    prepare_shape,
-)
+from producers._kick import ENQUEUE_SCRIPT, Layout, Reply, parse_partitions
 from producers._roundtrip import Call, Connections
 from producers.keys import config_key
 from producers.wire import DEFAULT_PARTITIONS, DEFAULT_PREFIX
@@ -205,7 +194,7 @@ class CallShapes(Generic[R]):
 
     Each method builds the event as its model would (so a bad field raises ``InvalidEventError`` before anything
     is sent), enqueues it and returns its messageId. Extra keyword arguments become top-level fields. The model
-    itself only runs for values the plain checks cannot vouch for (``producers._kick.prepare_shape``).
+    itself only runs for values the plain checks cannot vouch for (``producers._chunk.Chunk.push_shape``).
     """
 
     def _submit(self, model: type[_Event], fields: dict[str, Any]) -> R:
@@ -358,7 +347,9 @@ class Producer(ProducerBase, CallShapes[str]):
         self._connections = Connections(self._redis)
 
     def _submit(self, model: type[_Event], fields: dict[str, Any]) -> str:
-        return self._enqueue_one(prepare_shape(model, fields, now_iso()))
+        chunk = Chunk()
+        chunk.push_shape(model, fields)
+        return self._enqueue_one(chunk)
 
     def _resolve(self) -> Layout:
         return self._layout or self._make_layout(self._redis.hget(self._config_key, "partitions"))
@@ -385,14 +376,14 @@ class Producer(ProducerBase, CallShapes[str]):
             self._redis.execute_command("SCRIPT", "LOAD", ENQUEUE_SCRIPT)
             return Call(call.connection, call.packed).send().reply()
 
-    def _enqueue_one(self, prepared: Prepared) -> str:
-        chunk = Chunk.of(prepared)
+    def _enqueue_one(self, chunk: Chunk) -> str:
+        """Enqueue a chunk of one good event; its messageId."""
         self._resolve()  # before taking a connection: reading the config takes one of its own
         with self._connections.connection() as connection:
             reply = self._finish(self._start(connection, chunk), chunk)
         if reply.added == 0:
             raise self._full(reply)
-        return prepared.message_id
+        return str(chunk.message_ids[0])
 
     def enqueue(self, event: EventLike) -> str:
         """Validate, stamp and append one event.
@@ -406,7 +397,9 @@ class Producer(ProducerBase, CallShapes[str]):
             QueueFull: The workspace's backlog is at the cap; nothing was enqueued.
             redis.exceptions.ConnectionError: Redis cannot be reached.
         """
-        return self._enqueue_one(prepare(event, now_iso()))
+        chunk = Chunk()
+        chunk.push(event)
+        return self._enqueue_one(chunk)
 
     def enqueue_many(self, events: Iterable[EventLike]) -> EnqueueResult:
         """Validate, stamp and append many events, ``CHUNK_EVENTS`` per round trip, in input order.
