@@ -33,6 +33,8 @@ from producers.wire import DEFAULT_PARTITIONS, DRAIN_TASK, FORMAT_VERSION, KICK_
 
 #: The most partitions a workspace may have (as ``WorkspaceConfig.partitions`` allows).
 MAX_PARTITIONS: Final = 1024
+#: Events' bytes below which a call is sent in one write (joined); above, copying them costs more than a write.
+JOINED_BYTES: Final = 65_536
 
 
 def redact_url(url: str) -> str:
@@ -257,12 +259,17 @@ class Layout:
         return self.keys[: self.partitions]
 
     def packed(self, chunk: Chunk) -> list[bytes | bytearray]:
-        """The whole ``EVALSHA`` command for the good events of ``chunk``, partitioned by this layout, in two parts.
+        """The whole ``EVALSHA`` command for the good events of ``chunk``, partitioned by this layout.
 
-        The second part is the chunk's ``body`` itself: it is sent as it is, never copied into one buffer.
+        A large chunk's ``body`` is the second part, sent as it is rather than copied into one buffer; a small one
+        is joined to the first part, so that the command is one write (two writes cost a single event about 20 µs:
+        Redis wakes up for each).
         """
         per_call = resp(new_message_id().encode(), chunk.partitions(self.partitions), bytes(chunk.types))
-        return [b"*%d\r\n" % (self.fixed + 3 + len(chunk.good)) + self.head + per_call, chunk.body]
+        head = b"*%d\r\n" % (self.fixed + 3 + len(chunk.good)) + self.head + per_call
+        if len(chunk.body) < JOINED_BYTES:
+            return [head + chunk.body]
+        return [head, chunk.body]
 
 
 @dataclass(frozen=True)
