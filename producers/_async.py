@@ -138,7 +138,7 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
             for chunk in chunks(events):  # preparing a chunk overlaps the script of the one sent before
                 if sent is not None:
                     await self._settle(tally, *sent)
-                sent = (await self._start(connection, chunk), chunk) if chunk.good else None
+                sent = (await self._start(connection, chunk), chunk) if chunk.count else None
                 if sent is None:
                     tally.settle(chunk, 0)
             if sent is not None:
@@ -148,7 +148,7 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
     async def _settle(self, tally: Tally, call: AsyncCall, chunk: Chunk) -> None:
         reply = await self._finish(call, chunk)
         tally.settle(chunk, reply.added)
-        if reply.added < len(chunk.good):
+        if reply.added < chunk.count:
             raise self._full(reply, tally.result())
 
     async def backlog(self) -> int:

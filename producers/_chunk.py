@@ -66,13 +66,12 @@ class Chunk:
         start: The input index of the chunk's first event.
         message_ids: Per input event, its messageId, or ``None`` when it was refused.
         errors: Per refused input index, why.
-        good: The offsets (in the chunk) of the events that were not refused, in order.
-        persons: Per good event, ``person_of``.
+        persons: Per good event (not refused), ``person_of``.
         types: Per good event, its ``TYPE_CODES`` byte.
         body: The good events' JSON, each a Redis bulk string, in order.
     """
 
-    __slots__ = ("body", "errors", "good", "message_ids", "new_id", "persons", "stamps", "start", "types")
+    __slots__ = ("body", "errors", "message_ids", "new_id", "persons", "stamps", "start", "types")
 
     def __init__(self, start: int = 0, stamps: Stamps | None = None, new_id: Callable[[], str] = new_message_id):
         self.start = start
@@ -80,7 +79,6 @@ class Chunk:
         self.new_id = new_id
         self.message_ids: list[str | None] = []
         self.errors: dict[int, InvalidEventError] = {}
-        self.good: list[int] = []
         self.persons: list[int] = []
         self.types = bytearray()
         self.body = bytearray()
@@ -107,7 +105,6 @@ class Chunk:
         body += b"\r\n"
         self.persons.append(person_of(event))
         self.types.append(TYPE_CODES[event["type"]])
-        self.good.append(len(self.message_ids))
         self.message_ids.append(message_id)
         return message_id
 
@@ -116,9 +113,13 @@ class Chunk:
         try:
             self.push(event)
         except InvalidEventError as exc:
-            index = self.start + len(self.message_ids)
-            self.errors[index] = exc.at(index)
-            self.message_ids.append(None)
+            self.refuse(exc)
+
+    def refuse(self, error: InvalidEventError) -> None:
+        """Record why the next input event is refused."""
+        index = self.start + len(self.message_ids)
+        self.errors[index] = error.at(index)
+        self.message_ids.append(None)
 
     def push_shape(self, model: type[_Event], fields: Mapping[str, Any]) -> str:
         """Push the event of a call shape, as ``push(build_event(model, fields))`` would, mostly without the model.
@@ -140,6 +141,16 @@ class Chunk:
         return self.push(build_event(model, fields))
 
     @property
+    def count(self) -> int:
+        """How many good events the chunk holds."""
+        return len(self.persons)
+
+    @property
+    def good(self) -> list[int]:
+        """The offsets (in the chunk) of its good events, in order."""
+        return [offset for offset, message_id in enumerate(self.message_ids) if message_id is not None]
+
+    @property
     def full(self) -> bool:
         """Whether the chunk reached ``CHUNK_EVENTS`` or ``CHUNK_BYTES``."""
         return len(self.message_ids) >= CHUNK_EVENTS or len(self.body) >= CHUNK_BYTES
@@ -156,10 +167,15 @@ def chunks(events: Iterable[Any]) -> Iterator[Chunk]:
     """Prepare ``events`` lazily, one chunk at a time (one stamp time per chunk)."""
     new_id = message_ids()
     chunk = Chunk(0, Stamps.at(now_iso()), new_id)
+    push, ids, body = chunk.push, chunk.message_ids, chunk.body  # the loop runs per event: no attribute look-ups
     for event in events:
-        chunk.add(event)
-        if chunk.full:
+        try:
+            push(event)
+        except InvalidEventError as exc:
+            chunk.refuse(exc)
+        if len(ids) >= CHUNK_EVENTS or len(body) >= CHUNK_BYTES:  # chunk.full
             yield chunk
-            chunk = Chunk(chunk.start + len(chunk.message_ids), Stamps.at(now_iso()), new_id)
+            chunk = Chunk(chunk.start + len(ids), Stamps.at(now_iso()), new_id)
+            push, ids, body = chunk.push, chunk.message_ids, chunk.body
     if chunk.message_ids:
         yield chunk

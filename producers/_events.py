@@ -308,7 +308,10 @@ def encode_parts(
     if type(event) is dict and event and "sentAt" not in event:
         message_id = event.get("messageId", "")
         if message_id is not None and event.get("timestamp", "") is not None:  # the stamps only add fields
-            data = _dumps(event)
+            try:
+                data = orjson.dumps(event, None, orjson.OPT_UTC_Z)
+            except orjson.JSONEncodeError as exc:
+                raise _unserialisable(exc) from None
             tail = stamps.sent if "timestamp" in event else stamps.both
             if "messageId" not in event:
                 message_id = new_id()
@@ -349,9 +352,13 @@ def encode_event(
 
 def _dumps(event: Mapping[str, Any]) -> bytes:
     try:
-        return orjson.dumps(event, option=orjson.OPT_UTC_Z)
+        return orjson.dumps(event, None, orjson.OPT_UTC_Z)
     except orjson.JSONEncodeError as exc:
-        raise InvalidEventError(WHOLE_EVENT, f"cannot be serialised as JSON ({exc})") from None
+        raise _unserialisable(exc) from None
+
+
+def _unserialisable(exc: orjson.JSONEncodeError) -> InvalidEventError:
+    return InvalidEventError(WHOLE_EVENT, f"cannot be serialised as JSON ({exc})")
 
 
 def validate_event(event: Any) -> None:

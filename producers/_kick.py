@@ -266,7 +266,7 @@ class Layout:
         Redis wakes up for each).
         """
         per_call = resp(new_message_id().encode(), chunk.partitions(self.partitions), bytes(chunk.types))
-        head = b"*%d\r\n" % (self.fixed + 3 + len(chunk.good)) + self.head + per_call
+        head = b"*%d\r\n" % (self.fixed + 3 + chunk.count) + self.head + per_call
         if len(chunk.body) < JOINED_BYTES:
             return [head + chunk.body]
         return [head, chunk.body]

@@ -107,8 +107,9 @@ class Tally:
 
     def settle(self, chunk: Chunk, added: int) -> None:
         """Count a chunk of which the first ``added`` good events were appended."""
-        for offset in chunk.good[added:]:
-            chunk.message_ids[offset] = None
+        if added < chunk.count:
+            for offset in chunk.good[added:]:
+                chunk.message_ids[offset] = None
         self.message_ids += chunk.message_ids
         self.errors.update(chunk.errors)
         self.enqueued += added
@@ -424,7 +425,7 @@ class Producer(ProducerBase, CallShapes[str]):
             for chunk in chunks(events):  # preparing a chunk overlaps the script of the one sent before
                 if sent is not None:
                     self._settle(tally, *sent)
-                sent = (self._start(connection, chunk), chunk) if chunk.good else None
+                sent = (self._start(connection, chunk), chunk) if chunk.count else None
                 if sent is None:
                     tally.settle(chunk, 0)
             if sent is not None:
@@ -434,7 +435,7 @@ class Producer(ProducerBase, CallShapes[str]):
     def _settle(self, tally: Tally, call: Call, chunk: Chunk) -> None:
         reply = self._finish(call, chunk)
         tally.settle(chunk, reply.added)
-        if reply.added < len(chunk.good):
+        if reply.added < chunk.count:
             raise self._full(reply, tally.result())
 
     def backlog(self) -> int:
