@@ -290,8 +290,8 @@ def encode_parts(
 ) -> tuple[str, bytes, bytes]:
     """Stamp an event and serialise it, as the producer writes it, in two parts to join.
 
-    ``messageId`` (a random UUID) and ``timestamp`` are added when absent or null; ``sentAt`` is always set. All other
-    fields are written as given, in the given order, and the added ones after them.
+    ``messageId`` (a version 4 UUID from ``new_id``) and ``timestamp`` are added when absent or null; ``sentAt`` is
+    always set. All other fields are written as given, in the given order, and the added ones after them.
 
     Args:
         event: An event that passed ``find_problem``.
