@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from worker.delivery import BatchResponse
     from worker.pipeline.planning import PlannedEntry
     from worker.settings import Settings, WorkspaceConfig
-    from worker.store.partitions import Entry, LeaseRefusal, PartitionStore, RetryState
-    from worker.store.ratelimit import AuthPause, Reservation, WorkspaceLimiter
+    from worker.store.partitions import Entry, Head, LeaseRefusal, PartitionStore, ReadStep, RetryState
+    from worker.store.ratelimit import AuthPause, Fence, Reservation, WorkspaceLimiter
 
 log = logging.getLogger("cio_fleet.pipeline")
 
@@ -44,6 +44,9 @@ class PartitionStorePort(Protocol):
     def refresh_parked(self, workspace: str, partitions: Sequence[int], ttl_ms: int) -> None: ...
     def forget_kick(self, workspace: str, partition: int) -> bool: ...
     def read(self, workspace: str, partition: int, count: int, max_bytes: int) -> list[Entry]: ...
+    def read_head(
+        self, workspace: str, partition: int, token: str, ttl_ms: int, count: int, max_bytes: int
+    ) -> Head | None: ...
     def retry_state(self, workspace: str, partition: int) -> RetryState | None: ...
     def record_failure(self, workspace: str, partition: int, token: str, state: RetryState, error: str) -> bool: ...
     def end_retry_run(self, workspace: str, partition: int) -> None: ...
@@ -58,6 +61,17 @@ class PartitionStorePort(Protocol):
         *,
         clear_retry: bool = False,
     ) -> bool: ...
+    def settle_and_read(
+        self,
+        workspace: str,
+        partition: int,
+        token: str,
+        done_ids: Sequence[str],
+        dead_letters: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        clear_retry: bool,
+        read: ReadStep,
+    ) -> Head | None: ...
     def claim_probe(self, workspace: str, interval_ms: int) -> float | None: ...
     def hold_probe(self, workspace: str, interval_ms: int) -> None: ...
     def dead_letter_count(self, workspace: str) -> int: ...
@@ -69,7 +83,14 @@ class LimiterPort(Protocol):
     """The workspace's fleet-wide rate limiter and pauses (``worker.store.ratelimit.WorkspaceLimiter``)."""
 
     def reserve(
-        self, workspace: str, rps: float, burst: int, max_wait_s: float, *, give_back: Reservation | None = None
+        self,
+        workspace: str,
+        rps: float,
+        burst: int,
+        max_wait_s: float,
+        *,
+        give_back: Reservation | None = None,
+        fence: Fence | None = None,
     ) -> Reservation: ...
     def pause(self, workspace: str, seconds: float, reason: str) -> None: ...
     def pause_auth(self, workspace: str, *, status: int, reason: str, fingerprint: str) -> None: ...
