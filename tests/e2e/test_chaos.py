@@ -82,13 +82,16 @@ def first_delivery_order_is_per_person_order(accepted: list[dict]) -> list[str]:
     return inversions
 
 
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
 def test_sigkills_5xx_and_hangs_lose_nothing_and_keep_per_person_order(
-    fast_stand_in, make_fleet, redis_client, key_prefix
+    fast_stand_in, make_fleet, redis_client, key_prefix, broker
 ):
-    # Given Customer.io failing 5 % of requests with 500/503 and hanging 1 % past the client timeout
+    # Given Customer.io failing 5 % of requests with 500/503 and hanging 1 % past the client timeout, and the
+    # drain tasks on the events Redis or on RabbitMQ
     fast_stand_in.set_faults([{"latency_ms": 30, "error_rate": 0.05, "hang_rate": 0.01, "hang_s": 2.5}])
     fleet = make_fleet(
         standin_workspaces(fast_stand_in.url, "abc"),
+        broker=broker,
         CIO_HTTP__TIMEOUT_S="1",
         CIO_HTTP__CONNECT_TIMEOUT_S="0.5",
         CIO_REDIS_SOCKET_TIMEOUT_S="1",
