@@ -6,6 +6,7 @@ so tests on the shared broker never see each other's tasks; ``delete_queue`` rem
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from kombu.connection import Connection
@@ -26,7 +27,5 @@ def delete_queue(name: str, url: str = TEST_AMQP_URL) -> None:
     """Delete the queue and its exchange, if they exist."""
     with Connection(url) as connection:  # type: ignore[no-untyped-call]
         for delete in ("queue_delete", "exchange_delete"):
-            try:
+            with contextlib.suppress(ChannelError):
                 getattr(connection.channel(), delete)(name)
-            except ChannelError:
-                pass
