@@ -42,10 +42,8 @@ class Fleet:
         }
         return {**env, **self.env, **overrides}
 
-    def start(
-        self, count: int = 1, concurrency: int = 8, *, wait: bool = True, **overrides: str
-    ) -> list[subprocess.Popen[bytes]]:
-        """Start ``count`` workers and (unless ``wait`` is false) wait until each has sent its first heartbeat."""
+    def launch(self, count: int = 1, concurrency: int = 8, **overrides: str) -> list[subprocess.Popen[bytes]]:
+        """Start ``count`` workers without waiting for them."""
         started = []
         for _ in range(count):
             log_path = self.log_dir / f"worker-{len(self.processes)}.log"
@@ -54,8 +52,11 @@ class Fleet:
             )
             self.processes.append(process)
             started.append(process)
-        if not wait:
-            return started
+        return started
+
+    def start(self, count: int = 1, concurrency: int = 8, **overrides: str) -> list[subprocess.Popen[bytes]]:
+        """Start ``count`` workers and wait until each has sent its first heartbeat."""
+        started = self.launch(count, concurrency, **overrides)
         client = redis.Redis.from_url(self.redis_url)
         wait_until_registered(client, self.prefix, pids=[process.pid for process in started])
         client.close()

@@ -52,7 +52,7 @@ def kill_and_restart_until_drained(fleet: Fleet, fake: FakeCustomerIO, expected:
             victim.send_signal(signal.SIGKILL)
             victim.wait()
             fleet.processes.remove(victim)
-            fleet.start(1, wait=False)
+            fleet.launch(1)
             kills += 1
         time.sleep(0.05)
     raise AssertionError(f"not every event was delivered within the deadline after {kills} kills")
