@@ -2,12 +2,14 @@
 
 Run: ``/work/venv/bin/pytest tests/benchmarks/bench_pipeline.py -s -o addopts=""`` (``-k`` picks one).
 Knobs: ``BENCH_EVENTS`` (200,000), ``BENCH_NAIVE_EVENTS`` (20,000), ``BENCH_CONCURRENCY`` (8),
-``BENCH_RATE`` (1,000/s), ``BENCH_LATENCY_S`` (20), ``BENCH_MEMORY_EVENTS`` (1,000,000).
+``BENCH_RATE`` (1,000/s), ``BENCH_LATENCY_S`` (20), ``BENCH_MEMORY_EVENTS`` (1,000,000), ``BENCH_BROKER`` (``redis``:
+the events Redis; ``amqp``: RabbitMQ on 127.0.0.1:5672, ``CIO_BROKER_URL``).
 The stand-in runs in its own process, answers at once and does not validate. Only correctness is asserted.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +50,8 @@ UNLIMITED_RPS = 100_000
 
 
 def unlimited_fleet(make_fleet: Callable[..., Fleet], stand_in: FakeCioProcess) -> Fleet:
-    return make_fleet(workspace_options(stand_in.url, rate_limit_rps=UNLIMITED_RPS, partitions=16))
+    broker = os.environ.get("BENCH_BROKER", "redis")
+    return make_fleet(workspace_options(stand_in.url, rate_limit_rps=UNLIMITED_RPS, partitions=16), broker=broker)
 
 
 def test_throughput_of_one_worker_against_the_naive_baseline(
