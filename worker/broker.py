@@ -132,6 +132,24 @@ def celery_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def broker_is_events_redis(settings: Settings, events: redis.Redis) -> bool:
+    """Whether the broker is the events Redis itself: unset, or a Redis URL that names the same server and database
+    under another spelling (``localhost`` for ``127.0.0.1``). A relay there would take the queue's own tasks and
+    push them back, round and round; the workers then consume the list directly, as with the default.
+    """
+    if not settings.relays_kicks:
+        return True
+    if settings.broker_kind != "redis":
+        return False
+    broker = redis.Redis.from_url(settings.broker(), socket_timeout=10, socket_connect_timeout=5)
+    try:
+        same_server = broker.info("server")["run_id"] == events.info("server")["run_id"]
+        databases = (client.connection_pool.connection_kwargs.get("db", 0) for client in (broker, events))
+        return same_server and len({int(db) for db in databases}) == 1
+    finally:
+        broker.close()
+
+
 class QueuedPartitions:
     """The partitions that have a drain task waiting in a Redis list: the events Redis's ``{prefix}.drain`` (the
     queue, or the kicks waiting for the relay) and, on a standalone Redis broker, the broker's queue."""

@@ -120,7 +120,7 @@ def _after_fork(**_: Any) -> None:
 @signals.worker_ready.connect
 def _start_background(**_: Any) -> None:
     global _sweeper
-    from worker.broker import QueuedPartitions
+    from worker.broker import QueuedPartitions, broker_is_events_redis
     from worker.pipeline.sweeper import Sweeper
     from worker.tasks import kick
 
@@ -131,8 +131,10 @@ def _start_background(**_: Any) -> None:
     runtime.health.watch("sweeper", max(SWEEPER_STALE_S, 5 * settings.sweep_interval_s))
     _sweeper.on_round = lambda: runtime.health.beat("sweeper")
     _sweeper.start()
-    if settings.relays_kicks:
+    if not broker_is_events_redis(settings, client):
         _start_relay()
+    elif settings.relays_kicks:
+        log.warning("CIO_BROKER_URL names the events Redis (same server and database): no relay, one queue")
     runtime.start_metrics(settings)
     log.info("worker ready", extra={"workspaces": len(settings.workspaces), "host": deps.host})
 

@@ -14,7 +14,7 @@ from celery import Celery
 from producers import Producer, partition_for
 from producers.keys import drain_queue, lease_key, stream_key
 from producers.wire import KICK_GRACE_MS, KICK_TTL_MS
-from worker.broker import QueuedPartitions
+from worker.broker import QueuedPartitions, broker_is_events_redis
 from worker.pipeline.relay import Relay
 from worker.pipeline.sweeper import kick_lost
 from worker.settings import Settings
@@ -173,3 +173,12 @@ def test_on_a_standalone_redis_broker_the_relays_list_and_the_brokers_queue_are_
     assert QueuedPartitions(standalone, redis_client)() == {(WS, 3), (WS, 6)}
     # And with the events Redis as the broker, only its own list is read
     assert QueuedPartitions(fleet_settings(key_prefix), redis_client)() == {(WS, 3)}
+
+
+def test_a_redis_broker_is_told_apart_from_the_events_redis_by_server_and_database(redis_url, redis_client, key_prefix):
+    # The events Redis under another spelling is the same broker (no relay); another database is another broker
+    same = redis_url.replace("127.0.0.1", "localhost")
+    assert broker_is_events_redis(fleet_settings(key_prefix), redis_client)
+    assert broker_is_events_redis(fleet_settings(key_prefix, same), redis_client)
+    assert not broker_is_events_redis(fleet_settings(key_prefix, redis_url.rsplit("/", 1)[0] + "/1"), redis_client)
+    assert not broker_is_events_redis(fleet_settings(key_prefix, "amqp://guest:guest@127.0.0.1:5672//"), redis_client)
