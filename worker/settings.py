@@ -55,11 +55,6 @@ LEASE_MARGIN_S = 1.0
 BROKER_SCHEMES: Final = {"redis": "redis", "rediss": "redis", "amqp": "amqp", "amqps": "amqp"}
 
 
-def is_cluster_url(url: str) -> bool:
-    """Whether a Redis URL names a Redis Cluster (``redis+cluster://``, ``rediss+cluster://``)."""
-    return urlsplit(url).scheme.endswith("+cluster")
-
-
 class ConfigError(Exception):
     """The configuration is invalid; the message names the workspace and field, never a secret."""
 
@@ -277,7 +272,8 @@ class Settings(BaseSettings):
         """A broker kombu can carry drain tasks on, named by its scheme (the error never shows the URL)."""
         if value is None:
             return None
-        scheme = urlsplit(value.get_secret_value()).scheme
+        url = value.get_secret_value()
+        scheme = urlsplit(url).scheme if "://" in url else ""  # "user:pw@host" would read as the scheme "user"
         if scheme not in BROKER_SCHEMES:
             raise ValueError(
                 f"CIO_BROKER_URL must be a redis://, rediss://, amqp:// or amqps:// URL, not {scheme or 'no scheme'}"
@@ -288,7 +284,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _broker_for_a_cluster(self) -> Settings:
         """A Redis Cluster holds the events only: Celery's queue needs a broker of its own."""
-        if self.broker_url is None and is_cluster_url(self.redis_url.get_secret_value()):
+        cluster = urlsplit(self.redis_url.get_secret_value()).scheme.endswith("+cluster")  # redis(s)+cluster://
+        if self.broker_url is None and cluster:
             raise ValueError(
                 "CIO_BROKER_URL is required when CIO_REDIS_URL is a Redis Cluster (Celery's queue needs a single "
                 "node): set it to a standalone redis:// or to an amqp:// URL"
