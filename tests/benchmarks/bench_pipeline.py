@@ -3,7 +3,8 @@
 Run: ``/work/venv/bin/pytest tests/benchmarks/bench_pipeline.py -s -o addopts=""`` (``-k`` picks one).
 Knobs: ``BENCH_EVENTS`` (200,000), ``BENCH_NAIVE_EVENTS`` (20,000), ``BENCH_CONCURRENCY`` (8),
 ``BENCH_SHAPE`` (``small``: ``synthetic_events``; ``realistic``: ``producer_ab.realistic_events``, with context),
-``BENCH_RATE`` (1,000/s), ``BENCH_LATENCY_S`` (20), ``BENCH_MEMORY_EVENTS`` (1,000,000).
+``BENCH_RATE`` (1,000/s), ``BENCH_LATENCY_S`` (20), ``BENCH_MEMORY_EVENTS`` (1,000,000), ``BENCH_BROKER`` (``redis``:
+the events Redis; ``amqp``: RabbitMQ on 127.0.0.1:5672, ``CIO_BROKER_URL``).
 The stand-in runs in its own process, answers at once and does not validate. Only correctness is asserted.
 """
 
@@ -52,7 +53,8 @@ UNLIMITED_RPS = 100_000
 
 
 def unlimited_fleet(make_fleet: Callable[..., Fleet], stand_in: FakeCioProcess) -> Fleet:
-    return make_fleet(workspace_options(stand_in.url, rate_limit_rps=UNLIMITED_RPS, partitions=16))
+    broker = os.environ.get("BENCH_BROKER", "redis")
+    return make_fleet(workspace_options(stand_in.url, rate_limit_rps=UNLIMITED_RPS, partitions=16), broker=broker)
 
 
 def test_throughput_of_one_worker_against_the_naive_baseline(
