@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -48,6 +49,10 @@ DEFAULT_PARTITIONS = 16
 
 #: Slack between the longest a request may run after its drainer checked the lease, and the lease's TTL.
 LEASE_MARGIN_S = 1.0
+
+
+#: Broker URL schemes and the broker they name: drain tasks travel on a standalone Redis or on RabbitMQ.
+BROKER_SCHEMES: Final = {"redis": "redis", "rediss": "redis", "amqp": "amqp", "amqps": "amqp"}
 
 
 class ConfigError(Exception):
@@ -204,6 +209,9 @@ class Settings(BaseSettings):
     )
 
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    #: Celery's broker, where drain tasks travel (a secret): unset, the events Redis (a single node); else a
+    #: standalone Redis (``redis://``, ``rediss://``) or RabbitMQ (``amqp://``, ``amqps://``).
+    broker_url: SecretStr | None = None
     #: A worker's Redis command (or connection attempt) fails after this long, so a black-holed Redis never hangs
     #: drain and sweeper threads; longer than the slowest legitimate command (the Lua settle of a batch).
     redis_socket_timeout_s: float = Field(default=5.0, gt=0)
@@ -257,6 +265,47 @@ class Settings(BaseSettings):
                 "raise lease_ttl_s or lower those timeouts"
             )
         return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        """A broker kombu can carry drain tasks on, named by its scheme (the error never shows the URL)."""
+        if value is None:
+            return None
+        url = value.get_secret_value()
+        scheme = urlsplit(url).scheme if "://" in url else ""  # "user:pw@host" would read as the scheme "user"
+        if scheme not in BROKER_SCHEMES:
+            raise ValueError(
+                f"CIO_BROKER_URL must be a redis://, rediss://, amqp:// or amqps:// URL, not {scheme or 'no scheme'}"
+                " (a Redis Cluster cannot carry Celery's queues; unset, the events Redis is the broker)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _broker_for_a_cluster(self) -> Settings:
+        """A Redis Cluster holds the events only: Celery's queue needs a broker of its own."""
+        cluster = urlsplit(self.redis_url.get_secret_value()).scheme.endswith("+cluster")  # redis(s)+cluster://
+        if self.broker_url is None and cluster:
+            raise ValueError(
+                "CIO_BROKER_URL is required when CIO_REDIS_URL is a Redis Cluster (Celery's queue needs a single "
+                "node): set it to a standalone redis:// or to an amqp:// URL"
+            )
+        return self
+
+    def broker(self) -> str:
+        """Celery's broker URL (a secret: never log it): ``broker_url``, else the events Redis."""
+        chosen = self.broker_url if self.broker_url is not None else self.redis_url
+        return chosen.get_secret_value()
+
+    @property
+    def broker_kind(self) -> Literal["redis", "amqp"]:
+        """The broker's kind, from its scheme: ``redis`` or ``amqp``."""
+        return "amqp" if BROKER_SCHEMES.get(urlsplit(self.broker()).scheme) == "amqp" else "redis"
+
+    @property
+    def relays_kicks(self) -> bool:
+        """Whether the broker is not the events Redis (kicks then go through ``worker.pipeline.relay``)."""
+        return self.broker() != self.redis_url.get_secret_value()
 
     @model_validator(mode="after")
     def _name_workspaces(self) -> Settings:

@@ -210,7 +210,8 @@ def _partitions_of(client: Any, settings: Settings) -> Callable[[str], int]:
 
 
 def celery_sender(settings: Settings) -> Callable[[str, int], None]:
-    """Send ``worker.drain(workspace, partition)`` on the drain queue, as producers do."""
+    """Send ``worker.drain(workspace, partition)`` on the drain queue of the events Redis, as producers do (with
+    another broker, ``CIO_BROKER_URL``, that list is the workers' relay list: they publish it to the broker)."""
     from celery import Celery  # lazy: only a replay that kicks pays for the import
 
     app = Celery(broker=settings.redis_url.get_secret_value(), set_as_current=False)

@@ -15,13 +15,13 @@ from typing import Final, Literal
 from producers.wire import KICK_TTL_MS
 from worker.mapping.transform import TransformOptions
 from worker.pipeline.batching import linger_ms
-from worker.pipeline.credentials import resume_if_credentials_changed
+from worker.pipeline.credentials import defer_while_paused, resume_if_credentials_changed
 from worker.pipeline.planning import PlannedEntry, plan_entries
 from worker.pipeline.ports import Ports
 from worker.pipeline.sending import BatchSender
 from worker.pipeline.settling import Deferred, Failure
 from worker.settings import WorkspaceConfig
-from worker.store.partitions import PARK_TTL_MS, Entry, LeaseLost
+from worker.store.partitions import PARK_TTL_MS, Head, LeaseLost, ReadStep
 
 log = logging.getLogger("cio_fleet.pipeline")
 
@@ -130,6 +130,8 @@ class PartitionDrainer:
         self.ttl_ms = int(deps.settings.lease_ttl_s * 1000)
         self.options = TransformOptions.for_workspace(workspace)
         self.sender = BatchSender(deps, workspace, partition, self.token, self.renew)
+        batching = deps.settings.batching
+        self._read_step = ReadStep(self.ttl_ms, batching.read_count, batching.max_bytes)
 
     def run(self) -> DrainResult:
         """Take the lease, work, and leave the lease in the right state."""
@@ -150,6 +152,9 @@ class PartitionDrainer:
         try:
             self._work()
         except Deferred as deferral:
+            if deferral.paused:
+                action = defer_while_paused(self.deps, name, self.partition, self.token, deferral.delay_s)
+                return DrainResult(action, deferral.delay_s if action == "later" else 0.0)
             store.defer(name, self.partition, self.token, int(deferral.delay_s * 1000))
             return DrainResult("later", deferral.delay_s)
         except LeaseLost:
@@ -172,28 +177,55 @@ class PartitionDrainer:
 
     def _work(self) -> None:
         deadline = self.deps.monotonic() + self.deps.settings.drain_slice_s
+        # Once per slice, not per batch: a pause set by another process during the slice costs at most this
+        # drainer's next request, whose 401/403 then pauses it too (as for any request already in flight when the
+        # pause is set); and the probe's outcome is this drainer's own.
+        self._check_credentials_pause()
+        settler = self.sender.settler
+        # Each settle reads the next entries in its round trip; the last settle of a batch read the partition's
+        # head as it is after the batch: while this drainer holds the lease, nobody else deletes entries or changes
+        # the retry state (producers only append, and what they append later is read by a later batch).
+        settler.read_after = self._read_step
+        prefetched: Head | None = None
         while not self.deps.stopping() and self.deps.monotonic() < deadline:
-            self._check_credentials_pause()
-            entries = self._read()
-            if not entries:
+            head = self._read(prefetched)
+            if head is None or not head.entries:
                 return
-            self.renew()
-            planned = plan_entries(entries, self.options)
+            planned = plan_entries(head.entries, self.options)
+            settler.next_head = None
             self._settle_unsendable(planned)
-            self.sender.send([entry for entry in planned if entry.operations])
+            self.sender.send([entry for entry in planned if entry.operations], head.retry)
+            prefetched = settler.next_head
 
-    def _read(self) -> list[Entry]:
-        settings, store = self.deps.settings, self.deps.store
-        name, batching = self.workspace.name, settings.batching
-        entries = store.read(name, self.partition, batching.read_count, batching.max_bytes)
+    def _read(self, prefetched: Head | None) -> Head | None:
+        """The next entries, lingering up to ``linger_ms`` for a fuller batch; None when shutting down meanwhile.
+
+        ``prefetched`` is the head the batch's last settle read (None: read it now). Each read is one round trip
+        (``read_head``) that also renews the lease and fetches the retry state.
+
+        Raises:
+            LeaseLost: another worker owns the partition.
+        """
+        batching = self.deps.settings.batching
+        head = prefetched or self._read_head()
+        entries = head.entries
         if not entries or len(entries) >= batching.max_events or batching.linger_ms == 0:
-            return entries
-        wait_ms = linger_ms(store.now_ms() - entries[0].enqueued_at_ms, batching.linger_ms)
-        if wait_ms > 0:
-            if self.deps.wait_or_stop(wait_ms / 1000):
-                return []  # shutting down: a batch not yet in flight stays queued for the rest of the fleet
-            entries = store.read(name, self.partition, batching.read_count, batching.max_bytes)
-        return entries
+            return head
+        wait_ms = linger_ms(head.now_ms - entries[0].enqueued_at_ms, batching.linger_ms)
+        if wait_ms <= 0:
+            return head
+        if self.deps.wait_or_stop(wait_ms / 1000):
+            return None  # shutting down: a batch not yet in flight stays queued for the rest of the fleet
+        return self._read_head()
+
+    def _read_head(self) -> Head:
+        step = self._read_step
+        head = self.deps.store.read_head(
+            self.workspace.name, self.partition, self.token, step.ttl_ms, step.count, step.max_bytes
+        )
+        if head is None:
+            raise LeaseLost()
+        return head
 
     def _settle_unsendable(self, planned: Sequence[PlannedEntry]) -> None:
         skipped = [entry for entry in planned if entry.skip is not None]
@@ -223,7 +255,7 @@ class PartitionDrainer:
         interval_ms = int(self.deps.settings.auth_probe_interval_s * 1000)
         wait_s = self.deps.store.claim_probe(name, interval_ms)
         if wait_s is not None:
-            raise Deferred(wait_s, "workspace paused: credentials refused")
+            raise Deferred(wait_s, "workspace paused: credentials refused", paused=True)
         self.sender.on_probe = True
 
     def _extra(self) -> dict[str, object]:
