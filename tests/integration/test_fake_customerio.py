@@ -472,6 +472,8 @@ def test_stats_count_requests_by_status_and_accepted_operations_by_site(api, con
     post_batch(api, [EVENT, {"bad": 1}])
 
     assert control.stats() == {
+        "in_flight": 0,
+        "max_in_flight": 1,
         "requests": 2,
         "requests_by_status": {"200": 1, "207": 1},
         "accepted": 3,
