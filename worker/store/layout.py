@@ -6,7 +6,9 @@ more than ``partitions`` after the count went down (16 → 8) until the streams 
 producer wrote with its default count before any worker published one. Workers drain every stream below the span,
 and a partition of the current count waits while a stream at or above the count still holds events: those are
 older (no producer writes there once the count is published), so one person's events keep their order across the
-change. ``docs/architecture.md`` ("Changing the partition count") explains why.
+change. A count going up fences the streams of the old count at their last entry (``fence:<n>`` fields of the
+same hash): the fenced entries are delivered before any other entry of the workspace (``fences``).
+``docs/architecture.md`` ("Changing the partition count") explains why.
 
 A periodic ``SCAN`` of ``{prefix}:s:*`` finds what no layout covers: streams written by a raw ``XADD`` above the
 span (the span is raised to cover them) and streams of workspaces that are not configured at all (nobody drains
