@@ -175,6 +175,18 @@ def test_ending_retry_timers_frees_only_retry_leases(backend: Backend):
     assert backend.lease() == "t1"
 
 
+def test_only_a_retry_timer_is_turned_into_a_kick(backend: Backend):
+    store = backend.store
+    assert not store.kick_retry_timer(WS, N, 10_000)  # no lease at all
+    backend.set_lease(RETRY, 10_000)
+    assert store.kick_retry_timer(WS, N, 10_000)
+    assert backend.lease() == KICKED
+    assert not store.kick_retry_timer(WS, N, 10_000)
+    store.take_lease(WS, N, "t1", 10_000)
+    assert not store.kick_retry_timer(WS, N, 10_000)
+    assert backend.lease() == "t1"
+
+
 def test_a_probe_is_claimed_once_per_interval(backend: Backend):
     store = backend.store
     assert store.claim_probe(WS, 10_000) is None

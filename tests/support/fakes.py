@@ -123,6 +123,9 @@ class FakeStore:
         self._leases[(workspace, partition)] = _Lease(RETRY, self.clock.now_ms + max(int(delay_ms), 1))
         return True
 
+    def kick_retry_timer(self, workspace: str, partition: int, ttl_ms: int) -> bool:
+        return self._swap((workspace, partition), (RETRY,), KICKED, ttl_ms)
+
     def _swap(self, key: Key, old: tuple[str | None, ...], new: str, ttl_ms: int) -> bool:
         lease = self._live_lease(key)
         if (lease.value if lease else None) not in old:

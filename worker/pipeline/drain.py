@@ -15,7 +15,7 @@ from typing import Final, Literal
 from producers.wire import KICK_TTL_MS
 from worker.mapping.transform import TransformOptions
 from worker.pipeline.batching import linger_ms
-from worker.pipeline.credentials import resume_if_credentials_changed
+from worker.pipeline.credentials import defer_while_paused, resume_if_credentials_changed
 from worker.pipeline.planning import PlannedEntry, plan_entries
 from worker.pipeline.ports import Ports
 from worker.pipeline.sending import BatchSender
@@ -172,6 +172,9 @@ class PartitionDrainer:
         try:
             self._work()
         except Deferred as deferral:
+            if deferral.paused:
+                action = defer_while_paused(self.deps, name, self.partition, self.token, deferral.delay_s)
+                return DrainResult(action, deferral.delay_s if action == "later" else 0.0)
             store.defer(name, self.partition, self.token, int(deferral.delay_s * 1000))
             return DrainResult("later", deferral.delay_s)
         except LeaseLost:
@@ -275,7 +278,7 @@ class PartitionDrainer:
         interval_ms = int(self.deps.settings.auth_probe_interval_s * 1000)
         wait_s = self.deps.store.claim_probe(name, interval_ms)
         if wait_s is not None:
-            raise Deferred(wait_s, "workspace paused: credentials refused")
+            raise Deferred(wait_s, "workspace paused: credentials refused", paused=True)
         self.sender.on_probe = True
 
     def _extra(self) -> dict[str, object]:

@@ -21,7 +21,7 @@ from worker.delivery import Accepted, BatchResponse, PauseCredentials, Reject, R
 from worker.errors import RetryableError, Throttled, TransportFailure, WorkerError
 from worker.ops.logs import redact
 from worker.pipeline.batching import batch_body, pack
-from worker.pipeline.credentials import pause_for_credentials
+from worker.pipeline.credentials import lift_pause, pause_for_credentials
 from worker.pipeline.pacing import wait_for_slot
 from worker.pipeline.planning import PlannedEntry
 from worker.pipeline.ports import Ports
@@ -154,7 +154,7 @@ class BatchSender:
         self._failing_since_ms = None
         self.settler.settle(delivered, dead, attempts=attempts, clear_retry=True)
         if self.on_probe:
-            self.deps.limiter.clear_auth_pause(self.workspace.name)
+            lift_pause(self.deps.limiter, self.deps.store, self.workspace)
             self.on_probe = False
             log.info("credentials accepted again; workspace resumed", extra={"workspace": self.workspace.name})
 

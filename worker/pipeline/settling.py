@@ -24,11 +24,16 @@ DLQ_FULL_RETRY_S: Final = 60.0
 
 
 class Deferred(Exception):
-    """The partition must wait ``delay_s`` before it is drained again."""
+    """The partition must wait ``delay_s`` before it is drained again.
 
-    def __init__(self, delay_s: float, reason: str) -> None:
+    ``paused``: it waits for the workspace's credentials pause, which may be lifted before the wait is over
+    (``worker.pipeline.credentials.defer_while_paused``).
+    """
+
+    def __init__(self, delay_s: float, reason: str, *, paused: bool = False) -> None:
         super().__init__(reason)
         self.delay_s = delay_s
+        self.paused = paused
 
 
 @dataclass(frozen=True, slots=True)

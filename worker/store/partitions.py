@@ -300,6 +300,15 @@ class PartitionStore:
         keys = [self.lease(workspace, partition)]
         return bool(self._defer(keys=keys, args=[token, RETRY, max(int(delay_ms), 1)]))
 
+    def kick_retry_timer(self, workspace: str, partition: int, ttl_ms: int) -> bool:
+        """Turn the partition's retry timer into a kick (``kicked`` for ``ttl_ms``) before it runs out.
+
+        Returns:
+            True when the caller must queue the drain task; False when the lease is not a retry timer any more.
+        """
+        keys = [self.lease(workspace, partition)]
+        return bool(self._script(_SWAP)(keys=keys, args=[RETRY, KICKED, ttl_ms]))
+
     def kick_if_idle(self, workspace: str, partition: int, ttl_ms: int) -> bool:
         """Mark an idle partition ``kicked``; True when the caller must queue a drain task."""
         return bool(self._redis.set(self.lease(workspace, partition), KICKED, nx=True, px=ttl_ms))
