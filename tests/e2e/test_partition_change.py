@@ -11,6 +11,7 @@ from producers.wire import partition_for
 from tests.e2e.conftest import standin_workspaces, wait_for
 from tests.e2e.test_observability import scrape, value
 from worker.local.demo import free_port
+from worker.store.replies import byte_strings
 
 pytestmark = pytest.mark.e2e
 
@@ -93,7 +94,7 @@ def test_a_count_raised_from_16_to_the_default_strands_nothing_and_keeps_each_pe
     )
     assert per_person(stand_in.accepted()) == {p: [f"{p}-{s}" for s in range(STEPS)] for p in PEOPLE}
     wait_for(
-        lambda: not [f for f in redis_client.hkeys(config_key(key_prefix, "wsa")) if f.startswith(b"fence:")],
+        lambda: not [f for f in byte_strings(redis_client.hkeys(config_key(key_prefix, "wsa"))) if b"fence:" in f],
         10,
         "the fences to go",
     )
