@@ -15,6 +15,7 @@ from worker.settings import (
     DRAIN_CYCLE_OVERHEAD_S,
     MAX_DEFAULT_PARTITIONS,
     SLOWEST_ANSWER_S,
+    Settings,
     WorkspaceConfig,
     default_partitions,
 )
@@ -55,7 +56,8 @@ def test_a_workspace_without_partitions_gets_the_derived_count_and_an_explicit_c
 
 def test_one_worker_process_holds_every_default_partition_of_a_100_rps_workspace_at_once() -> None:
     # a drain holds a thread for its slice; workspace_max_share (0.75) of the threads may serve one workspace
-    assert math.floor(DEFAULT_WORKER_THREADS * 0.75) >= default_partitions(100)
+    share = Settings.model_fields["workspace_max_share"].default
+    assert math.floor(DEFAULT_WORKER_THREADS * share) >= default_partitions(100)
 
 
 @pytest.mark.parametrize(
