@@ -15,7 +15,7 @@ from producers.keys import drain_queue
 from worker import runtime
 from worker.broker import celery_options
 from worker.ops.health import CONSUMER_BEAT_S, CONSUMER_STALE_S
-from worker.settings import ConfigError, Settings, load_settings
+from worker.settings import DEFAULT_WORKER_THREADS, ConfigError, Settings, load_settings
 
 log = logging.getLogger("cio_fleet.worker")
 
@@ -46,7 +46,7 @@ def create_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_default_queue=drain_queue(settings.key_prefix),
         worker_pool="threads",
-        worker_concurrency=32,
+        worker_concurrency=DEFAULT_WORKER_THREADS,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         **celery_options(settings),

@@ -20,7 +20,7 @@ from worker.pipeline.ports import Deps, Metrics, NullMetrics
 from worker.pipeline.relay import BLOCK_S as RELAY_BLOCK_S
 from worker.pipeline.shutdown import ShutdownWatchdog
 from worker.pipeline.slots import WorkspaceSlots
-from worker.settings import Settings
+from worker.settings import DEFAULT_WORKER_THREADS, Settings
 from worker.store.partitions import PartitionStore
 from worker.store.ratelimit import WorkspaceLimiter
 
@@ -34,7 +34,7 @@ _stopping = threading.Event()
 #: What ``/healthz`` and ``/livez`` report: the Celery consumer's and the sweeper's beats.
 health = Health()
 #: Threads of this worker process, as Celery started it (``set_concurrency``).
-_concurrency = 32
+_concurrency = DEFAULT_WORKER_THREADS
 #: TCP keepalive of Redis connections: probe after 15 s idle, every 5 s, give up after 3 unanswered probes.
 _KEEPALIVE = {"TCP_KEEPIDLE": 15, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
 

@@ -20,6 +20,7 @@ names the workspace and the field, and never the API key.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -44,8 +45,20 @@ REGION_BASE_URLS = {"us": "https://track.customer.io", "eu": "https://track-eu.c
 #: Default requests per second allowed to one workspace, fleet-wide.
 DEFAULT_RATE_LIMIT_RPS = 100.0
 
-#: Default number of partitions (streams) per workspace.
+#: The fewest partitions (streams) a workspace gets by default, whatever its rate limit.
 DEFAULT_PARTITIONS = 16
+#: The most partitions a workspace gets by default (an explicit ``partitions`` may go up to 1,024).
+MAX_DEFAULT_PARTITIONS = 256
+#: The slowest Customer.io answer the default partition count is sized for (seconds).
+SLOWEST_ANSWER_S = 0.5
+#: What one drain cycle adds to the answer time: the reservation and the settle round trips, the transform, the
+#: hand-over between time slices, and partitions whose backlog is uneven (seconds).
+DRAIN_CYCLE_OVERHEAD_S = 0.1
+
+#: Threads of a worker process when Celery is not told otherwise (``--concurrency``). A drain holds a thread for
+#: its whole slice, so one process keeps ``threads x workspace_max_share`` batches of a workspace in flight: 72,
+#: more than the 60 partitions of a workspace at 100 requests/s (``default_partitions``).
+DEFAULT_WORKER_THREADS = 96
 
 #: Slack between the longest a request may run after its drainer checked the lease, and the lease's TTL.
 LEASE_MARGIN_S = 1.0
@@ -53,6 +66,19 @@ LEASE_MARGIN_S = 1.0
 
 #: Broker URL schemes and the broker they name: drain tasks travel on a standalone Redis or on RabbitMQ.
 BROKER_SCHEMES: Final = {"redis": "redis", "rediss": "redis", "amqp": "amqp", "amqps": "amqp"}
+
+
+def default_partitions(rate_limit_rps: float) -> int:
+    """The partition count of a workspace that does not set ``partitions`` (pure).
+
+    A partition has one batch in flight at a time, so a workspace sends at most ``partitions / cycle`` requests a
+    second, where a cycle is one answer plus ``DRAIN_CYCLE_OVERHEAD_S``. Enough partitions for the workspace's
+    whole rate at the slowest answer in range (``SLOWEST_ANSWER_S``) fill its budget at any faster answer too:
+    ``ceil(rate_limit_rps x (SLOWEST_ANSWER_S + DRAIN_CYCLE_OVERHEAD_S))``, at least ``DEFAULT_PARTITIONS`` and at
+    most ``MAX_DEFAULT_PARTITIONS``. 100 requests/s gives 60.
+    """
+    wanted = math.ceil(round(rate_limit_rps * (SLOWEST_ANSWER_S + DRAIN_CYCLE_OVERHEAD_S), 6))
+    return max(DEFAULT_PARTITIONS, min(MAX_DEFAULT_PARTITIONS, wanted))
 
 
 class ConfigError(Exception):
@@ -91,6 +117,8 @@ class WorkspaceConfig(BaseModel):
     #: request and sending it never puts more than ``rate_limit_rps`` requests in one second at Customer.io.
     rate_limit_headroom: float = Field(default=0.03, ge=0, lt=0.5)
     convert_timestamps: bool = True
+    #: Streams of the workspace, each with one batch in flight at a time; left out, ``default_partitions`` of
+    #: ``rate_limit_rps`` (60 at 100 requests/s), enough to use the whole rate at answers of up to 500 ms.
     partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=1024)
     object_type_id: str = "1"
     #: Write keys of the HTTP intake (``cio-fleet intake``): an SDK sending with one of them delivers to this
@@ -101,6 +129,13 @@ class WorkspaceConfig(BaseModel):
     #: Changes to the default actions and extra actions (``worker.mapping.actions``); none keeps the routing of
     #: ``docs/mapping.md``.
     actions: tuple[ActionConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _derive_partitions(self) -> WorkspaceConfig:
+        """No ``partitions`` given: as many as the rate limit needs (an explicit count always wins)."""
+        if "partitions" not in self.model_fields_set:
+            object.__setattr__(self, "partitions", default_partitions(self.rate_limit_rps))
+        return self
 
     @field_validator("actions")
     @classmethod

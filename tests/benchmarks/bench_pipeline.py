@@ -2,9 +2,10 @@
 
 Run: ``/work/venv/bin/pytest tests/benchmarks/bench_pipeline.py -s -o addopts=""`` (``-k`` picks one).
 Knobs: ``BENCH_EVENTS`` (200,000), ``BENCH_NAIVE_EVENTS`` (20,000), ``BENCH_CONCURRENCY`` (8),
-``BENCH_SHAPE`` (``small``: ``synthetic_events``; ``realistic``: ``producer_ab.realistic_events``, with context),
-``BENCH_RATE`` (1,000/s), ``BENCH_LATENCY_S`` (20), ``BENCH_MEMORY_EVENTS`` (1,000,000), ``BENCH_BROKER`` (``redis``:
-the events Redis; ``amqp``: RabbitMQ on 127.0.0.1:5672, ``CIO_BROKER_URL``).
+``BENCH_PARTITIONS`` (16), ``BENCH_SHAPE`` (``small``: ``synthetic_events``; ``realistic``:
+``producer_ab.realistic_events``, with context), ``BENCH_RATE`` (1,000/s), ``BENCH_LATENCY_S`` (20),
+``BENCH_MEMORY_EVENTS`` (1,000,000), ``BENCH_BROKER`` (``redis``: the events Redis; ``amqp``: RabbitMQ on
+127.0.0.1:5672, ``CIO_BROKER_URL``).
 The stand-in runs in its own process, answers at once and does not validate. Only correctness is asserted.
 """
 
@@ -54,7 +55,10 @@ UNLIMITED_RPS = 100_000
 
 def unlimited_fleet(make_fleet: Callable[..., Fleet], stand_in: FakeCioProcess) -> Fleet:
     broker = os.environ.get("BENCH_BROKER", "redis")
-    return make_fleet(workspace_options(stand_in.url, rate_limit_rps=UNLIMITED_RPS, partitions=16), broker=broker)
+    partitions = env_int("BENCH_PARTITIONS", 16)
+    return make_fleet(
+        workspace_options(stand_in.url, rate_limit_rps=UNLIMITED_RPS, partitions=partitions), broker=broker
+    )
 
 
 def test_throughput_of_one_worker_against_the_naive_baseline(
@@ -71,7 +75,7 @@ def test_throughput_of_one_worker_against_the_naive_baseline(
     fleet = unlimited_fleet(make_fleet, stand_in)
     sample = bench_sample(events)
     operations, naive_operations = count_operations(sample), count_operations(sample[:naive_events])
-    with fleet.producer(WORKSPACE) as producer:
+    with fleet.producer(WORKSPACE, partitions=env_int("BENCH_PARTITIONS", 16)) as producer:
         enqueue_rate = enqueue_bulk(producer, sample)
     # When one worker process drains them
     (process,) = fleet.start(1, concurrency=concurrency)
@@ -87,7 +91,7 @@ def test_throughput_of_one_worker_against_the_naive_baseline(
     # Then every event arrived; and the figures are printed
     report(
         f"throughput ({env_text('BENCH_SHAPE', 'small')} events), 1 worker process, threads pool x{concurrency},"
-        " 16 partitions, stand-in in its own process",
+        f" {env_int('BENCH_PARTITIONS', 16)} partitions, stand-in in its own process",
         [
             ("events", events),
             ("operations", operations),

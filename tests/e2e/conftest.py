@@ -17,6 +17,7 @@ from producers.keys import drain_queue, stream_key
 from tests.support.rabbitmq import TEST_AMQP_URL, delete_queue
 from worker.local.fake_customerio import FakeCustomerIO
 from worker.local.localfleet import start_worker, stop_worker, wait_until_registered
+from worker.settings import MAX_DEFAULT_PARTITIONS
 
 
 @dataclass
@@ -134,8 +135,12 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def backlog(client: redis.Redis, prefix: str, workspace: str, partitions: int = 16) -> int:
-    return sum(int(client.xlen(stream_key(prefix, workspace, p))) for p in range(partitions))
+def backlog(client: redis.Redis, prefix: str, workspace: str, partitions: int = MAX_DEFAULT_PARTITIONS) -> int:
+    """Events waiting in the workspace's first ``partitions`` streams (by default, any a default count may have)."""
+    pipe = client.pipeline(transaction=False)
+    for p in range(partitions):
+        pipe.xlen(stream_key(prefix, workspace, p))
+    return sum(int(length) for length in pipe.execute())
 
 
 def wait_until_drained(client: redis.Redis, prefix: str, workspace: str, timeout_s: float = 10) -> None:

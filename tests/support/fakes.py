@@ -250,6 +250,9 @@ class FakeStore:
     def older_streams_wait(self, workspace: str, partitions: int, span: int) -> bool:
         return False
 
+    def fences(self, workspace: str) -> dict[int, str]:
+        return {}
+
 
 @dataclass
 class FakeLimiter:

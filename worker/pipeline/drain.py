@@ -21,7 +21,8 @@ from worker.pipeline.ports import Ports
 from worker.pipeline.sending import BatchSender
 from worker.pipeline.settling import Deferred, Failure
 from worker.settings import WorkspaceConfig
-from worker.store.partitions import PARK_TTL_MS, Head, LeaseLost, ReadStep
+from worker.store.layout import entry_after
+from worker.store.partitions import PARK_TTL_MS, Entry, Head, LeaseLost, ReadStep
 
 log = logging.getLogger("cio_fleet.pipeline")
 
@@ -62,6 +63,8 @@ def drain(deps: Ports, workspace_name: str, partition: int) -> DrainResult:
 
     Streams at or above the partition count (left by a larger count, ``worker.store.layout``) are drained like the
     others while they are within the workspace's span; a partition below the count waits until they are empty.
+    After the count went up, the streams of the old count are fenced at their last old entry: a fenced partition
+    delivers only its entries up to the fence, and the others wait until no fence is left.
     """
     workspace = deps.settings.workspaces.get(workspace_name)
     span = deps.store.span(workspace_name, workspace.partitions) if workspace is not None else 0
@@ -71,14 +74,19 @@ def drain(deps: Ports, workspace_name: str, partition: int) -> DrainResult:
             extra={"workspace": workspace_name, "partition": partition},
         )
         return DrainResult("done")
-    if partition < workspace.partitions and deps.store.older_streams_wait(workspace_name, workspace.partitions, span):
-        return hold_back(deps, workspace, partition)
+    fences: dict[int, str] = {}
+    if partition < workspace.partitions:
+        if deps.store.older_streams_wait(workspace_name, workspace.partitions, span):
+            return hold_back(deps, workspace, partition)
+        fences = deps.store.fences(workspace_name)
+        if fences and partition not in fences:
+            return hold_back(deps, workspace, partition)
     with deps.slots.hold(workspace_name) as held:
         if not held:
             parked = park(deps, workspace_name, partition)
             # A stopping process keeps nothing parked: what it parked goes back to the queue.
             return replace(parked, unparked=unpark(deps, workspace_name, every=True)) if deps.stopping() else parked
-        result = PartitionDrainer(deps, workspace, partition).run()
+        result = PartitionDrainer(deps, workspace, partition, fences.get(partition)).run()
     # A parked partition waits for this slot; when the process is stopping, every parked partition goes back.
     unparked = unpark(deps, workspace_name, every=deps.stopping())
     if result.action == "requeue" and unparked and not deps.stopping():
@@ -119,13 +127,25 @@ def unpark(deps: Ports, workspace: str, *, every: bool) -> tuple[int, ...]:
     return tuple(partition for partition in waiting if deps.store.unpark(workspace, partition, KICK_TTL_MS))
 
 
-class PartitionDrainer:
-    """One drain of one partition by one worker: owns the lease from ``run`` start to end."""
+def up_to_fence(entries: list[Entry], fence: str) -> list[Entry]:
+    """The leading entries written up to ``fence`` (the rest wait until every old stream is drained; pure)."""
+    for index, entry in enumerate(entries):
+        if entry_after(entry.id, fence):
+            return entries[:index]
+    return entries
 
-    def __init__(self, deps: Ports, workspace: WorkspaceConfig, partition: int) -> None:
+
+class PartitionDrainer:
+    """One drain of one partition by one worker: owns the lease from ``run`` start to end.
+
+    ``fence``: the last entry written with the partition count before it went up; entries after it wait (``drain``).
+    """
+
+    def __init__(self, deps: Ports, workspace: WorkspaceConfig, partition: int, fence: str | None = None) -> None:
         self.deps = deps
         self.workspace = workspace
         self.partition = partition
+        self.fence = fence
         self.token = uuid.uuid4().hex
         self.ttl_ms = int(deps.settings.lease_ttl_s * 1000)
         self.options = TransformOptions.for_workspace(workspace)
@@ -189,9 +209,12 @@ class PartitionDrainer:
         prefetched: Head | None = None
         while not self.deps.stopping() and self.deps.monotonic() < deadline:
             head = self._read(prefetched)
-            if head is None or not head.entries:
+            entries = head.entries if head is not None else []
+            if self.fence is not None:
+                entries = up_to_fence(entries, self.fence)
+            if not entries or head is None:
                 return
-            planned = plan_entries(head.entries, self.options)
+            planned = plan_entries(entries, self.options)
             settler.next_head = None
             self._settle_unsendable(planned)
             self.sender.send([entry for entry in planned if entry.operations], head.retry)

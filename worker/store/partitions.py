@@ -499,6 +499,10 @@ class PartitionStore:
         """True while a stream from the partition count up to ``span`` holds events (``worker.store.layout``)."""
         return layout.older_streams_wait(self._redis, self.prefix, workspace, partitions, span)
 
+    def fences(self, workspace: str) -> dict[int, str]:
+        """The streams still fenced after the partition count went up, with their fences (``worker.store.layout``)."""
+        return layout.fences(self._redis, self.prefix, workspace)
+
     def pending(self, workspace: str, partitions: int) -> list[tuple[int, int, bool]]:
         """(partition, stream length, has a lease) for every partition of the workspace."""
         pipe = self._redis.pipeline(transaction=False)
