@@ -223,9 +223,12 @@ class PartitionDrainer:
         return self._read_head()
 
     def _may_wait_for_more(self) -> bool:
-        """Whether an empty head of a partition that just sent may wait: lingering is on and no partition of the
-        workspace waits in this process for a drain slot (the slot goes to it instead)."""
-        return self.deps.settings.batching.linger_ms > 0 and not self.deps.slots.parked(self.workspace.name)
+        """Whether an empty head of a partition that just sent may wait: lingering is on, no partition of the
+        workspace waits in this process for a drain slot (the slot goes to it instead), and a thread of the process
+        is free (a task of another workspace waiting in the queue takes it; this one is not needed for that)."""
+        slots = self.deps.slots
+        lingering = self.deps.settings.batching.linger_ms > 0
+        return lingering and not slots.parked(self.workspace.name) and slots.spare_thread()
 
     def _wait_for_more(self) -> Head | None:
         """Wait one linger, then read again; None when shutting down meanwhile.
