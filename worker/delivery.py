@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -177,16 +178,42 @@ def map_httpx_errors() -> Iterator[None]:
 
 
 class CustomerIOClient:
-    """One shared HTTP client per worker process: keep-alive, timeouts from settings, Basic auth per request."""
+    """The worker process's HTTP clients: one ``httpx.Client`` per thread, keep-alive, timeouts from settings, Basic
+    auth per request.
+
+    One client per thread rather than one shared pool: under 32 and 96 posting threads, a shared ``httpx.Client``
+    makes a request wait before it goes on the wire (p99 15-900 ms against 8-65 ms) and costs up to 5x the CPU per
+    request, because its pool re-matches every waiting request with every connection, under one lock, on each request
+    and each answer (``tests/benchmarks/bench_http_client.py``; figures in ``tests/benchmarks/README.md``). A thread
+    sends one request at a time, so its client needs a connection per host it talks to, no more. The clients share
+    one TLS context (the CA bundle is loaded once).
+    """
 
     def __init__(self, http: HttpSettings, transport: httpx.BaseTransport | None = None) -> None:
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(http.timeout_s, connect=http.connect_timeout_s),
-            limits=httpx.Limits(max_connections=http.max_connections, max_keepalive_connections=http.max_connections),
-            follow_redirects=False,
-            transport=transport,
-            headers={"Content-Type": "application/json", "User-Agent": "cio-fleet"},
-        )
+        self._settings = http
+        self._transport = transport
+        self._tls = httpx.create_ssl_context()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._clients: list[httpx.Client] = []
+
+    def _client(self) -> httpx.Client:
+        """This thread's client, built on its first request."""
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            http, connections = self._settings, self._settings.connections_per_thread
+            client = httpx.Client(
+                timeout=httpx.Timeout(http.timeout_s, connect=http.connect_timeout_s),
+                limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+                follow_redirects=False,
+                verify=self._tls,
+                transport=self._transport,
+                headers={"Content-Type": "application/json", "User-Agent": "cio-fleet"},
+            )
+            self._local.client = client
+            with self._lock:
+                self._clients.append(client)
+        return client
 
     def post_batch(self, workspace: WorkspaceConfig, body: bytes) -> BatchResponse:
         """POST one ``{"batch": [...]}`` body to the workspace's Track API.
@@ -197,7 +224,7 @@ class CustomerIOClient:
         auth = (workspace.site_id, workspace.api_key.get_secret_value())
         started = time.monotonic()
         with map_httpx_errors():
-            response = self._client.post(f"{workspace.base_url}/api/v2/batch", content=body, auth=auth)
+            response = self._client().post(f"{workspace.base_url}/api/v2/batch", content=body, auth=auth)
         return BatchResponse(
             status=response.status_code,
             body=response.content,
@@ -206,5 +233,8 @@ class CustomerIOClient:
         )
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self._client.close()
+        """Close every thread's connections."""
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()

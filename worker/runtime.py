@@ -100,7 +100,7 @@ def build_deps(settings: Settings, metrics: Metrics | None = None) -> Deps:
         host=socket.gethostname(),
         stopping=_stopping.is_set,
         wait_or_stop=_stopping.wait,
-        slots=WorkspaceSlots(max(1, int(_concurrency * settings.workspace_max_share))),
+        slots=WorkspaceSlots(max(1, int(_concurrency * settings.workspace_max_share)), threads=_concurrency),
     )
 
 

@@ -221,14 +221,15 @@ class BatchingSettings(BaseModel):
 
 
 class HttpSettings(BaseModel):
-    """Timeouts of the shared HTTP client."""
+    """Timeouts and connections of the worker's HTTP clients (one per thread, ``worker.delivery``)."""
 
     model_config = ConfigDict(frozen=True)
 
     #: Bounds each of waiting for a pooled connection, writing the request and reading the answer.
     timeout_s: float = Field(default=10.0, gt=0)
     connect_timeout_s: float = Field(default=5.0, gt=0)
-    max_connections: int = Field(default=100, ge=1)
+    #: Keep-alive connections each thread's client holds: one per Customer.io host it sends to (US, EU).
+    connections_per_thread: int = Field(default=2, ge=1)
 
     @property
     def longest_request_s(self) -> float:

@@ -169,3 +169,27 @@ def test_a_shutdown_during_the_linger_ends_the_drain_without_sending(redis_clien
     assert stream_len(redis_client, key_prefix) == 1
     assert result.action == "requeue"
     assert redis_client.get(lease_key(key_prefix, "ws", 0)) == b"kicked"
+
+
+def test_a_drain_whose_head_empties_waits_one_linger_for_more_before_it_leaves(redis_client, key_prefix, stand_in):
+    # Given a drain of a lone entry, and another entry arriving while the drain waits after its first batch
+    deps, _ = lingering_deps(redis_client, key_prefix, stand_in.url, linger_ms=200)
+    waits: list[float] = []  # the lingers only (the limiter's pacing sleeps are recorded apart)
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        if len(waits) == 2:
+            put(redis_client, key_prefix, track(1))
+        return False
+
+    deps.wait_or_stop = wait
+    put(redis_client, key_prefix, track(0))
+    # When the partition is drained
+    result = drain(deps, "ws", 0)
+    # Then the same drain sent both, in order, one batch each: after the first batch it waited one linger for more,
+    # sent what arrived without lingering again, waited once more, found nothing and left
+    assert [r["operation"]["id"] for r in stand_in.accepted()] == ["m0", "m1"]
+    assert len(stand_in.requests()) == 2
+    assert len(waits) == 3 and waits[1:] == [0.2, 0.2]
+    assert result.action == "done"
+    assert stream_len(redis_client, key_prefix) == 0

@@ -27,3 +27,12 @@ def test_every_parked_partition_comes_back_at_once_when_the_process_stops():
         slots.park("a", partition)
     assert slots.unpark("a", every=True) == (4, 2, 9)
     assert slots.unpark("a") == ()
+
+
+def test_a_thread_is_spare_while_the_drains_hold_fewer_than_the_process_has():
+    slots = WorkspaceSlots(2, threads=3)
+    with slots.hold("a"), slots.hold("b"):
+        assert slots.spare_thread()
+        with slots.hold("a"):
+            assert not slots.spare_thread()
+    assert WorkspaceSlots(1).spare_thread()  # threads unknown: never short

@@ -185,9 +185,11 @@ class FleetMetrics:
         self.batch_events.labels(workspace).observe(events)
         self.batch_bytes.labels(workspace).observe(nbytes)
 
-    def end_to_end(self, workspace: str, seconds: float) -> None:
-        """Record one event's time from enqueue to acceptance."""
-        self.end_to_end_latency.labels(workspace).observe(max(0.0, seconds))
+    def end_to_end(self, workspace: str, *seconds: float) -> None:
+        """Record events' times from enqueue to acceptance."""
+        histogram = self.end_to_end_latency.labels(workspace)
+        for value in seconds:
+            histogram.observe(max(0.0, value))
 
     def end_to_end_from_ids(self, workspace: str, entry_ids: Iterable[str | bytes], accepted_at_s: float) -> None:
         """Record the end-to-end latency of accepted stream entries, enqueue time read from their ids.

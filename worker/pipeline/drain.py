@@ -207,8 +207,9 @@ class PartitionDrainer:
         # the retry state (producers only append, and what they append later is read by a later batch).
         settler.read_after = self._read_step
         prefetched: Head | None = None
+        sent = False
         while not self.deps.stopping() and self.deps.monotonic() < deadline:
-            head = self._read(prefetched)
+            head = self._read(prefetched, warm=sent)
             entries = head.entries if head is not None else []
             if self.fence is not None:
                 entries = up_to_fence(entries, self.fence)
@@ -218,13 +219,14 @@ class PartitionDrainer:
             settler.next_head = None
             self._settle_unsendable(planned)
             self.sender.send([entry for entry in planned if entry.operations], head.retry)
-            prefetched = settler.next_head
+            prefetched, sent = settler.next_head, True
 
-    def _read(self, prefetched: Head | None) -> Head | None:
+    def _read(self, prefetched: Head | None, *, warm: bool) -> Head | None:
         """The next entries, lingering up to ``linger_ms`` for a fuller batch; None when shutting down meanwhile.
 
         ``prefetched`` is the head the batch's last settle read (None: read it now). Each read is one round trip
-        (``read_head``) that also renews the lease and fetches the retry state.
+        (``read_head``) that also renews the lease and fetches the retry state. ``warm``: this drain has sent a
+        batch; an empty head then waits one linger for the next events (``_wait_for_more``).
 
         Raises:
             LeaseLost: another worker owns the partition.
@@ -232,6 +234,8 @@ class PartitionDrainer:
         batching = self.deps.settings.batching
         head = prefetched or self._read_head()
         entries = head.entries
+        if not entries and warm and self._may_wait_for_more():
+            return self._wait_for_more()
         if not entries or len(entries) >= batching.max_events or batching.linger_ms == 0:
             return head
         wait_ms = linger_ms(head.now_ms - entries[0].enqueued_at_ms, batching.linger_ms)
@@ -239,6 +243,26 @@ class PartitionDrainer:
             return head
         if self.deps.wait_or_stop(wait_ms / 1000):
             return None  # shutting down: a batch not yet in flight stays queued for the rest of the fleet
+        return self._read_head()
+
+    def _may_wait_for_more(self) -> bool:
+        """Whether an empty head of a partition that just sent may wait: lingering is on, no partition of the
+        workspace waits in this process for a drain slot (the slot goes to it instead), and a thread of the process
+        is free (a task of another workspace waiting in the queue takes it; this one is not needed for that)."""
+        slots = self.deps.slots
+        lingering = self.deps.settings.batching.linger_ms > 0
+        return lingering and not slots.parked(self.workspace.name) and slots.spare_thread()
+
+    def _wait_for_more(self) -> Head | None:
+        """Wait one linger, then read again; None when shutting down meanwhile.
+
+        A partition whose events arrive steadily (a few per linger) empties its head after each batch. Leaving then
+        costs every next event a kick, a task, a thread hand-over and a lease before its linger even starts; waiting
+        one linger here instead sends it with what arrived meanwhile, already gathered over a linger (so it does not
+        linger again). A partition that stays empty for a whole linger is left as before.
+        """
+        if self.deps.wait_or_stop(self.deps.settings.batching.linger_ms / 1000):
+            return None
         return self._read_head()
 
     def _read_head(self) -> Head:

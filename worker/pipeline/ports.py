@@ -126,7 +126,7 @@ class Metrics(Protocol):
     def rejected(self, workspace: str, type: str, n: int = 1) -> None: ...
     def dead_lettered(self, workspace: str, outcome: str, n: int = 1) -> None: ...
     def request(self, workspace: str, status: int | None, seconds: float, events: int, nbytes: int) -> None: ...
-    def end_to_end(self, workspace: str, seconds: float) -> None: ...
+    def end_to_end(self, workspace: str, *seconds: float) -> None: ...
     def limiter_wait(self, workspace: str, seconds: float) -> None: ...
     def auth_failure(self, workspace: str) -> None: ...
     def timestamps_dropped(self, workspace: str, field: str, n: int = 1) -> None: ...
@@ -150,7 +150,7 @@ class NullMetrics:
     def request(self, workspace: str, status: int | None, seconds: float, events: int, nbytes: int) -> None:
         """Ignore."""
 
-    def end_to_end(self, workspace: str, seconds: float) -> None:
+    def end_to_end(self, workspace: str, *seconds: float) -> None:
         """Ignore."""
 
     def limiter_wait(self, workspace: str, seconds: float) -> None:
@@ -204,9 +204,14 @@ def observe_settled(
     if not delivered and not dead:
         return
     now_ms = time.time() * 1000
+    # One call per event type and one for the batch's latencies: a labelled metric's lookup costs more than the
+    # count itself (it was a sixth of the worker's Python time on a full batch).
+    by_type: dict[str, int] = {}
     for entry in delivered:
-        deps.metrics.delivered(workspace, entry.event_type)
-        deps.metrics.end_to_end(workspace, max(now_ms - entry.entry.enqueued_at_ms, 0.0) / 1000)
+        by_type[entry.event_type] = by_type.get(entry.event_type, 0) + 1
+    for event_type, count in by_type.items():
+        deps.metrics.delivered(workspace, event_type, count)
+    deps.metrics.end_to_end(workspace, *(max(now_ms - entry.entry.enqueued_at_ms, 0.0) / 1000 for entry in delivered))
     outcomes: dict[str, int] = {}
     for _, outcome in dead:
         outcomes[outcome] = outcomes.get(outcome, 0) + 1

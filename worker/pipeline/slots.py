@@ -17,8 +17,10 @@ from contextlib import contextmanager
 class WorkspaceSlots:
     """At most ``limit`` drains of the same workspace run at once in this process."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, threads: int | None = None) -> None:
+        """``limit`` drains per workspace; ``threads``: the process's threads (None: unknown, never short)."""
         self.limit = max(1, limit)
+        self.threads = threads
         self._lock = threading.Lock()
         self._busy: dict[str, int] = {}
         self._parked: dict[str, deque[int]] = {}
@@ -65,3 +67,10 @@ class WorkspaceSlots:
         """Slots the workspace holds now."""
         with self._lock:
             return self._busy.get(workspace, 0)
+
+    def spare_thread(self) -> bool:
+        """Whether a thread of the process is free of drains (so a task that waits in the queue gets one now)."""
+        if self.threads is None:
+            return True
+        with self._lock:
+            return sum(self._busy.values()) < self.threads
