@@ -1,7 +1,7 @@
 """End-to-end figures of one worker process on this machine: throughput, latency, memory, and a naive baseline.
 
 Run: ``/work/venv/bin/pytest tests/benchmarks/bench_pipeline.py -s -o addopts=""`` (``-k`` picks one).
-Knobs: ``BENCH_EVENTS`` (200,000), ``BENCH_NAIVE_EVENTS`` (20,000), ``BENCH_CONCURRENCY`` (8),
+Knobs: ``BENCH_EVENTS`` (200,000), ``BENCH_NAIVE_EVENTS`` (20,000), ``BENCH_CONCURRENCY`` (the worker default, 96),
 ``BENCH_PARTITIONS`` (16), ``BENCH_SHAPE`` (``small``: ``synthetic_events``; ``realistic``:
 ``producer_ab.realistic_events``, with context), ``BENCH_RATE`` (1,000/s), ``BENCH_LATENCY_S`` (20),
 ``BENCH_MEMORY_EVENTS`` (1,000,000), ``BENCH_BROKER`` (``redis``: the events Redis; ``amqp``: RabbitMQ on
@@ -46,6 +46,7 @@ from tests.support.fake_cio import FakeCioProcess
 from worker.local.examples import synthetic_events
 from worker.local.localfleet import stop_worker
 from worker.mapping.transform import Deliver, TransformOptions, transform
+from worker.settings import DEFAULT_WORKER_THREADS
 
 pytestmark = pytest.mark.timeout(3_600)
 
@@ -70,7 +71,7 @@ def test_throughput_of_one_worker_against_the_naive_baseline(
     tmp_path: Path,
 ) -> None:
     events, naive_events = env_int("BENCH_EVENTS", 200_000), env_int("BENCH_NAIVE_EVENTS", 20_000)
-    concurrency = env_int("BENCH_CONCURRENCY", 8)
+    concurrency = env_int("BENCH_CONCURRENCY", DEFAULT_WORKER_THREADS)
     # Given the events waiting in Redis before the worker starts
     fleet = unlimited_fleet(make_fleet, stand_in)
     sample = bench_sample(events)
@@ -147,7 +148,7 @@ def run_naive(
 
 def test_latency_from_enqueue_to_acceptance_at_a_steady_rate(stand_in, make_fleet):
     rate, seconds = env_float("BENCH_RATE", 1_000), env_float("BENCH_LATENCY_S", 20)
-    concurrency = env_int("BENCH_CONCURRENCY", 8)
+    concurrency = env_int("BENCH_CONCURRENCY", DEFAULT_WORKER_THREADS)
     # Given one running worker, warmed up for two seconds
     fleet = unlimited_fleet(make_fleet, stand_in)
     fleet.start(1, concurrency=concurrency)
@@ -175,7 +176,7 @@ def test_latency_from_enqueue_to_acceptance_at_a_steady_rate(stand_in, make_flee
 
 
 def test_worker_memory_stays_flat_over_a_million_events(stand_in, make_fleet, redis_client, key_prefix):
-    total, concurrency = env_int("BENCH_MEMORY_EVENTS", 1_000_000), env_int("BENCH_CONCURRENCY", 8)
+    total, concurrency = env_int("BENCH_MEMORY_EVENTS", 1_000_000), env_int("BENCH_CONCURRENCY", DEFAULT_WORKER_THREADS)
     # Given one running worker whose resident memory is sampled every second
     fleet = unlimited_fleet(make_fleet, stand_in)
     (process,) = fleet.start(1, concurrency=concurrency)
