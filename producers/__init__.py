@@ -51,6 +51,7 @@ __all__ = [
     "SegmentEvent",
     "Track",
     "UnknownWorkspace",
+    "connect",
     "keys",
     "parse_event",
     "partition_for",

@@ -26,6 +26,7 @@ from producers._producer import (
     Tally,
 )
 from producers._roundtrip import AsyncCall, AsyncConnections
+from producers.connect import async_client, is_cluster
 from producers.wire import DEFAULT_PREFIX
 
 
@@ -60,8 +61,9 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
             redis_url, workspace, key_prefix=key_prefix, partitions=partitions, backlog_cap=backlog_cap, kick=kick
         )
         self._owns_redis = redis_client is None
-        self._redis = redis_client or redis.asyncio.Redis.from_url(redis_url, socket_connect_timeout=5.0)
-        self._connections = AsyncConnections(self._redis)
+        self._redis = redis_client or async_client(redis_url, socket_connect_timeout=5.0)
+        self._relay = is_cluster(self._redis)
+        self._connections = AsyncConnections(self._redis, self._config_key)
 
     def _submit(self, model: type[_Event], fields: dict[str, Any]) -> Awaitable[str]:
         return self._enqueue_one(prepare_shape(model, fields, now_iso()))
@@ -71,17 +73,27 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
 
     async def _start(self, connection: Any, chunk: Chunk) -> AsyncCall:
         """Send the script call of ``chunk``; its reply is read by ``_finish``."""
-        return await AsyncCall(connection, (await self._resolve()).packed(chunk)).send()
+        return await AsyncCall(connection, (await self._resolve()).packed(chunk, check=self._check())).send()
 
     async def _finish(self, call: AsyncCall, chunk: Chunk) -> Reply:
         """The reply of a sent chunk; partition again and send it again while the workers' count differs."""
         for _ in range(LAYOUT_ATTEMPTS):
             reply = Reply.parse(await self._reply(call))
+            if reply.known is not None:
+                self._admit(await self._known(call.connection))
+                call = await AsyncCall(call.connection, (await self._resolve()).packed(chunk, check=False)).send()
+                continue
             layout = self._judge(reply)
             if layout is None:
                 return reply
-            call = await AsyncCall(call.connection, layout.packed(chunk)).send()
+            call = await AsyncCall(call.connection, layout.packed(chunk, check=self._check())).send()
         raise self._still_changing()
+
+    async def _known(self, connection: Any) -> Any:
+        """The fleet's workspaces hash's names: on the call's connection, or on a cluster, the key's own node."""
+        if self._relay:
+            return await self._redis.hkeys(self._workspaces_key)
+        return await (await AsyncCall(connection, self._hkeys_packed).send()).reply()
 
     async def _reply(self, call: AsyncCall) -> Any:
         """The raw reply of a call, loading the script first if the server does not have it (after a restart)."""

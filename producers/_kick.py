@@ -41,7 +41,7 @@ from producers._events import (
     plain_fits,
     shape_event,
 )
-from producers.keys import config_key, drain_queue, enqueued_key, lease_key, stream_key, workspaces_key
+from producers.keys import config_key, drain_queue, enqueued_key, lease_key, ready_key, served_key, stream_key
 from producers.wire import (
     DEFAULT_PARTITIONS,
     DRAIN_TASK,
@@ -54,6 +54,10 @@ from producers.wire import (
 
 #: The most partitions a workspace may have (as ``WorkspaceConfig.partitions`` allows).
 MAX_PARTITIONS: Final = 1024
+#: Kick modes of the enqueue script: none, queue the drain task on the drain queue, mark the partition ready.
+KICK_NONE: Final = 0
+KICK_QUEUE: Final = 1
+KICK_READY: Final = 2
 #: Events per script call of ``enqueue_many``.
 CHUNK_EVENTS: Final = 1_000
 #: Serialised bytes per script call of ``enqueue_many``: a call blocks Redis while it runs (about a millisecond per
@@ -140,16 +144,18 @@ def drain_message_template(prefix: str, workspace: str) -> bytes:
 
 
 #: Appends events and kicks idle partitions in one round trip.
-#: KEYS: the P partition streams, then the P partition leases, then the workspace's enqueued-by-type hash, its
-#: config hash, the fleet's workspaces hash and the drain queue.
-#: ARGV: P, backlog cap (-1: none), lease TTL ms, lease value, format version, kick (1/0), the highest valid
-#: partition count, the workspace, the drain message template and its body template (``drain_message_template``),
-#: then per call: a task id (a uuid; the last 4 hex digits become the partition's), the index
-#: ("partition:type,..." in input order) and each event's JSON, in that order (the client packs them into protocol
-#: bytes itself, so many arguments cost it little; Redis hands each to the script without a copy in Lua).
-#: First the workspace check: when the workers published the workspaces they serve and this one is not among
-#: them, nothing is written and the script returns {0, 0, {}, 0, {known workspaces}}. While none is published
-#: (no worker ever started), every workspace is accepted.
+#: KEYS (all in the workspace's slot, ``producers.keys``): the P partition streams, then the P partition leases,
+#: then the workspace's enqueued-by-type hash, its config hash, its ``served`` key and the kick target: the drain
+#: queue when the workers' broker is this Redis (kick mode 1), else the workspace's ``ready`` set (kick mode 2).
+#: ARGV: P, backlog cap (-1: none), lease TTL ms, lease value, format version, kick mode (0: none, 1: queue the
+#: drain task, 2: mark the partition ready), the highest valid partition count, the workspace, the drain message
+#: template and its body template (``drain_message_template``), then per call: a task id (a uuid; the last 4 hex
+#: digits become the partition's), the index ("partition:type,..." in input order), whether to check that a worker
+#: serves the workspace (1/0) and each event's JSON, in that order (the client packs them into protocol bytes
+#: itself, so many arguments cost it little; Redis hands each to the script without a copy in Lua).
+#: First the workspace check: when no worker serves the workspace now (no ``served`` key), nothing is written and
+#: the script returns {0, 0, {}, 0, {}}; the producer then reads the fleet's workspaces hash (a key of another
+#: slot) and either refuses the workspace or, when no worker ever published any, calls again without the check.
 #: Then the layout check: when the workers published a partition count other than P, nothing is written and the
 #: script returns {0, 0, {}, published}: the caller's layout is stale, it must partition again and retry. So no
 #: producer writes to a partition the workers stopped draining once they published their count. While no count is
@@ -157,14 +163,14 @@ def drain_message_template(prefix: str, workspace: str) -> bytes:
 #: events (they drain every stream below the span).
 #: Events are appended in order until the workspace's backlog (the sum of XLEN) reaches the cap; the rest are
 #: left out. Each partition that received an event and has no lease gets ``kicked`` with ``SET NX PX``, and its
-#: drain task message is pushed on the drain queue.
+#: drain task message is pushed on the drain queue (kick mode 1) or the partition is added to the ``ready`` set
+#: (kick mode 2, for the workers to queue its task).
 #: Returns {appended, backlog after (0 without a cap), {kicked partitions}}. Its cost grows with P: one XLEN
 #: per partition.
 ENQUEUE_SCRIPT: Final = """
 local p = tonumber(ARGV[1])
-local known = KEYS[2 * p + 3]
-if redis.call('HEXISTS', known, ARGV[8]) == 0 and redis.call('EXISTS', known) == 1 then
-  return {0, 0, {}, 0, redis.call('HKEYS', known)}
+if ARGV[13] == '1' and redis.call('EXISTS', KEYS[2 * p + 3]) == 0 then
+  return {0, 0, {}, 0, {}}
 end
 local config = KEYS[2 * p + 2]
 local raw = redis.call('HGET', config, 'partitions')
@@ -188,7 +194,7 @@ end
 local added = 0
 local touched = {}
 local types = {}
-local at = 12
+local at = 13
 for partition, kind in string.gmatch(ARGV[12], '(%d+):(%a+)') do
   if cap >= 0 and backlog >= cap then
     break
@@ -222,7 +228,14 @@ local function base64(text)
   return table.concat(out)
 end
 local kicked = {}
-if ARGV[6] == '1' then
+if ARGV[6] == '2' then
+  for n in pairs(touched) do
+    if redis.call('SET', KEYS[p + n], ARGV[4], 'NX', 'PX', ARGV[3]) then
+      redis.call('SADD', KEYS[2 * p + 4], n - 1)
+      kicked[#kicked + 1] = n - 1
+    end
+  end
+elseif ARGV[6] == '1' then
   for n in pairs(touched) do
     if redis.call('SET', KEYS[p + n], ARGV[4], 'NX', 'PX', ARGV[3]) then
       local partition = tostring(n - 1)
@@ -265,15 +278,25 @@ class Layout:
     fixed: int
 
     @classmethod
-    def build(cls, prefix: str, workspace: str, partitions: int, *, cap: int | None, kick: bool) -> Layout:
-        """The layout of ``partitions`` partitions."""
+    def build(
+        cls, prefix: str, workspace: str, partitions: int, *, cap: int | None, kick: bool, relay: bool = False
+    ) -> Layout:
+        """The layout of ``partitions`` partitions.
+
+        With ``relay`` (the workers' broker is not this Redis: a Redis Cluster), a kick marks the partition in the
+        workspace's ``ready`` set instead of queueing its drain task; the workers queue it.
+        """
         streams = tuple(stream_key(prefix, workspace, n) for n in range(partitions))
         leases = tuple(lease_key(prefix, workspace, n) for n in range(partitions))
+        target = ready_key(prefix, workspace) if relay else drain_queue(prefix)
         keys = (*streams, *leases, enqueued_key(prefix, workspace), config_key(prefix, workspace))
-        keys += (workspaces_key(prefix), drain_queue(prefix))
-        header = (partitions, -1 if cap is None else cap, KICK_TTL_MS, KICKED, FORMAT_VERSION, int(kick))
+        keys += (served_key(prefix, workspace), target)
+        mode = KICK_NONE if not kick else KICK_READY if relay else KICK_QUEUE
+        header = (partitions, -1 if cap is None else cap, KICK_TTL_MS, KICKED, FORMAT_VERSION, mode)
         fixed: tuple[int | str, ...] = (*header, MAX_PARTITIONS, workspace)
         templates = (drain_message_template(prefix, workspace), drain_body_template(workspace))
+        if relay:
+            templates = (b"", b"")
         args = [b"EVALSHA", _raw(ENQUEUE_SHA), _raw(len(keys)), *map(_raw, (*keys, *fixed)), *templates]
         return cls(partitions, keys, resp(*args), len(args))
 
@@ -282,10 +305,15 @@ class Layout:
         """The partition streams, in partition order."""
         return self.keys[: self.partitions]
 
-    def packed(self, chunk: Chunk) -> bytes:
-        """The whole ``EVALSHA`` command for the prepared events of ``chunk``, partitioned by this layout."""
+    def packed(self, chunk: Chunk, *, check: bool = True) -> bytes:
+        """The whole ``EVALSHA`` command for the prepared events of ``chunk``, partitioned by this layout.
+
+        ``check``: refuse the call when no worker serves the workspace (off once the fleet is known to have
+        published no workspace at all).
+        """
         index = ",".join(chunk.index_for(self.partitions)).encode()
-        parts = [b"*%d\r\n" % (self.fixed + 2 + len(chunk.blobs)), self.head, resp(new_message_id().encode(), index)]
+        per_call = resp(new_message_id().encode(), index, b"1" if check else b"0")
+        parts = [b"*%d\r\n" % (self.fixed + 3 + len(chunk.blobs)), self.head, per_call]
         for data in chunk.blobs:
             parts += (b"$%d\r\n" % len(data), data, b"\r\n")
         return b"".join(parts)

@@ -10,7 +10,8 @@ prepares the next chunk while Redis runs the script of the previous one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar
@@ -40,9 +41,11 @@ from producers._kick import (
     parse_partitions,
     prepare,
     prepare_shape,
+    resp,
 )
 from producers._roundtrip import Call, Connections
-from producers.keys import config_key
+from producers.connect import is_cluster, sync_client
+from producers.keys import config_key, workspaces_key
 from producers.wire import DEFAULT_PARTITIONS, DEFAULT_PREFIX
 
 #: The Redis a producer talks to when given no URL.
@@ -52,6 +55,9 @@ DEFAULT_BACKLOG_CAP: Final = 1_000_000
 #: Script calls for one chunk while the published partition count keeps changing under it (it changes once per
 #: partition change, or back and forth while workers of two counts run side by side).
 LAYOUT_ATTEMPTS: Final = 5
+#: After the fleet's workspaces hash was found empty (no worker ever started) or listing the workspace, this long
+#: the producer calls the script without the ``served`` check (each check costs a round trip to another key).
+UNCHECKED_S: Final = 1.0
 
 R = TypeVar("R")
 
@@ -153,7 +159,9 @@ class ProducerBase:
         self.backlog_cap = backlog_cap
         self._partitions = partitions
         self._kick = kick
+        self._relay = False
         self._layout: Layout | None = None
+        self._unchecked_until = 0.0
 
     @property
     def _config_key(self) -> str:
@@ -165,8 +173,35 @@ class ProducerBase:
 
     def _adopt(self, partitions: int) -> Layout:
         """Use ``partitions`` from now on (the enqueue script found the cached count stale)."""
-        self._layout = Layout.build(self.key_prefix, self.workspace, partitions, cap=self.backlog_cap, kick=self._kick)
+        self._layout = Layout.build(
+            self.key_prefix, self.workspace, partitions, cap=self.backlog_cap, kick=self._kick, relay=self._relay
+        )
         return self._layout
+
+    @property
+    def _workspaces_key(self) -> str:
+        return workspaces_key(self.key_prefix)
+
+    @property
+    def _hkeys_packed(self) -> bytes:
+        """``HKEYS {p}:workspaces`` in Redis protocol bytes."""
+        return b"*2\r\n" + resp(b"HKEYS", self._workspaces_key.encode())
+
+    def _check(self) -> bool:
+        """Whether the script checks that a worker serves the workspace."""
+        return time.monotonic() >= self._unchecked_until
+
+    def _admit(self, raw_known: Sequence[bytes | str]) -> None:
+        """After the script found no worker serving the workspace: refuse it, unless the fleet's workspaces hash
+        is empty (no worker ever started: everything is accepted) or lists it (its ``served`` key just expired).
+
+        Raises:
+            UnknownWorkspace: Workers serve other workspaces, not this one.
+        """
+        known = sorted(name.decode() if isinstance(name, bytes) else str(name) for name in raw_known)
+        if known and self.workspace not in known:
+            raise UnknownWorkspace(self.workspace, known)
+        self._unchecked_until = time.monotonic() + UNCHECKED_S
 
     def _still_changing(self) -> ProducerError:
         return ProducerError(
@@ -179,8 +214,6 @@ class ProducerBase:
 
     def _judge(self, reply: Reply) -> Layout | None:
         """The layout to send the call again with (the count was stale), or ``None``: the reply stands."""
-        if reply.known is not None:
-            raise UnknownWorkspace(self.workspace, reply.known)
         return None if reply.published is None else self._adopt(reply.published)
 
 
@@ -354,8 +387,9 @@ class Producer(ProducerBase, CallShapes[str]):
             redis_url, workspace, key_prefix=key_prefix, partitions=partitions, backlog_cap=backlog_cap, kick=kick
         )
         self._owns_redis = redis_client is None
-        self._redis = redis_client or redis.Redis.from_url(redis_url, socket_connect_timeout=5.0)
-        self._connections = Connections(self._redis)
+        self._redis = redis_client or sync_client(redis_url, socket_connect_timeout=5.0)
+        self._relay = is_cluster(self._redis)
+        self._connections = Connections(self._redis, self._config_key)
 
     def _submit(self, model: type[_Event], fields: dict[str, Any]) -> str:
         return self._enqueue_one(prepare_shape(model, fields, now_iso()))
@@ -365,17 +399,27 @@ class Producer(ProducerBase, CallShapes[str]):
 
     def _start(self, connection: Any, chunk: Chunk) -> Call:
         """Send the script call of ``chunk``; its reply is read by ``_finish``."""
-        return Call(connection, self._resolve().packed(chunk)).send()
+        return Call(connection, self._resolve().packed(chunk, check=self._check())).send()
 
     def _finish(self, call: Call, chunk: Chunk) -> Reply:
         """The reply of a sent chunk; partition again and send it again while the workers' count differs."""
         for _ in range(LAYOUT_ATTEMPTS):
             reply = Reply.parse(self._reply(call))
+            if reply.known is not None:
+                self._admit(self._known(call.connection))
+                call = Call(call.connection, self._resolve().packed(chunk, check=False)).send()
+                continue
             layout = self._judge(reply)
             if layout is None:
                 return reply
-            call = Call(call.connection, layout.packed(chunk)).send()
+            call = Call(call.connection, layout.packed(chunk, check=self._check())).send()
         raise self._still_changing()
+
+    def _known(self, connection: Any) -> Any:
+        """The fleet's workspaces hash's names: on the call's connection, or on a cluster, the key's own node."""
+        if self._relay:
+            return self._redis.hkeys(self._workspaces_key)
+        return Call(connection, self._hkeys_packed).send().reply()
 
     def _reply(self, call: Call) -> Any:
         """The raw reply of a call, loading the script first if the server does not have it (after a restart)."""

@@ -14,6 +14,7 @@ read) and Redis error replies keep it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -25,6 +26,7 @@ from redis.asyncio.connection import AbstractConnection as AsyncConnection
 from redis.connection import Connection  # the type the pool hands out and takes back
 
 from producers._events import ProducerError
+from producers.connect import is_cluster
 
 _RETRIED = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 #: Failures after which the connection holds no unread reply.
@@ -59,13 +61,50 @@ class Call:
         return self.connection.retry.call_with_retry(self._attempt, lambda _error: self.connection.disconnect())
 
 
-class Connections:
-    """Connections of one client's pool for one producer: its own while free, else a pooled one."""
+#: Failures after which a cluster client's slot map may be stale.
+_MOVED = (redis.exceptions.MovedError, redis.exceptions.ClusterDownError, *_RETRIED)
 
-    def __init__(self, client: redis.Redis) -> None:
-        self._pool = client.connection_pool
+
+class _NodePool:
+    """The connection pool of the node that owns ``key``'s slot: the client's own pool on one Redis node."""
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        self._client = client
+        self._key = key
+
+    def get(self) -> tuple[Any, Connection]:
+        """A connection, and the pool to give it back to."""
+        if not is_cluster(self._client):
+            pool = self._client.connection_pool
+        else:
+            cluster: Any = self._client
+            pool = cluster.get_redis_connection(cluster.get_node_from_key(self._key)).connection_pool
+        return pool, pool.get_connection()
+
+    def failed(self, error: BaseException) -> None:
+        """After a failure: refresh a cluster's slot map if it may be stale."""
+        self.stale_after(error)
+
+    def stale_after(self, error: BaseException) -> bool:
+        """Refresh a cluster's slot map after a failure that may mean it is stale; whether it did."""
+        if not (is_cluster(self._client) and isinstance(error, _MOVED)):
+            return False
+        cluster: Any = self._client
+        with contextlib.suppress(redis.exceptions.RedisError):  # the next call tries again
+            cluster.nodes_manager.initialize()
+        return True
+
+
+class Connections:
+    """Connections of one client's pool for one producer: its own while free, else a pooled one.
+
+    ``key``: a key of the producer's workspace (on a Redis Cluster, the connections go to the node of its slot).
+    """
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        self._pools = _NodePool(client, key)
         self._lock = threading.Lock()
-        self._own: Connection | None = None
+        self._own: tuple[Any, Connection] | None = None
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
@@ -73,22 +112,37 @@ class Connections:
         if self._lock.acquire(blocking=False):
             try:
                 if self._own is None:
-                    self._own = self._pool.get_connection()
-                yield from _dropped_on_failure(self._own)
+                    self._own = self._pools.get()
+                try:
+                    yield from _dropped_on_failure(self._own[1])
+                except BaseException as exc:
+                    self._moved(exc)
+                    raise
             finally:
                 self._lock.release()
             return
-        connection = self._pool.get_connection()
+        pool, connection = self._pools.get()
         try:
             yield from _dropped_on_failure(connection)
+        except BaseException as exc:
+            self._pools.failed(exc)
+            raise
         finally:
-            self._pool.release(connection)
+            pool.release(connection)
+
+    def _moved(self, error: BaseException) -> None:
+        """After a failure of the own connection: on a cluster whose slot map may be stale, let it go."""
+        if isinstance(error, _MOVED) and self._own is not None and self._pools.stale_after(error):
+            pool, connection = self._own
+            self._own = None
+            pool.release(connection)
 
     def close(self) -> None:
         """Give the producer's own connection back to the pool."""
         with self._lock:
             if self._own is not None:
-                self._pool.release(self._own)
+                pool, connection = self._own
+                pool.release(connection)
                 self._own = None
 
 
@@ -134,13 +188,46 @@ class AsyncCall:
         return await self.connection.retry.call_with_retry(self._attempt, drop)
 
 
+class _AsyncNodePool:
+    """``_NodePool`` for ``redis.asyncio``: a cluster node hands out and takes back connections itself."""
+
+    def __init__(self, client: redis.asyncio.Redis, key: str) -> None:
+        self._client = client
+        self._key = key
+
+    async def get(self) -> tuple[Any, AsyncConnection]:
+        """A connection, and what to give it back to."""
+        if not is_cluster(self._client):
+            return self._client.connection_pool, await self._client.connection_pool.get_connection()
+        cluster: Any = self._client
+        await cluster.initialize()
+        node = cluster.get_node_from_key(self._key)
+        return node, node.acquire_connection()
+
+    async def release(self, holder: Any, connection: AsyncConnection) -> None:
+        """Give ``connection`` back to the pool or node it came from."""
+        if isinstance(holder, redis.asyncio.ConnectionPool):
+            await holder.release(connection)
+        else:
+            holder.release(connection)
+
+    async def stale_after(self, error: BaseException) -> bool:
+        """Refresh a cluster's slot map after a failure that may mean it is stale; whether it did."""
+        if not (is_cluster(self._client) and isinstance(error, _MOVED)):
+            return False
+        cluster: Any = self._client
+        with contextlib.suppress(redis.exceptions.RedisError):  # the next call tries again
+            await cluster.nodes_manager.initialize()
+        return True
+
+
 class AsyncConnections:
     """``Connections`` for ``redis.asyncio``: the producer's own connection while no other task uses it."""
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
-        self._pool = client.connection_pool
+    def __init__(self, client: redis.asyncio.Redis, key: str) -> None:
+        self._pools = _AsyncNodePool(client, key)
         self._lock = asyncio.Lock()
-        self._own: AsyncConnection | None = None
+        self._own: tuple[Any, AsyncConnection] | None = None
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
@@ -148,23 +235,34 @@ class AsyncConnections:
         if not self._lock.locked():
             async with self._lock:
                 if self._own is None:
-                    self._own = await self._pool.get_connection()
-                async with _async_dropped_on_failure(self._own) as connection:
-                    yield connection
+                    self._own = await self._pools.get()
+                try:
+                    async with _async_dropped_on_failure(self._own[1]) as connection:
+                        yield connection
+                except BaseException as exc:
+                    if await self._pools.stale_after(exc) and self._own is not None:
+                        holder, own = self._own
+                        self._own = None
+                        await self._pools.release(holder, own)
+                    raise
             return
-        pooled = await self._pool.get_connection()
+        holder, pooled = await self._pools.get()
         try:
             async with _async_dropped_on_failure(pooled) as connection:
                 yield connection
+        except BaseException as exc:
+            await self._pools.stale_after(exc)
+            raise
         finally:
-            await self._pool.release(pooled)
+            await self._pools.release(holder, pooled)
 
     async def close(self) -> None:
         """Give the producer's own connection back to the pool."""
         async with self._lock:
             if self._own is not None:
-                await self._pool.release(self._own)
+                holder, own = self._own
                 self._own = None
+                await self._pools.release(holder, own)
 
 
 @asynccontextmanager

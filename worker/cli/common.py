@@ -16,6 +16,7 @@ import orjson
 import redis
 import typer
 
+from producers.connect import sync_client
 from worker.settings import ConfigError, Settings, load_settings
 
 
@@ -99,7 +100,7 @@ def redis_errors(client: redis.Redis) -> Iterator[None]:
 def connect(settings: Settings) -> redis.Redis:
     """A checked Redis client for ``settings.redis_url``; exit 3 when Redis does not answer."""
     try:
-        client: redis.Redis = redis.Redis.from_url(
+        client: redis.Redis = sync_client(
             settings.redis_url.get_secret_value(), socket_connect_timeout=5, socket_timeout=30
         )
     except ValueError:
