@@ -114,6 +114,26 @@ class QueueFull(ProducerError):
         self.result = result
 
 
+class NotReplicated(ProducerError):
+    """The events were enqueued on the master, but fewer replicas than asked acknowledged them in time.
+
+    A failover now could lose them (Redis replicates asynchronously). Enqueueing them again is safe: the workers
+    deliver each event at least once, and Customer.io dedupes by messageId.
+
+    Attributes:
+        acknowledged: Replicas that acknowledged the writes.
+        wanted: Replicas the producer waited for (``wait_replicas``).
+    """
+
+    def __init__(self, workspace: str, acknowledged: int, wanted: int, timeout_ms: int) -> None:
+        super().__init__(
+            f"events of workspace {workspace!r} were enqueued on the master but only {acknowledged} of {wanted} "
+            f"replicas acknowledged them within {timeout_ms} ms; a failover now could lose them"
+        )
+        self.acknowledged = acknowledged
+        self.wanted = wanted
+
+
 @dataclass
 class Tally:
     """What ``enqueue_many`` has done so far."""
@@ -148,8 +168,10 @@ class ProducerBase:
         backlog_cap: int | None,
         kick: bool,
     ) -> None:
-        if not workspace or ":" in workspace:
-            raise ValueError("workspace must be a non-empty name without ':'")
+        if not workspace or any(mark in workspace for mark in ":{}"):
+            raise ValueError("workspace must be a non-empty name without ':', '{' or '}'")
+        if any(mark in key_prefix for mark in "{}"):
+            raise ValueError("key_prefix must not hold '{' or '}' (they would be the Redis Cluster hash tag)")
         if partitions is not None and partitions < 1:
             raise ValueError("partitions must be at least 1")
         if backlog_cap is not None and backlog_cap < 1:
@@ -177,6 +199,19 @@ class ProducerBase:
             self.key_prefix, self.workspace, partitions, cap=self.backlog_cap, kick=self._kick, relay=self._relay
         )
         return self._layout
+
+    def _durability(self, wait_replicas: int, wait_timeout_ms: int) -> None:
+        """Wait for ``wait_replicas`` replicas (``WAIT``) before a call returns; 0: do not wait."""
+        if wait_replicas < 0 or wait_timeout_ms < 1:
+            raise ValueError("wait_replicas must be at least 0 and wait_timeout_ms at least 1")
+        self._wait_replicas = wait_replicas
+        self._wait_timeout_ms = wait_timeout_ms
+        self._wait_packed = b"*3\r\n" + resp(b"WAIT", b"%d" % wait_replicas, b"%d" % wait_timeout_ms)
+
+    def _replicated(self, acknowledged: Any) -> None:
+        """Raise ``NotReplicated`` when fewer replicas than asked acknowledged the writes."""
+        if int(acknowledged) < self._wait_replicas:
+            raise NotReplicated(self.workspace, int(acknowledged), self._wait_replicas, self._wait_timeout_ms)
 
     @property
     def _workspaces_key(self) -> str:
@@ -367,6 +402,9 @@ class Producer(ProducerBase, CallShapes[str]):
             sweeper finds the partition.
         redis_client: A client to use instead of one built from ``redis_url`` (not closed by ``close``; the
             producer keeps one connection of its pool while it lives). Kicks go to that client's Redis.
+        wait_replicas: Before a call returns, wait until this many replicas acknowledged its writes (Redis
+            ``WAIT``), so that a failover cannot lose what was acknowledged; ``NotReplicated`` when they do not
+            within ``wait_timeout_ms``. Off (0) by default: it costs a round trip and the replication lag per call.
 
     Raises:
         ValueError: An argument is out of range.
@@ -382,10 +420,13 @@ class Producer(ProducerBase, CallShapes[str]):
         backlog_cap: int | None = DEFAULT_BACKLOG_CAP,
         kick: bool = True,
         redis_client: redis.Redis | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1_000,
     ) -> None:
         super().__init__(
             redis_url, workspace, key_prefix=key_prefix, partitions=partitions, backlog_cap=backlog_cap, kick=kick
         )
+        self._durability(wait_replicas, wait_timeout_ms)
         self._owns_redis = redis_client is None
         self._redis = redis_client or sync_client(redis_url, socket_connect_timeout=5.0)
         self._relay = is_cluster(self._redis)
@@ -426,7 +467,7 @@ class Producer(ProducerBase, CallShapes[str]):
         try:
             return call.reply()
         except redis.exceptions.NoScriptError:
-            self._redis.execute_command("SCRIPT", "LOAD", ENQUEUE_SCRIPT)
+            self._redis.script_load(ENQUEUE_SCRIPT)  # on a cluster: on every master
             return Call(call.connection, call.packed).send().reply()
 
     def _enqueue_one(self, prepared: Prepared) -> str:
@@ -434,6 +475,8 @@ class Producer(ProducerBase, CallShapes[str]):
         self._resolve()  # before taking a connection: reading the config takes one of its own
         with self._connections.connection() as connection:
             reply = self._finish(self._start(connection, chunk), chunk)
+            if reply.added:
+                self._wait(connection)
         if reply.added == 0:
             raise self._full(reply)
         return prepared.message_id
@@ -480,7 +523,14 @@ class Producer(ProducerBase, CallShapes[str]):
                     tally.settle(chunk, 0)
             if sent is not None:
                 self._settle(tally, *sent)
+            if tally.enqueued:
+                self._wait(connection)
         return tally.result()
+
+    def _wait(self, connection: Any) -> None:
+        """With ``wait_replicas``: ``WAIT`` on the connection that wrote (it covers all of its writes)."""
+        if self._wait_replicas:
+            self._replicated(Call(connection, self._wait_packed).send().reply())
 
     def _settle(self, tally: Tally, call: Call, chunk: Chunk) -> None:
         reply = self._finish(call, chunk)

@@ -189,27 +189,39 @@ class AsyncCall:
 
 
 class _AsyncNodePool:
-    """``_NodePool`` for ``redis.asyncio``: a cluster node hands out and takes back connections itself."""
+    """``_NodePool`` for ``redis.asyncio``. On a cluster, the producer keeps a connection pool of its own per node
+    (the cluster client's node connections belong to its own command path, which may drop them at any time)."""
 
     def __init__(self, client: redis.asyncio.Redis, key: str) -> None:
         self._client = client
         self._key = key
+        self._node_pools: dict[str, redis.asyncio.ConnectionPool] = {}
 
     async def get(self) -> tuple[Any, AsyncConnection]:
-        """A connection, and what to give it back to."""
+        """A connection, and the pool to give it back to."""
         if not is_cluster(self._client):
-            return self._client.connection_pool, await self._client.connection_pool.get_connection()
-        cluster: Any = self._client
-        await cluster.initialize()
-        node = cluster.get_node_from_key(self._key)
-        return node, node.acquire_connection()
-
-    async def release(self, holder: Any, connection: AsyncConnection) -> None:
-        """Give ``connection`` back to the pool or node it came from."""
-        if isinstance(holder, redis.asyncio.ConnectionPool):
-            await holder.release(connection)
+            pool = self._client.connection_pool
         else:
-            holder.release(connection)
+            cluster: Any = self._client
+            await cluster.initialize()
+            node = cluster.get_node_from_key(self._key)
+            if node.name not in self._node_pools:
+                kwargs = node.connection_kwargs
+                self._node_pools[node.name] = redis.asyncio.ConnectionPool(
+                    connection_class=node.connection_class, **kwargs
+                )
+            pool = self._node_pools[node.name]
+        return pool, await pool.get_connection()
+
+    async def release(self, pool: Any, connection: AsyncConnection) -> None:
+        """Give ``connection`` back to its pool."""
+        await pool.release(connection)
+
+    async def close(self) -> None:
+        """Close the pools of the cluster's nodes."""
+        pools, self._node_pools = list(self._node_pools.values()), {}
+        for pool in pools:
+            await pool.disconnect()
 
     async def stale_after(self, error: BaseException) -> bool:
         """Refresh a cluster's slot map after a failure that may mean it is stale; whether it did."""
@@ -263,6 +275,7 @@ class AsyncConnections:
                 holder, own = self._own
                 self._own = None
                 await self._pools.release(holder, own)
+            await self._pools.close()
 
 
 @asynccontextmanager

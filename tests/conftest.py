@@ -27,8 +27,12 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Tests marked ``single_and_cluster`` run on one Redis node and on the test Redis Cluster."""
-    if metafunc.definition.get_closest_marker("single_and_cluster") and "redis_url" in metafunc.fixturenames:
+    """Tests marked ``single_and_cluster`` run on one Redis node and on the test Redis Cluster (unless also marked
+    ``single_only``: what they check exists on one node only, such as the drain queue the producer writes to)."""
+    definition = metafunc.definition
+    if definition.get_closest_marker("single_only"):
+        return
+    if definition.get_closest_marker("single_and_cluster") and "redis_url" in metafunc.fixturenames:
         metafunc.parametrize("redis_kind", ["single", "cluster"])
 
 

@@ -15,6 +15,7 @@ from producers.keys import drain_queue, unacked_index_key, unacked_key, unacked_
 from worker import runtime
 from worker.ops.health import CONSUMER_BEAT_S, CONSUMER_STALE_S
 from worker.settings import ConfigError, Settings, load_settings
+from worker.store.slots import check_startup
 
 log = logging.getLogger("cio_fleet.worker")
 
@@ -26,7 +27,9 @@ BROKER_TRANSPORT: Final = "worker.broker:Transport"
 
 def _load() -> Settings:
     try:
-        return load_settings()
+        settings = load_settings()
+        check_startup(settings, needs_broker=True)
+        return settings
     except ConfigError as exc:
         print(f"cio-fleet: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -34,7 +37,7 @@ def _load() -> Settings:
 
 def create_app(settings: Settings) -> Celery:
     """A Celery app configured for at-least-once delivery on Redis."""
-    celery_app = Celery("cio_fleet", broker=settings.redis_url.get_secret_value(), include=["worker.tasks"])
+    celery_app = Celery("cio_fleet", broker=settings.celery_broker_url(), include=["worker.tasks"])
     celery_app.conf.update(
         # kombu's Redis transport with a fix: a Redis restart with drain tasks in flight must not end the worker.
         broker_transport=BROKER_TRANSPORT,

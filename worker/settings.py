@@ -37,6 +37,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from producers.connect import is_cluster_url
+
 #: Regional Track API base URLs (customerio-track-api.md §1.1).
 REGION_BASE_URLS = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}
 
@@ -203,7 +205,11 @@ class Settings(BaseSettings):
         env_prefix="CIO_", env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True
     )
 
+    #: The Redis of the streams: ``redis://`` (one node) or ``redis+cluster://`` (a Redis Cluster, any node).
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    #: The Celery broker of drain tasks (``CIO_BROKER_URL``); unset: ``redis_url``. A Redis Cluster cannot be a
+    #: Celery broker, so a cluster ``redis_url`` needs it (``celery_broker_url``).
+    broker_url: SecretStr | None = None
     #: A worker's Redis command (or connection attempt) fails after this long, so a black-holed Redis never hangs
     #: drain and sweeper threads; longer than the slowest legitimate command (the Lua settle of a batch).
     redis_socket_timeout_s: float = Field(default=5.0, gt=0)
@@ -274,6 +280,21 @@ class Settings(BaseSettings):
                 if owner != name:
                     raise ValueError(f"workspaces {owner!r} and {name!r} share a write key; each key names one")
         return self
+
+    def celery_broker_url(self) -> str:
+        """The URL of the Celery broker: ``broker_url``, else ``redis_url``.
+
+        Raises:
+            ConfigError: It would be a Redis Cluster (kombu's Redis transport needs one node).
+        """
+        url = (self.broker_url or self.redis_url).get_secret_value()
+        if is_cluster_url(url):
+            which = "CIO_BROKER_URL" if self.broker_url else "CIO_BROKER_URL (unset, so CIO_REDIS_URL)"
+            raise ConfigError(
+                f"setting {which}: a Redis Cluster cannot be the Celery broker; set CIO_BROKER_URL to one Redis "
+                "node (redis://) or another broker"
+            )
+        return url
 
     def write_key_owners(self) -> dict[str, str]:
         """Each intake write key and the workspace it names."""

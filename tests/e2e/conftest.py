@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from producers import Producer
+from producers.connect import sync_client
 from producers.keys import stream_key
 from worker.local.fake_customerio import FakeCustomerIO
 from worker.local.localfleet import start_worker, stop_worker, wait_until_registered
@@ -50,7 +51,7 @@ class Fleet:
             )
             self.processes.append(process)
             started.append(process)
-        client = redis.Redis.from_url(self.redis_url)
+        client = sync_client(self.redis_url)
         wait_until_registered(client, self.prefix, pids=[process.pid for process in started])
         client.close()
         return started

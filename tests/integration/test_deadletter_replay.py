@@ -20,6 +20,8 @@ from worker.deadletter.api import (
 from worker.deadletter.replay import ReplayTarget, move_chunk
 from worker.store.replies import entry_fields, stream_rows
 
+pytestmark = pytest.mark.single_and_cluster
+
 PARTITIONS = 8
 
 

@@ -21,6 +21,8 @@ from worker.store.partitions import PartitionStore
 from worker.store.ratelimit import WorkspaceLimiter
 from worker.store.replies import stream_rows
 
+pytestmark = pytest.mark.single_and_cluster
+
 SITE, KEY = "site-p", "key-p"
 
 

@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 import redis
 
+from producers.connect import sync_client
 from producers.keys import authpause_key, pause_key, rate_key
 from worker.store.ratelimit import Reservation, WorkspaceLimiter, credentials_fingerprint
+
+pytestmark = pytest.mark.single_and_cluster
 
 #: The multi-process test: processes, rate and how long they hammer the limiter.
 PROCESSES = 3
@@ -101,7 +104,7 @@ def test_nonsense_limits_are_refused(limiter: WorkspaceLimiter, rps: float, burs
 
 def test_a_client_decoding_responses_works_too(redis_url: str, key_prefix: str) -> None:
     """The limiter does not care whether the client decodes replies."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client = sync_client(redis_url, decode_responses=True)
     try:
         limiter = WorkspaceLimiter(client, key_prefix)
         assert acquire(limiter, "acme", rps=5, burst=1) == 0.0
@@ -206,7 +209,7 @@ def test_different_credentials_have_different_fingerprints() -> None:
 
 def hammer(redis_url: str, prefix: str, ready: Any, start: Any, results: Any) -> None:
     """One process of the fleet: take every slot it can for HAMMER_S seconds, report Redis grant times."""
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     limiter = WorkspaceLimiter(client, prefix)
     limiter.paused_for("warm-up")
     ready.release()

@@ -27,6 +27,8 @@ from worker.store.fleet_status import gather_status
 from worker.store.partitions import RETRY, PartitionStore
 from worker.store.replies import hash_fields
 
+pytestmark = pytest.mark.single_and_cluster
+
 # The stand-in and the HTTP clients' clean-up of test_pipeline, whose helpers these tests share.
 stand_in = test_pipeline.stand_in
 close_http_clients = test_pipeline.close_http_clients
@@ -167,6 +169,7 @@ class TakeOverAfterFirstLeaseCommand(redis.Redis):
         return result
 
 
+@pytest.mark.single_only
 def test_ending_retry_timers_never_frees_a_lease_another_drainer_took_meanwhile(redis_url, redis_client, key_prefix):
     # Given a partition waiting for its retry timer, and a drainer that takes its lease right after the first look
     client = TakeOverAfterFirstLeaseCommand(connection_pool=redis.ConnectionPool.from_url(redis_url))

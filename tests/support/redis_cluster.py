@@ -3,7 +3,8 @@
 The nodes listen on 127.0.0.1 on ports of the tests' own (7100-7105 when free, else another free run of six ports
 whose cluster bus ports, +10000, are free too), keep their files in a temporary directory and are created with
 ``redis-cli --cluster create --cluster-replicas 1``. ``start`` returns once every node reports
-``cluster_state:ok`` and knows all six nodes, so a test never meets a cluster still agreeing on its slots.
+``cluster_state:ok`` and knows all six nodes and every replica finished its first sync, so a test never meets a
+cluster still agreeing on its slots or a replica that cannot acknowledge a ``WAIT`` yet.
 """
 
 from __future__ import annotations
@@ -100,6 +101,25 @@ class RedisCluster:
             raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout.decode()[-2000:]}")
         for port in self.ports:
             wait_until(functools.partial(self.node_ready, port), timeout_s, f"cluster node {port} was not ready")
+        for port in self.masters():
+            wait_until(
+                functools.partial(self.replica_online, port), timeout_s, f"the replica of {port} was not in sync"
+            )
+
+    def replica_online(self, port: int) -> bool:
+        """The master on ``port`` has a replica that finished its sync (``state=online``)."""
+        return self.replica_of(port) is not None
+
+    def replica_of(self, port: int) -> int | None:
+        """The port of the master's replica, once in sync, else None."""
+        node = redis.Redis(port=port, socket_connect_timeout=1, decode_responses=True)
+        try:
+            replica = node.info("replication").get("slave0")
+        finally:
+            node.close()
+        if isinstance(replica, dict) and replica.get("state") == "online":
+            return int(replica["port"])
+        return None
 
     def node_ready(self, port: int) -> bool:
         """The node says ``cluster_state:ok`` and knows all six nodes."""

@@ -18,6 +18,7 @@ import typer
 
 from producers.connect import sync_client
 from worker.settings import ConfigError, Settings, load_settings
+from worker.store.slots import check_startup
 
 
 class Exit(IntEnum):
@@ -71,9 +72,10 @@ def fail(message: str, code: Exit) -> NoReturn:
 def load(workspaces_file: Path | None) -> Settings:
     """The settings; ``--workspaces`` replaces ``$CIO_WORKSPACES_FILE`` when given. Exit 2 on a configuration error."""
     try:
-        if workspaces_file is not None:
-            return load_settings(workspaces_file=workspaces_file)
-        return load_settings()
+        overrides = {} if workspaces_file is None else {"workspaces_file": workspaces_file}
+        settings = load_settings(**overrides)
+        check_startup(settings, needs_broker=False)
+        return settings
     except ConfigError as exc:
         fail(str(exc), Exit.USAGE)
 

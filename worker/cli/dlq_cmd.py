@@ -213,7 +213,7 @@ def celery_sender(settings: Settings) -> Callable[[str, int], None]:
     """Send ``worker.drain(workspace, partition)`` on the drain queue, as producers do."""
     from celery import Celery  # lazy: only a replay that kicks pays for the import
 
-    app = Celery(broker=settings.redis_url.get_secret_value(), set_as_current=False)
+    app = Celery(broker=settings.celery_broker_url(), set_as_current=False)
 
     def send(workspace: str, partition: int) -> None:
         app.send_task(DRAIN_TASK, args=[workspace, partition], queue=drain_queue(settings.key_prefix))
