@@ -1,9 +1,9 @@
 """The enqueue round trip, the kick it makes, and the checks it runs first.
 
 Events are prepared (checked, stamped, serialised, their person key hashed) in chunks. ``ENQUEUE_SCRIPT`` checks
-that the fleet knows the workspace and that the producer's partition count is the one the workers published,
-appends the events to their partition streams, applies backpressure and kicks each partition that was idle, all in
-one round trip.
+that a worker serves the workspace (its ``served`` key) and that the producer's partition count is the one the
+workers published, appends the events to their partition streams, applies backpressure and kicks each partition
+that was idle, all in one round trip.
 
 The kick is in the script too: it sets the partition's lease to ``kicked`` with ``SET NX`` (so exactly one producer
 kicks each idle partition) and pushes the Celery task message ``worker.drain(workspace, partition)`` onto the
@@ -11,6 +11,10 @@ kicks each idle partition) and pushes the Celery task message ``worker.drain(wor
 producers never import Celery, and a kick can no longer be lost between the ``SET`` and its task: both happen or
 neither. The ``kicked`` lease lives as long as the queued task may wait (``KICK_TTL_MS``), so that nobody queues a
 second task for the partition meanwhile.
+
+On a Redis Cluster the drain queue is not in the workspace's slot (nor on the cluster: the broker is elsewhere), so
+the script sets the ``kicked`` lease and adds the partition to the workspace's ``ready`` set instead (kick mode 2);
+the workers' sweeper queues those tasks (``worker.pipeline.sweeper.relay_ready``).
 
 The script call's fixed part (the sha, the key names, the fixed arguments) is packed into Redis protocol bytes
 once per layout (``Layout.head``): packing 2 * P key names on every call was the client's largest cost.
