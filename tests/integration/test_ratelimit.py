@@ -257,6 +257,7 @@ def busiest_second(grants: list[int]) -> int:
     return most
 
 
+@pytest.mark.single_only  # the limiter's script is the same on a cluster; this one costs seconds of processes
 def test_several_processes_never_exceed_the_fleet_rate_and_use_most_of_it(fleet_grants: list[int]) -> None:
     """3 processes sharing rps=20: at most 20 grants in any second (burst 1), and >= 90 % of the rate used."""
     span_s = (fleet_grants[-1] - fleet_grants[0]) / 1_000_000
