@@ -28,6 +28,8 @@ from worker.pipeline.drain import drain
 from worker.pipeline.sweeper import Sweeper, sweep_once
 from worker.store.fleet_status import gather_status
 
+pytestmark = pytest.mark.single_and_cluster
+
 WS = "ws"
 
 
