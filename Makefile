@@ -5,7 +5,7 @@ PYTHON ?= python3
 
 NODE_CLIENTS := tests/e2e/node
 
-.PHONY: setup node-clients browser redis demo test unit integration e2e lint mypy bench picture constraints all
+.PHONY: setup node-clients browser redis rabbitmq demo test unit integration e2e lint mypy bench picture constraints all
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ $(VENV)/.installed: pyproject.toml
 redis:
 	@bash .ci/ensure-redis
 
+# RabbitMQ on 127.0.0.1:5672: the end-to-end tests also run the fleet with CIO_BROKER_URL=amqp://.
+rabbitmq:
+	@bash .ci/ensure-rabbitmq
+
 demo: setup redis
 	$(BIN)/cio-fleet demo
 
@@ -35,7 +39,7 @@ browser:
 # processes are not measured). The floor is the figure measured when the report was added (84 %), minus one point.
 COVERAGE_FLOOR ?= 83
 
-test: setup redis browser node-clients
+test: setup redis rabbitmq browser node-clients
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
 
 # The three tiers: pure code (no Redis, no HTTP), real Redis and HTTP servers, real worker processes.
@@ -45,7 +49,7 @@ unit: setup
 integration: setup redis
 	$(BIN)/pytest tests/integration
 
-e2e: setup redis browser node-clients
+e2e: setup redis rabbitmq browser node-clients
 	$(BIN)/pytest tests/e2e
 
 lint: setup

@@ -14,8 +14,9 @@ from typing import Any
 import redis.asyncio
 import redis.exceptions
 
-from producers._events import _Event, now_iso
-from producers._kick import ENQUEUE_SCRIPT, Chunk, EventLike, Layout, Prepared, Reply, chunks, prepare, prepare_shape
+from producers._chunk import Chunk, EventLike, chunks
+from producers._events import _Event
+from producers._kick import ENQUEUE_SCRIPT, Layout, Reply
 from producers._producer import (
     DEFAULT_BACKLOG_CAP,
     DEFAULT_REDIS_URL,
@@ -70,7 +71,9 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
         self._connections = AsyncConnections(self._redis, self._config_key)
 
     def _submit(self, model: type[_Event], fields: dict[str, Any]) -> Awaitable[str]:
-        return self._enqueue_one(prepare_shape(model, fields, now_iso()))
+        chunk = Chunk()
+        chunk.push_shape(model, fields)
+        return self._enqueue_one(chunk)
 
     async def _resolve(self) -> Layout:
         if self._relay:
@@ -112,8 +115,8 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
             await self._redis.script_load(ENQUEUE_SCRIPT)  # on a cluster: on every master
             return await (await AsyncCall(call.connection, call.packed).send()).reply()
 
-    async def _enqueue_one(self, prepared: Prepared) -> str:
-        chunk = Chunk.of(prepared)
+    async def _enqueue_one(self, chunk: Chunk) -> str:
+        """Enqueue a chunk of one good event; its messageId."""
         await self._resolve()  # before taking a connection: reading the config takes one of its own
         async with self._connections.connection() as connection:
             reply = await self._finish(await self._start(connection, chunk), chunk)
@@ -121,7 +124,7 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
                 await self._wait(connection)
         if reply.added == 0:
             raise self._full(reply)
-        return prepared.message_id
+        return str(chunk.message_ids[0])
 
     async def enqueue(self, event: EventLike) -> str:
         """Validate, stamp and append one event; see ``Producer.enqueue``.
@@ -135,7 +138,9 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
             QueueFull: The workspace's backlog is at the cap; nothing was enqueued.
             redis.exceptions.ConnectionError: Redis cannot be reached.
         """
-        return await self._enqueue_one(prepare(event, now_iso()))
+        chunk = Chunk()
+        chunk.push(event)
+        return await self._enqueue_one(chunk)
 
     async def enqueue_many(self, events: Iterable[EventLike]) -> EnqueueResult:
         """Validate, stamp and append many events in input order; see ``Producer.enqueue_many``.
@@ -155,7 +160,7 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
             for chunk in chunks(events):  # preparing a chunk overlaps the script of the one sent before
                 if sent is not None:
                     await self._settle(tally, *sent)
-                sent = (await self._start(connection, chunk), chunk) if chunk.good else None
+                sent = (await self._start(connection, chunk), chunk) if chunk.count else None
                 if sent is None:
                     tally.settle(chunk, 0)
             if sent is not None:
@@ -172,7 +177,7 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
     async def _settle(self, tally: Tally, call: AsyncCall, chunk: Chunk) -> None:
         reply = await self._finish(call, chunk)
         tally.settle(chunk, reply.added)
-        if reply.added < len(chunk.good):
+        if reply.added < chunk.count:
             raise self._full(reply, tally.result())
 
     async def backlog(self) -> int:

@@ -4,7 +4,7 @@ Each ``enqueue`` is one Redis round trip (``ENQUEUE_SCRIPT``): the script checks
 workspace and the producer's cached partition count against the one the workers published (a stale count costs
 one more round trip), the event is appended to the stream of its partition, the workspace's backlog is checked
 against the cap, and an idle partition's lease is set to ``kicked`` and its drain task queued. ``enqueue_many``
-sends chunks of up to ``CHUNK_EVENTS`` events (or ``CHUNK_BYTES``) per script call (see ``producers._kick``), and
+sends chunks of up to ``CHUNK_EVENTS`` events (or ``CHUNK_BYTES``) per script call (see ``producers._chunk``), and
 prepares the next chunk while Redis runs the script of the previous one.
 """
 
@@ -18,6 +18,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import redis
 
+from producers._chunk import Chunk, EventLike, chunks
 from producers._events import (
     Alias,
     Group,
@@ -28,21 +29,8 @@ from producers._events import (
     Screen,
     Track,
     _Event,
-    now_iso,
 )
-from producers._kick import (
-    ENQUEUE_SCRIPT,
-    Chunk,
-    EventLike,
-    Layout,
-    Prepared,
-    Reply,
-    chunks,
-    parse_partitions,
-    prepare,
-    prepare_shape,
-    resp,
-)
+from producers._kick import ENQUEUE_SCRIPT, Layout, Reply, parse_partitions, resp
 from producers._roundtrip import Call, Connections
 from producers.connect import is_cluster, sync_client
 from producers.keys import config_key, workspaces_key
@@ -144,8 +132,9 @@ class Tally:
 
     def settle(self, chunk: Chunk, added: int) -> None:
         """Count a chunk of which the first ``added`` good events were appended."""
-        for offset in chunk.good[added:]:
-            chunk.message_ids[offset] = None
+        if added < chunk.count:
+            for offset in chunk.good[added:]:
+                chunk.message_ids[offset] = None
         self.message_ids += chunk.message_ids
         self.errors.update(chunk.errors)
         self.enqueued += added
@@ -206,7 +195,7 @@ class ProducerBase:
             raise ValueError("wait_replicas must be at least 0 and wait_timeout_ms at least 1")
         self._wait_replicas = wait_replicas
         self._wait_timeout_ms = wait_timeout_ms
-        self._wait_packed = b"*3\r\n" + resp(b"WAIT", b"%d" % wait_replicas, b"%d" % wait_timeout_ms)
+        self._wait_packed = [b"*3\r\n" + resp(b"WAIT", b"%d" % wait_replicas, b"%d" % wait_timeout_ms)]
 
     def _replicated(self, acknowledged: Any) -> None:
         """Raise ``NotReplicated`` when fewer replicas than asked acknowledged the writes."""
@@ -218,9 +207,9 @@ class ProducerBase:
         return workspaces_key(self.key_prefix)
 
     @property
-    def _hkeys_packed(self) -> bytes:
+    def _hkeys_packed(self) -> list[bytes]:
         """``HKEYS {p}:workspaces`` in Redis protocol bytes."""
-        return b"*2\r\n" + resp(b"HKEYS", self._workspaces_key.encode())
+        return [b"*2\r\n" + resp(b"HKEYS", self._workspaces_key.encode())]
 
     def _check(self) -> bool:
         """Whether the script checks that a worker serves the workspace."""
@@ -273,7 +262,7 @@ class CallShapes(Generic[R]):
 
     Each method builds the event as its model would (so a bad field raises ``InvalidEventError`` before anything
     is sent), enqueues it and returns its messageId. Extra keyword arguments become top-level fields. The model
-    itself only runs for values the plain checks cannot vouch for (``producers._kick.prepare_shape``).
+    itself only runs for values the plain checks cannot vouch for (``producers._chunk.Chunk.push_shape``).
     """
 
     def _submit(self, model: type[_Event], fields: dict[str, Any]) -> R:
@@ -433,7 +422,9 @@ class Producer(ProducerBase, CallShapes[str]):
         self._connections = Connections(self._redis, self._config_key)
 
     def _submit(self, model: type[_Event], fields: dict[str, Any]) -> str:
-        return self._enqueue_one(prepare_shape(model, fields, now_iso()))
+        chunk = Chunk()
+        chunk.push_shape(model, fields)
+        return self._enqueue_one(chunk)
 
     def _resolve(self) -> Layout:
         return self._layout or self._make_layout(self._redis.hget(self._config_key, "partitions"))
@@ -470,8 +461,8 @@ class Producer(ProducerBase, CallShapes[str]):
             self._redis.script_load(ENQUEUE_SCRIPT)  # on a cluster: on every master
             return Call(call.connection, call.packed).send().reply()
 
-    def _enqueue_one(self, prepared: Prepared) -> str:
-        chunk = Chunk.of(prepared)
+    def _enqueue_one(self, chunk: Chunk) -> str:
+        """Enqueue a chunk of one good event; its messageId."""
         self._resolve()  # before taking a connection: reading the config takes one of its own
         with self._connections.connection() as connection:
             reply = self._finish(self._start(connection, chunk), chunk)
@@ -479,7 +470,7 @@ class Producer(ProducerBase, CallShapes[str]):
                 self._wait(connection)
         if reply.added == 0:
             raise self._full(reply)
-        return prepared.message_id
+        return str(chunk.message_ids[0])
 
     def enqueue(self, event: EventLike) -> str:
         """Validate, stamp and append one event.
@@ -493,7 +484,9 @@ class Producer(ProducerBase, CallShapes[str]):
             QueueFull: The workspace's backlog is at the cap; nothing was enqueued.
             redis.exceptions.ConnectionError: Redis cannot be reached.
         """
-        return self._enqueue_one(prepare(event, now_iso()))
+        chunk = Chunk()
+        chunk.push(event)
+        return self._enqueue_one(chunk)
 
     def enqueue_many(self, events: Iterable[EventLike]) -> EnqueueResult:
         """Validate, stamp and append many events, ``CHUNK_EVENTS`` per round trip, in input order.
@@ -518,7 +511,7 @@ class Producer(ProducerBase, CallShapes[str]):
             for chunk in chunks(events):  # preparing a chunk overlaps the script of the one sent before
                 if sent is not None:
                     self._settle(tally, *sent)
-                sent = (self._start(connection, chunk), chunk) if chunk.good else None
+                sent = (self._start(connection, chunk), chunk) if chunk.count else None
                 if sent is None:
                     tally.settle(chunk, 0)
             if sent is not None:
@@ -535,7 +528,7 @@ class Producer(ProducerBase, CallShapes[str]):
     def _settle(self, tally: Tally, call: Call, chunk: Chunk) -> None:
         reply = self._finish(call, chunk)
         tally.settle(chunk, reply.added)
-        if reply.added < len(chunk.good):
+        if reply.added < chunk.count:
             raise self._full(reply, tally.result())
 
     def backlog(self) -> int:

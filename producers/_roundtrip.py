@@ -1,9 +1,10 @@
 """Script calls sent as ready-made protocol bytes on a Redis connection, with redis-py's retry policy.
 
 ``redis.Redis.execute_command`` packs every argument and takes a pooled connection on each call, which cost more
-than the producer's own work per event. The producer packs its call once per layout (``Layout.head``) and sends it
-here. A producer keeps one connection of the client's pool for itself while it is free; a second thread (or task)
-in the same producer at the same time takes another connection from the pool. ``enqueue_many`` sends a chunk and
+than the producer's own work per event. The producer packs its call's fixed part once per layout (``Layout.head``)
+and sends it here with the chunk's events, which are already in protocol bytes (two parts, never joined). A
+producer keeps one connection of the client's pool for itself while it is free; a second thread (or task) in the
+same producer at the same time takes another connection from the pool. ``enqueue_many`` sends a chunk and
 prepares the next one before reading the reply, so Redis runs one chunk's script while Python prepares the next.
 
 A connection error is retried as redis-py retries it (the client's ``Retry``), by sending the call again. A failure
@@ -16,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio
@@ -34,9 +35,9 @@ _CLEAN = (ProducerError, redis.exceptions.ResponseError)
 
 
 class Call:
-    """One packed command on a connection: sent now or later, its reply read once (sent again on a retry)."""
+    """One packed command (in parts) on a connection: sent now or later, its reply read once (sent again on a retry)."""
 
-    def __init__(self, connection: Connection, packed: bytes) -> None:
+    def __init__(self, connection: Connection, packed: Sequence[bytes | bytearray]) -> None:
         self.connection = connection
         self.packed = packed
         self._sent = False
@@ -44,7 +45,7 @@ class Call:
     def send(self) -> Call:
         """Send the command without waiting for the reply; a connection error is left to ``reply``'s retry."""
         try:
-            self.connection.send_packed_command([self.packed])
+            self.connection.send_packed_command(self.packed)
             self._sent = True
         except _RETRIED:
             self.connection.disconnect()
@@ -52,7 +53,7 @@ class Call:
 
     def _attempt(self) -> Any:
         if not self._sent:
-            self.connection.send_packed_command([self.packed])
+            self.connection.send_packed_command(self.packed)
         self._sent = False  # a retry sends again
         return self.connection.read_response()
 
@@ -159,7 +160,7 @@ def _dropped_on_failure(connection: Connection) -> Iterator[Connection]:
 class AsyncCall:
     """``Call`` for ``redis.asyncio``."""
 
-    def __init__(self, connection: AsyncConnection, packed: bytes) -> None:
+    def __init__(self, connection: AsyncConnection, packed: Sequence[bytes | bytearray]) -> None:
         self.connection = connection
         self.packed = packed
         self._sent = False
@@ -167,15 +168,20 @@ class AsyncCall:
     async def send(self) -> AsyncCall:
         """Send the command without waiting for the reply; a connection error is left to ``reply``'s retry."""
         try:
-            await self.connection.send_packed_command([self.packed])
+            await self.connection.send_packed_command(self._parts)
             self._sent = True
         except _RETRIED:
             await self.connection.disconnect()
         return self
 
+    @property
+    def _parts(self) -> list[bytes]:
+        # The stream writer takes any bytes-like part (a chunk's body is a bytearray); redis types it bytes.
+        return cast(list[bytes], self.packed)
+
     async def _attempt(self) -> Any:
         if not self._sent:
-            await self.connection.send_packed_command([self.packed])
+            await self.connection.send_packed_command(self._parts)
         self._sent = False
         return await self.connection.read_response()
 

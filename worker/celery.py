@@ -11,24 +11,21 @@ from typing import Any, Final
 
 from celery import Celery, bootsteps, signals
 
-from producers.keys import drain_queue, unacked_index_key, unacked_key, unacked_mutex_key
+from producers.connect import is_cluster
+from producers.keys import drain_queue
 from worker import runtime
+from worker.broker import celery_options
 from worker.ops.health import CONSUMER_BEAT_S, CONSUMER_STALE_S
-from worker.settings import ConfigError, Settings, load_settings
+from worker.settings import DEFAULT_WORKER_THREADS, ConfigError, Settings, load_settings
 from worker.store.slots import check_startup
 
 log = logging.getLogger("cio_fleet.worker")
-
-#: Longer than any task: a task runs one time slice plus one request.
-VISIBILITY_TIMEOUT_S: Final = 3_600
-#: The broker transport (``worker/broker.py``).
-BROKER_TRANSPORT: Final = "worker.broker:Transport"
 
 
 def _load() -> Settings:
     try:
         settings = load_settings()
-        check_startup(settings, needs_broker=True)
+        check_startup(settings)
         return settings
     except ConfigError as exc:
         print(f"cio-fleet: {exc}", file=sys.stderr)
@@ -36,23 +33,16 @@ def _load() -> Settings:
 
 
 def create_app(settings: Settings) -> Celery:
-    """A Celery app configured for at-least-once delivery on Redis."""
-    celery_app = Celery("cio_fleet", broker=settings.celery_broker_url(), include=["worker.tasks"])
+    """A Celery app configured for at-least-once delivery on its broker (Redis or RabbitMQ, ``worker.broker``)."""
+    celery_app = Celery("cio_fleet", broker=settings.broker(), include=["worker.tasks"])
     celery_app.conf.update(
-        # kombu's Redis transport with a fix: a Redis restart with drain tasks in flight must not end the worker.
-        broker_transport=BROKER_TRANSPORT,
+        # A task is acknowledged when it ends, and redelivered when its worker dies (RabbitMQ: at once, as its
+        # connection closes; Redis: after the visibility timeout, though the sweeper kicks the partition first).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         # A task that raised was handled by the pipeline (its partition deferred); do not redeliver it too.
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={
-            "visibility_timeout": VISIBILITY_TIMEOUT_S,
-            # Unacknowledged drain tasks are kept under the fleet's own prefix, so fleets sharing a Redis stay apart.
-            "unacked_key": unacked_key(settings.key_prefix),
-            "unacked_index_key": unacked_index_key(settings.key_prefix),
-            "unacked_mutex_key": unacked_mutex_key(settings.key_prefix),
-        },
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         accept_content=["json"],
@@ -60,15 +50,18 @@ def create_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_default_queue=drain_queue(settings.key_prefix),
         worker_pool="threads",
-        worker_concurrency=32,
+        worker_concurrency=DEFAULT_WORKER_THREADS,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
+        **celery_options(settings),
     )
     return celery_app
 
 
 #: A sweeper loop that has not gone round for this long (or 5 sweep intervals, if longer) is unhealthy.
 SWEEPER_STALE_S: Final = 30.0
+#: A relay loop (a ``BRPOP`` of at most a second, or a pause of at most 5 s) that has not gone round for this long.
+RELAY_STALE_S: Final = 30.0
 
 
 class ConsumerBeat(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -96,6 +89,7 @@ app = create_app(settings)
 runtime.health.watch("consumer", CONSUMER_STALE_S)
 app.steps["consumer"].add(ConsumerBeat)
 _sweeper: Any = None
+_relay: Any = None
 
 
 @signals.setup_logging.connect
@@ -130,17 +124,37 @@ def _after_fork(**_: Any) -> None:
 @signals.worker_ready.connect
 def _start_background(**_: Any) -> None:
     global _sweeper
+    from worker.broker import QueuedPartitions, broker_is_events_redis
     from worker.pipeline.sweeper import Sweeper
     from worker.tasks import kick
 
     deps = runtime.deps(settings)
     # The sweeper first: delivery machinery never depends on the metrics endpoint starting.
-    _sweeper = Sweeper(settings, runtime.redis_client(settings), kick, runtime.identity())
+    client = runtime.redis_client(settings)
+    _sweeper = Sweeper(settings, client, kick, runtime.identity(), queued=QueuedPartitions(settings, client))
     runtime.health.watch("sweeper", max(SWEEPER_STALE_S, 5 * settings.sweep_interval_s))
     _sweeper.on_round = lambda: runtime.health.beat("sweeper")
     _sweeper.start()
+    if is_cluster(client):
+        log.info("events on a Redis Cluster: the sweeper publishes the kicked partitions of the ready sets")
+    elif not broker_is_events_redis(settings, client):
+        _start_relay()
+    elif settings.relays_kicks:
+        log.warning("CIO_BROKER_URL names the events Redis (same server and database): no relay, one queue")
     runtime.start_metrics(settings)
     log.info("worker ready", extra={"workspaces": len(settings.workspaces), "host": deps.host})
+
+
+def _start_relay() -> None:
+    """Publish the kicks producers leave in the events Redis to the broker (``worker.pipeline.relay``)."""
+    global _relay
+    from worker.pipeline.relay import Relay
+    from worker.tasks import publish
+
+    _relay = Relay(runtime.relay_client(settings), drain_queue(settings.key_prefix), publish)
+    runtime.health.watch("relay", RELAY_STALE_S)
+    _relay.on_round = lambda: runtime.health.beat("relay")
+    _relay.start()
 
 
 @signals.worker_shutting_down.connect
@@ -148,8 +162,9 @@ def _stop(**_: Any) -> None:
     runtime.request_stop()
     _hand_back_parked()
     runtime.shutdown_watchdog(settings).start()
-    if _sweeper is not None:
-        _sweeper.stop()
+    for thread in (_relay, _sweeper):
+        if thread is not None:
+            thread.stop()
 
 
 def _hand_back_parked() -> None:

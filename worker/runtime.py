@@ -18,9 +18,10 @@ from worker.ops.health import Health
 from worker.ops.logs import settings_secrets
 from worker.ops.metrics import FleetMetrics, start_metrics_server
 from worker.pipeline.ports import Deps, Metrics, NullMetrics
+from worker.pipeline.relay import BLOCK_S as RELAY_BLOCK_S
 from worker.pipeline.shutdown import ShutdownWatchdog
 from worker.pipeline.slots import WorkspaceSlots
-from worker.settings import Settings
+from worker.settings import DEFAULT_WORKER_THREADS, Settings
 from worker.store.partitions import PartitionStore
 from worker.store.ratelimit import WorkspaceLimiter
 
@@ -28,12 +29,13 @@ log = logging.getLogger("cio_fleet.worker")
 
 _lock = threading.Lock()
 _deps: Deps | None = None
+_events: redis.Redis | None = None
 _metrics: FleetMetrics | None = None
 _stopping = threading.Event()
 #: What ``/healthz`` and ``/livez`` report: the Celery consumer's and the sweeper's beats.
 health = Health()
 #: Threads of this worker process, as Celery started it (``set_concurrency``).
-_concurrency = 32
+_concurrency = DEFAULT_WORKER_THREADS
 #: TCP keepalive of Redis connections: probe after 15 s idle, every 5 s, give up after 3 unanswered probes.
 _KEEPALIVE = {"TCP_KEEPIDLE": 15, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
 
@@ -58,6 +60,27 @@ def redis_client(settings: Settings) -> redis.Redis:
         socket_keepalive=True,
         socket_keepalive_options=_keepalive_options(),
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), 2, supported_errors=(RedisConnectionError,)),
+    )
+
+
+def events_client(settings: Settings) -> redis.Redis:
+    """The process's shared client of the events Redis, built on first use (kick records, ``worker.store.kicks``)."""
+    global _events
+    if _events is None:
+        with _lock:
+            if _events is None:
+                _events = redis_client(settings)
+    return _events
+
+
+def relay_client(settings: Settings) -> redis.Redis:
+    """A client of the events Redis for the relay's blocking ``BRPOP``: its socket timeout covers the wait."""
+    return redis.Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        socket_timeout=settings.redis_socket_timeout_s + RELAY_BLOCK_S,
+        socket_connect_timeout=settings.redis_connect_timeout_s,
+        socket_keepalive=True,
+        socket_keepalive_options=_keepalive_options(),
     )
 
 
@@ -157,7 +180,8 @@ def request_stop() -> None:
 
 def reset() -> None:
     """Forget the process's ports (after a fork)."""
-    global _deps, _metrics
+    global _deps, _metrics, _events
     _deps = None
     _metrics = None
+    _events = None
     _stopping.clear()

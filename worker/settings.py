@@ -20,10 +20,12 @@ names the workspace and the field, and never the API key.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -45,11 +47,40 @@ REGION_BASE_URLS = {"us": "https://track.customer.io", "eu": "https://track-eu.c
 #: Default requests per second allowed to one workspace, fleet-wide.
 DEFAULT_RATE_LIMIT_RPS = 100.0
 
-#: Default number of partitions (streams) per workspace.
+#: The fewest partitions (streams) a workspace gets by default, whatever its rate limit.
 DEFAULT_PARTITIONS = 16
+#: The most partitions a workspace gets by default (an explicit ``partitions`` may go up to 1,024).
+MAX_DEFAULT_PARTITIONS = 256
+#: The slowest Customer.io answer the default partition count is sized for (seconds).
+SLOWEST_ANSWER_S = 0.5
+#: What one drain cycle adds to the answer time: the reservation and the settle round trips, the transform, the
+#: hand-over between time slices, and partitions whose backlog is uneven (seconds).
+DRAIN_CYCLE_OVERHEAD_S = 0.1
+
+#: Threads of a worker process when Celery is not told otherwise (``--concurrency``). A drain holds a thread for
+#: its whole slice, so one process keeps ``threads x workspace_max_share`` batches of a workspace in flight: 72,
+#: more than the 60 partitions of a workspace at 100 requests/s (``default_partitions``).
+DEFAULT_WORKER_THREADS = 96
 
 #: Slack between the longest a request may run after its drainer checked the lease, and the lease's TTL.
 LEASE_MARGIN_S = 1.0
+
+
+#: Broker URL schemes and the broker they name: drain tasks travel on a standalone Redis or on RabbitMQ.
+BROKER_SCHEMES: Final = {"redis": "redis", "rediss": "redis", "amqp": "amqp", "amqps": "amqp"}
+
+
+def default_partitions(rate_limit_rps: float) -> int:
+    """The partition count of a workspace that does not set ``partitions`` (pure).
+
+    A partition has one batch in flight at a time, so a workspace sends at most ``partitions / cycle`` requests a
+    second, where a cycle is one answer plus ``DRAIN_CYCLE_OVERHEAD_S``. Enough partitions for the workspace's
+    whole rate at the slowest answer in range (``SLOWEST_ANSWER_S``) fill its budget at any faster answer too:
+    ``ceil(rate_limit_rps x (SLOWEST_ANSWER_S + DRAIN_CYCLE_OVERHEAD_S))``, at least ``DEFAULT_PARTITIONS`` and at
+    most ``MAX_DEFAULT_PARTITIONS``. 100 requests/s gives 60.
+    """
+    wanted = math.ceil(round(rate_limit_rps * (SLOWEST_ANSWER_S + DRAIN_CYCLE_OVERHEAD_S), 6))
+    return max(DEFAULT_PARTITIONS, min(MAX_DEFAULT_PARTITIONS, wanted))
 
 
 class ConfigError(Exception):
@@ -88,6 +119,8 @@ class WorkspaceConfig(BaseModel):
     #: request and sending it never puts more than ``rate_limit_rps`` requests in one second at Customer.io.
     rate_limit_headroom: float = Field(default=0.03, ge=0, lt=0.5)
     convert_timestamps: bool = True
+    #: Streams of the workspace, each with one batch in flight at a time; left out, ``default_partitions`` of
+    #: ``rate_limit_rps`` (60 at 100 requests/s), enough to use the whole rate at answers of up to 500 ms.
     partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=1024)
     object_type_id: str = "1"
     #: Write keys of the HTTP intake (``cio-fleet intake``): an SDK sending with one of them delivers to this
@@ -98,6 +131,13 @@ class WorkspaceConfig(BaseModel):
     #: Changes to the default actions and extra actions (``worker.mapping.actions``); none keeps the routing of
     #: ``docs/mapping.md``.
     actions: tuple[ActionConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _derive_partitions(self) -> WorkspaceConfig:
+        """No ``partitions`` given: as many as the rate limit needs (an explicit count always wins)."""
+        if "partitions" not in self.model_fields_set:
+            object.__setattr__(self, "partitions", default_partitions(self.rate_limit_rps))
+        return self
 
     @field_validator("actions")
     @classmethod
@@ -207,8 +247,9 @@ class Settings(BaseSettings):
 
     #: The Redis of the streams: ``redis://`` (one node) or ``redis+cluster://`` (a Redis Cluster, any node).
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
-    #: The Celery broker of drain tasks (``CIO_BROKER_URL``); unset: ``redis_url``. A Redis Cluster cannot be a
-    #: Celery broker, so a cluster ``redis_url`` needs it (``celery_broker_url``).
+    #: Celery's broker, where drain tasks travel (a secret): unset, the events Redis (a single node); else a
+    #: standalone Redis (``redis://``, ``rediss://``) or RabbitMQ (``amqp://``, ``amqps://``). Required when
+    #: ``redis_url`` is a Redis Cluster: a cluster cannot carry Celery's queue.
     broker_url: SecretStr | None = None
     #: A worker's Redis command (or connection attempt) fails after this long, so a black-holed Redis never hangs
     #: drain and sweeper threads; longer than the slowest legitimate command (the Lua settle of a batch).
@@ -264,6 +305,46 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        """A broker kombu can carry drain tasks on, named by its scheme (the error never shows the URL)."""
+        if value is None:
+            return None
+        url = value.get_secret_value()
+        scheme = urlsplit(url).scheme if "://" in url else ""  # "user:pw@host" would read as the scheme "user"
+        if scheme not in BROKER_SCHEMES:
+            raise ValueError(
+                f"CIO_BROKER_URL must be a redis://, rediss://, amqp:// or amqps:// URL, not {scheme or 'no scheme'}"
+                " (a Redis Cluster cannot carry Celery's queues; unset, the events Redis is the broker)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _broker_for_a_cluster(self) -> Settings:
+        """A Redis Cluster holds the events only: Celery's queue needs a broker of its own."""
+        if self.broker_url is None and is_cluster_url(self.redis_url.get_secret_value()):
+            raise ValueError(
+                "CIO_BROKER_URL is required when CIO_REDIS_URL is a Redis Cluster (a Redis Cluster cannot be the "
+                "Celery broker): set it to a standalone redis:// or to an amqp:// URL"
+            )
+        return self
+
+    def broker(self) -> str:
+        """Celery's broker URL (a secret: never log it): ``broker_url``, else the events Redis."""
+        chosen = self.broker_url if self.broker_url is not None else self.redis_url
+        return chosen.get_secret_value()
+
+    @property
+    def broker_kind(self) -> Literal["redis", "amqp"]:
+        """The broker's kind, from its scheme: ``redis`` or ``amqp``."""
+        return "amqp" if BROKER_SCHEMES.get(urlsplit(self.broker()).scheme) == "amqp" else "redis"
+
+    @property
+    def relays_kicks(self) -> bool:
+        """Whether the broker is not the events Redis (kicks then go through ``worker.pipeline.relay``)."""
+        return self.broker() != self.redis_url.get_secret_value()
+
     @model_validator(mode="after")
     def _name_workspaces(self) -> Settings:
         named = {key: ws.model_copy(update={"name": key}) for key, ws in self.workspaces.items()}
@@ -280,21 +361,6 @@ class Settings(BaseSettings):
                 if owner != name:
                     raise ValueError(f"workspaces {owner!r} and {name!r} share a write key; each key names one")
         return self
-
-    def celery_broker_url(self) -> str:
-        """The URL of the Celery broker: ``broker_url``, else ``redis_url``.
-
-        Raises:
-            ConfigError: It would be a Redis Cluster (kombu's Redis transport needs one node).
-        """
-        url = (self.broker_url or self.redis_url).get_secret_value()
-        if is_cluster_url(url):
-            which = "CIO_BROKER_URL" if self.broker_url else "CIO_BROKER_URL (unset, so CIO_REDIS_URL)"
-            raise ConfigError(
-                f"setting {which}: a Redis Cluster cannot be the Celery broker; set CIO_BROKER_URL to one Redis "
-                "node (redis://) or another broker"
-            )
-        return url
 
     def write_key_owners(self) -> dict[str, str]:
         """Each intake write key and the workspace it names."""

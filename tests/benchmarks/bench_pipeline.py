@@ -2,12 +2,16 @@
 
 Run: ``/work/venv/bin/pytest tests/benchmarks/bench_pipeline.py -s -o addopts=""`` (``-k`` picks one).
 Knobs: ``BENCH_EVENTS`` (200,000), ``BENCH_NAIVE_EVENTS`` (20,000), ``BENCH_CONCURRENCY`` (8),
-``BENCH_RATE`` (1,000/s), ``BENCH_LATENCY_S`` (20), ``BENCH_MEMORY_EVENTS`` (1,000,000).
+``BENCH_PARTITIONS`` (16), ``BENCH_SHAPE`` (``small``: ``synthetic_events``; ``realistic``:
+``producer_ab.realistic_events``, with context), ``BENCH_RATE`` (1,000/s), ``BENCH_LATENCY_S`` (20),
+``BENCH_MEMORY_EVENTS`` (1,000,000), ``BENCH_BROKER`` (``redis``: the events Redis; ``amqp``: RabbitMQ on
+127.0.0.1:5672, ``CIO_BROKER_URL``).
 The stand-in runs in its own process, answers at once and does not validate. Only correctness is asserted.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +26,7 @@ from tests.benchmarks.conftest import (
     Feeder,
     RssSampler,
     Throughput,
+    cpu_s,
     enqueue_bulk,
     env_float,
     env_int,
@@ -35,6 +40,7 @@ from tests.benchmarks.conftest import (
     workspace_options,
 )
 from tests.benchmarks.naive.app import create_app, send_events
+from tests.benchmarks.producer_ab import realistic_events
 from tests.e2e.conftest import Fleet, backlog, wait_for
 from tests.support.fake_cio import FakeCioProcess
 from worker.local.examples import synthetic_events
@@ -48,7 +54,11 @@ UNLIMITED_RPS = 100_000
 
 
 def unlimited_fleet(make_fleet: Callable[..., Fleet], stand_in: FakeCioProcess) -> Fleet:
-    return make_fleet(workspace_options(stand_in.url, rate_limit_rps=UNLIMITED_RPS, partitions=16))
+    broker = os.environ.get("BENCH_BROKER", "redis")
+    partitions = env_int("BENCH_PARTITIONS", 16)
+    return make_fleet(
+        workspace_options(stand_in.url, rate_limit_rps=UNLIMITED_RPS, partitions=partitions), broker=broker
+    )
 
 
 def test_throughput_of_one_worker_against_the_naive_baseline(
@@ -63,13 +73,16 @@ def test_throughput_of_one_worker_against_the_naive_baseline(
     concurrency = env_int("BENCH_CONCURRENCY", 8)
     # Given the events waiting in Redis before the worker starts
     fleet = unlimited_fleet(make_fleet, stand_in)
-    sample = synthetic_events(events, people=5_000)
+    sample = bench_sample(events)
     operations, naive_operations = count_operations(sample), count_operations(sample[:naive_events])
-    with fleet.producer(WORKSPACE) as producer:
+    with fleet.producer(WORKSPACE, partitions=env_int("BENCH_PARTITIONS", 16)) as producer:
         enqueue_rate = enqueue_bulk(producer, sample)
     # When one worker process drains them
-    fleet.start(1, concurrency=concurrency)
-    ours = watch_throughput(stand_in.client, operations, timeout_s=600)
+    (process,) = fleet.start(1, concurrency=concurrency)
+    cpu_at_first: list[float] = []
+    on_first = lambda: cpu_at_first.append(cpu_s(process.pid))  # noqa: E731
+    ours = watch_throughput(stand_in.client, operations, timeout_s=600, on_first=on_first)
+    cpu_window = cpu_s(process.pid) - cpu_at_first[0]
     wait_for(lambda: backlog(redis_client, key_prefix, WORKSPACE) == 0, 30, "empty streams")
     fleet.stop()
     # And the naive baseline delivers a share of the same events, one task and one request each
@@ -77,13 +90,15 @@ def test_throughput_of_one_worker_against_the_naive_baseline(
     naive = run_naive(redis_url, key_prefix, stand_in, sample[:naive_events], naive_operations, concurrency, tmp_path)
     # Then every event arrived; and the figures are printed
     report(
-        f"throughput, 1 worker process, threads pool x{concurrency}, 16 partitions, stand-in in its own process",
+        f"throughput ({env_text('BENCH_SHAPE', 'small')} events), 1 worker process, threads pool x{concurrency},"
+        f" {env_int('BENCH_PARTITIONS', 16)} partitions, stand-in in its own process",
         [
             ("events", events),
             ("operations", operations),
             ("producer enqueue_many (events/s)", enqueue_rate),
             ("cio-fleet (events/s)", ours.rate * events / operations),
             ("cio-fleet requests", ours.requests),
+            ("worker CPU per event in the window (us)", cpu_window * 1e6 * operations / ours.events / events),
             ("cio-fleet events per request", events / max(1, ours.requests)),
             (f"naive baseline over {naive_events:,} events (events/s)", naive.rate * naive_events / naive_operations),
             ("naive requests", naive.requests),
@@ -91,6 +106,17 @@ def test_throughput_of_one_worker_against_the_naive_baseline(
         ],
     )
     assert stand_in.client.stats()["accepted"] == naive_operations
+
+
+def env_text(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def bench_sample(events: int) -> list[dict[str, Any]]:
+    """``BENCH_SHAPE``'s events over 5,000 people: ``small`` synthetic ones, or ``realistic`` Segment-shaped ones."""
+    if env_text("BENCH_SHAPE", "small") == "realistic":
+        return realistic_events(events, people=5_000)
+    return synthetic_events(events, people=5_000)
 
 
 def count_operations(events: list[dict[str, Any]]) -> int:

@@ -1,16 +1,21 @@
 """Throughput of one workspace against a slow, rate-limited Customer.io, and the naive baseline in the same conditions.
 
-The stand-in answers every API request after 150 ms and answers 429 beyond 100 requests per second; the workspace
-is configured with ``rate_limit_rps = 100``. The ceiling is 100 requests/s x 200 events = 20,000 events/s.
+The stand-in answers every API request after 150 ms (``BENCH_LATENCY_MS``) and answers 429 beyond 100 requests per
+second; the workspace is configured with ``rate_limit_rps = 100`` and nothing else: its partition count and the
+workers' threads are the defaults (``worker.settings.default_partitions``, ``DEFAULT_WORKER_THREADS``). The ceiling
+is 100 requests/s x 200 events = 20,000 events/s.
 
-Run: ``/work/venv/bin/pytest tests/benchmarks/bench_ratelimited.py -s -o addopts=""``.
-Knobs: ``BENCH_EVENTS`` (300,000), ``BENCH_PARTITIONS`` (32), ``BENCH_CONCURRENCY`` (32, the naive worker's threads),
-``BENCH_WINDOW_S`` (10), ``BENCH_NAIVE_EVENTS`` (5,000), ``BENCH_NAIVE_WINDOW_S`` (15); the fleet layouts are
-``LAYOUTS`` (``-k 3x16`` picks one).
+Run: ``.venv/bin/pytest tests/benchmarks/bench_ratelimited.py -s -o addopts=""``.
+Knobs: ``BENCH_EVENTS`` (300,000), ``BENCH_LATENCY_MS`` (150), ``BENCH_PARTITIONS`` (the default; set it to compare),
+``BENCH_THREADS`` (the default), ``BENCH_CONCURRENCY`` (32, the naive worker's threads), ``BENCH_WINDOW_S`` (10),
+``BENCH_NAIVE_EVENTS`` (5,000), ``BENCH_NAIVE_WINDOW_S`` (15); the fleet layouts are ``LAYOUTS`` (``-k 3-processes``
+picks one). Every run checks that each event arrived once, and each person's events in order.
 """
 
 from __future__ import annotations
 
+import os
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,13 +39,19 @@ from tests.benchmarks.conftest import (
 )
 from tests.benchmarks.naive.app import create_app, send_events
 from tests.e2e.conftest import Fleet, backlog, wait_for
-from tests.support.fake_cio import FakeCioProcess
+from tests.support.fake_cio import FakeCioClient, FakeCioProcess
 from worker.local.localfleet import stop_worker
+from worker.settings import DEFAULT_WORKER_THREADS, default_partitions
 
 pytestmark = pytest.mark.timeout(3_600)
 
-#: The stand-in's behaviour: Customer.io's documented limit, and a slow answer.
-SLOW_AND_LIMITED = [{"latency_ms": 150, "rate_limit_rps": 100}]
+#: The workspace's rate limit, and the stand-in's: Customer.io's documented limit.
+LIMIT_RPS = 100
+
+
+def slow_and_limited() -> list[dict[str, float]]:
+    """The stand-in's behaviour: Customer.io's documented limit, and a slow answer."""
+    return [{"latency_ms": float(os.environ.get("BENCH_LATENCY_MS", "150")), "rate_limit_rps": LIMIT_RPS}]
 
 
 def describe(name: str, result: Throughput) -> list[tuple[str, object]]:
@@ -53,53 +64,72 @@ def describe(name: str, result: Throughput) -> list[tuple[str, object]]:
     ]
 
 
-#: Fleet layouts: (worker processes, threads each, CIO_WORKSPACE_MAX_SHARE or "" for the default of 0.75).
-LAYOUTS = [
-    pytest.param(1, 32, "", id="1x32-default-share"),
-    pytest.param(3, 16, "", id="3x16-default-share"),
-]
+#: Fleet layouts: worker processes, each with the default threads pool and workspace_max_share.
+LAYOUTS = [pytest.param(1, id="1-process"), pytest.param(3, id="3-processes")]
 
 
-@pytest.mark.parametrize(("workers", "concurrency", "max_drains"), LAYOUTS)
+@pytest.mark.parametrize("workers", LAYOUTS)
 def test_rate_limited_throughput_of_one_workspace(
     stand_in: FakeCioProcess,
     make_fleet: Callable[..., Fleet],
     redis_client: redis.Redis,
     workers: int,
-    concurrency: int,
-    max_drains: str,
     key_prefix: str,
 ) -> None:
-    events, partitions = env_int("BENCH_EVENTS", 300_000), env_int("BENCH_PARTITIONS", 32)
-    # Given a slow stand-in that refuses more than 100 requests/s, and a backlog waiting before the fleet starts
-    stand_in.client.set_faults(SLOW_AND_LIMITED)
-    fleet = make_fleet(workspace_options(stand_in.url, rate_limit_rps=100, partitions=partitions))
+    events, latency_ms = env_int("BENCH_EVENTS", 300_000), os.environ.get("BENCH_LATENCY_MS", "150")
+    threads = env_int("BENCH_THREADS", DEFAULT_WORKER_THREADS)
+    given = {"partitions": int(os.environ["BENCH_PARTITIONS"])} if "BENCH_PARTITIONS" in os.environ else {}
+    partitions = given.get("partitions", default_partitions(LIMIT_RPS))
+    # Given a slow stand-in that refuses more than 100 requests/s, a workspace with the default partitions, and a
+    # backlog waiting before the fleet starts (written with the count the workers will publish)
+    stand_in.client.set_faults(slow_and_limited())
+    fleet = make_fleet(workspace_options(stand_in.url, rate_limit_rps=LIMIT_RPS, **given))
     sample = [track_event(index, people=5_000) for index in range(events)]
     with fleet.producer(WORKSPACE, partitions=partitions, backlog_cap=None) as producer:
         enqueue_bulk(producer, sample)
     # When the fleet drains it: a steady window first, then everything
-    overrides = {"CIO_WORKSPACE_MAX_SHARE": max_drains} if max_drains else {}
-    fleet.start(workers, concurrency=concurrency, **overrides)
+    fleet.start(workers, concurrency=threads)
     steady = count_in_window(stand_in.client, env_int("BENCH_WINDOW_S", 10))
     whole = watch_throughput(stand_in.client, events, timeout_s=600)
     wait_for(lambda: backlog(redis_client, key_prefix, WORKSPACE, partitions) == 0, 30, "empty streams")
-    # Then every event arrived; and the figures are printed
+    # Then every event arrived once, in order per person; and the figures are printed
+    delivery = check_delivery(stand_in.client, events)
     report(
-        f"rate-limited: 150 ms answers, 100 req/s limit; {workers} worker(s) x{concurrency}, {partitions} partitions, "
-        f"workspace_max_share={max_drains or 0.75}",
+        f"rate-limited: {latency_ms} ms answers, {LIMIT_RPS} req/s limit; {workers} worker process(es) x{threads} "
+        f"threads, {partitions} partitions ({'set' if given else 'default'}), workspace_max_share 0.75 (default)",
         [
             ("events", events),
             *describe(f"cio-fleet, first {steady.seconds:.0f} s", steady),
             *describe("cio-fleet, whole drain", whole),
             ("share of the 20,000 events/s ceiling (steady)", f"{steady.rate / 20_000:.1%}"),
+            ("most requests in flight at once", stand_in.client.stats()["max_in_flight"]),
+            *delivery,
         ],
     )
     assert stand_in.client.stats()["accepted"] == events
 
 
+def check_delivery(client: FakeCioClient, events: int) -> list[tuple[str, object]]:
+    """Each ``track_event`` accepted exactly once, and each person's in the order enqueued (asserted)."""
+    seen: set[int] = set()
+    last: dict[str, int] = defaultdict(lambda: -1)
+    duplicates = inversions = 0
+    for record in client.accepted():
+        operation = record["operation"]
+        index = int(operation["id"].split("-", 1)[1])
+        duplicates += index in seen
+        seen.add(index)
+        person = operation["identifiers"]["id"]
+        inversions += index < last[person]
+        last[person] = max(last[person], index)
+    lost = events - len(seen)
+    assert (lost, duplicates, inversions) == (0, 0, 0)
+    return [("lost, duplicated, out of order", f"{lost}, {duplicates}, {inversions}")]
+
+
 def test_rate_limited_naive_baseline(stand_in: FakeCioProcess, redis_url: str, key_prefix: str, tmp_path: Path) -> None:
     # Given the same slow, rate-limited stand-in
-    stand_in.client.set_faults(SLOW_AND_LIMITED)
+    stand_in.client.set_faults(slow_and_limited())
     sample = [track_event(index, people=5_000) for index in range(env_int("BENCH_NAIVE_EVENTS", 5_000))]
     # When the naive baseline runs for a fixed window; Then its figures are printed
     naive = run_naive(redis_url, key_prefix, stand_in, sample, tmp_path)

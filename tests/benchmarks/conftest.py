@@ -154,11 +154,17 @@ class Throughput:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
-def watch_throughput(client: FakeCioClient, target: int, timeout_s: float, site_id: str = SITE_ID) -> Throughput:
+def watch_throughput(
+    client: FakeCioClient,
+    target: int,
+    timeout_s: float,
+    site_id: str = SITE_ID,
+    on_first: Callable[[], None] = lambda: None,
+) -> Throughput:
     """Poll the stand-in's counters every 50 ms until ``target`` operations of ``site_id`` are accepted.
 
-    The window opens at the first poll that sees an acceptance (so worker start-up is not counted) and the
-    operations accepted by then are left out of the rate.
+    The window opens at the first poll that sees an acceptance (so worker start-up is not counted; ``on_first`` is
+    called then) and the operations accepted by then are left out of the rate.
 
     Raises:
         AssertionError: fewer than ``target`` arrived within ``timeout_s``.
@@ -171,6 +177,7 @@ def watch_throughput(client: FakeCioClient, target: int, timeout_s: float, site_
         now = time.monotonic()
         if first is None and accepted > 0:
             first = (now, accepted, stats)
+            on_first()
         if accepted >= target and first is not None:
             return between(first[2], stats, now - first[0], target - first[1])
         time.sleep(0.05)
@@ -202,6 +209,12 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[rank]
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process ``pid`` (all its threads) has used so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:

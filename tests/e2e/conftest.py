@@ -14,9 +14,11 @@ import redis
 
 from producers import Producer
 from producers.connect import sync_client
-from producers.keys import stream_key
+from producers.keys import drain_queue, stream_key
+from tests.support.rabbitmq import TEST_AMQP_URL, delete_queue
 from worker.local.fake_customerio import FakeCustomerIO
 from worker.local.localfleet import start_worker, stop_worker, wait_until_registered
+from worker.settings import MAX_DEFAULT_PARTITIONS
 
 
 @dataclass
@@ -42,7 +44,8 @@ class Fleet:
         }
         return {**env, **self.env, **overrides}
 
-    def start(self, count: int = 1, concurrency: int = 8, **overrides: str) -> list[subprocess.Popen[bytes]]:
+    def launch(self, count: int = 1, concurrency: int = 8, **overrides: str) -> list[subprocess.Popen[bytes]]:
+        """Start ``count`` workers without waiting for them."""
         started = []
         for _ in range(count):
             log_path = self.log_dir / f"worker-{len(self.processes)}.log"
@@ -51,6 +54,11 @@ class Fleet:
             )
             self.processes.append(process)
             started.append(process)
+        return started
+
+    def start(self, count: int = 1, concurrency: int = 8, **overrides: str) -> list[subprocess.Popen[bytes]]:
+        """Start ``count`` workers and wait until each has sent its first heartbeat."""
+        started = self.launch(count, concurrency, **overrides)
         client = sync_client(self.redis_url)
         wait_until_registered(client, self.prefix, pids=[process.pid for process in started])
         client.close()
@@ -85,14 +93,22 @@ def stand_in() -> Iterator[FakeCustomerIO]:
     fake.stop()
 
 
+#: The brokers a fleet's drain tasks may travel on: the events Redis, or RabbitMQ (``CIO_BROKER_URL``).
+BROKERS = {"redis": None, "amqp": TEST_AMQP_URL}
+
+
 @pytest.fixture
 def make_fleet(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
+    """Fleets of the test: ``make(workspaces, broker="amqp", CIO_X="...")``; RabbitMQ queues deleted afterwards."""
     fleets: list[Fleet] = []
 
-    def make(workspaces: dict[str, dict[str, Any]], **env: str) -> Fleet:
+    def make(workspaces: dict[str, dict[str, Any]], broker: str = "redis", **env: str) -> Fleet:
         log_dir = tmp_path / f"logs-{len(fleets)}"
         log_dir.mkdir()
         path = write_workspaces(tmp_path / f"workspaces-{len(fleets)}.toml", workspaces)
+        broker_url = BROKERS[broker]
+        if broker_url is not None:
+            env = {"CIO_BROKER_URL": broker_url, **env}
         fleet = Fleet(redis_url, key_prefix, path, log_dir, env=dict(env))
         fleets.append(fleet)
         return fleet
@@ -100,6 +116,8 @@ def make_fleet(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Call
     yield make
     for fleet in fleets:
         fleet.stop()
+    if any("CIO_BROKER_URL" in fleet.env for fleet in fleets):
+        delete_queue(drain_queue(key_prefix))
 
 
 def standin_workspaces(url: str, names: str = "abc", **options: Any) -> dict[str, dict[str, Any]]:
@@ -118,8 +136,12 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def backlog(client: redis.Redis, prefix: str, workspace: str, partitions: int = 16) -> int:
-    return sum(int(client.xlen(stream_key(prefix, workspace, p))) for p in range(partitions))
+def backlog(client: redis.Redis, prefix: str, workspace: str, partitions: int = MAX_DEFAULT_PARTITIONS) -> int:
+    """Events waiting in the workspace's first ``partitions`` streams (by default, any a default count may have)."""
+    pipe = client.pipeline(transaction=False)
+    for p in range(partitions):
+        pipe.xlen(stream_key(prefix, workspace, p))
+    return sum(int(length) for length in pipe.execute())
 
 
 def wait_until_drained(client: redis.Redis, prefix: str, workspace: str, timeout_s: float = 10) -> None:

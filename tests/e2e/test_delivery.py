@@ -55,9 +55,12 @@ def test_origin_document_examples_arrive_as_the_mapping_says(stand_in, make_flee
     wait_until_drained(redis_client, key_prefix, "wsa")
 
 
-def test_ten_thousand_events_over_three_workspaces_arrive_once_in_order(stand_in, make_fleet, redis_client, key_prefix):
-    # Given two workers and 10,000 events spread over three workspaces
-    fleet = make_fleet(standin_workspaces(stand_in.url, "abc"))
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_ten_thousand_events_over_three_workspaces_arrive_once_in_order(
+    stand_in, make_fleet, redis_client, key_prefix, broker
+):
+    # Given two workers, their drain tasks on the events Redis or on RabbitMQ, and 10,000 events over three workspaces
+    fleet = make_fleet(standin_workspaces(stand_in.url, "abc"), broker=broker)
     fleet.start(2)
     events = synthetic_events(10_000, people=300)
     by_workspace = {name: events[i::3] for i, name in enumerate(("wsa", "wsb", "wsc"))}

@@ -48,7 +48,7 @@ def test_queued_drain_tasks_never_outnumber_the_partitions_under_a_backlog(
     # Given one worker with 2 threads for 16 busy partitions, 1-second drain slices and Customer.io answering in
     # 150 ms: a drain task waits about 8 s in the queue, longer than a kick used to live (5 s); sweeps every 0.5 s
     stand_in.set_faults([{"latency_ms": 150}])
-    workspaces = standin_workspaces(stand_in.url, "a")
+    workspaces = standin_workspaces(stand_in.url, "a", partitions=PARTITIONS)
     fleet = make_fleet(workspaces, CIO_BATCHING__MAX_EVENTS="5", CIO_WORKSPACE_MAX_SHARE="1", CIO_DRAIN_SLICE_S="1")
     fleet.start(1, concurrency=2)
     events = [{"type": "track", "userId": f"u{n}", "event": "Ordered", "messageId": f"m{n}"} for n in range(EVENTS)]

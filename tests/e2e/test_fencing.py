@@ -18,7 +18,7 @@ from tests.e2e.conftest import Fleet, backlog, standin_workspaces, wait_for
 from tests.support.redis_gate import RedisGate, script_sha
 from worker.deadletter.api import DeadLetter
 from worker.local.fake_customerio import FakeCustomerIO
-from worker.store.partitions import _SETTLE
+from worker.store.partitions import _SETTLE, _SETTLE_AND_READ
 from worker.store.ratelimit import _RESERVE_LUA
 
 pytestmark = pytest.mark.e2e
@@ -31,10 +31,12 @@ SHORT_LEASE = {
     "CIO_REDIS_SOCKET_TIMEOUT_S": "1",
     "CIO_REDIS_CONNECT_TIMEOUT_S": "1",
 }
-#: What A sends to Redis when it asks the rate limiter for a slot: the last step before the request.
+#: What A sends to Redis when it asks the rate limiter for a slot, its lease checked and renewed in the same script
+#: (the fence): the last step before the request.
 RESERVE = (script_sha(_RESERVE_LUA),)
-#: What A sends to Redis to settle a batch Customer.io answered (the script, or the old MULTI/XDEL transaction).
-SETTLE = (script_sha(_SETTLE), b"XDEL")
+#: What A sends to Redis to settle a batch Customer.io answered (the script, the settle that also reads the next
+#: entries, or the old MULTI/XDEL transaction).
+SETTLE = (script_sha(_SETTLE), script_sha(_SETTLE_AND_READ), b"XDEL")
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Issue 9.3 with real worker processes: a partition count cut from 16 to 8, and a workspace nobody configured."""
+"""Issue 9.3 with real worker processes: a partition count cut from 16 to 8, raised from 16 to the default (issue 12),
+and a workspace nobody configured."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from producers.wire import partition_for
 from tests.e2e.conftest import standin_workspaces, wait_for
 from tests.e2e.test_observability import scrape, value
 from worker.local.demo import free_port
+from worker.store.replies import byte_strings
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +62,41 @@ def test_a_count_cut_from_16_to_8_strands_nothing_and_keeps_each_persons_order(
         lambda: sum(int(redis_client.xlen(stream_key(key_prefix, "wsa", n))) for n in range(16)) == 0,
         10,
         "every stream settled",
+    )
+
+
+def test_a_count_raised_from_16_to_the_default_strands_nothing_and_keeps_each_persons_order(
+    stand_in, make_fleet, redis_client: redis.Redis, key_prefix: str
+):
+    # Given the old workers published 16 partitions, and a producer that cached that count wrote half the events
+    # (Customer.io answers 503 for now, so that the old streams still hold them when the other half is written)
+    assert any(partition_for({"userId": p}, 16) != partition_for({"userId": p}, 60) for p in PEOPLE)
+    redis_client.hset(config_key(key_prefix, "wsa"), "partitions", "16")
+    stand_in.set_faults([{"force_status": 503}])
+    retry = {"CIO_RETRY__BASE_S": "0.05", "CIO_RETRY__CAP_S": "0.3"}
+    fleet = make_fleet(standin_workspaces(stand_in.url, "a"), **retry)
+    with fleet.producer("wsa") as producer:
+        for step in range(STEPS // 2):
+            for person in PEOPLE:
+                producer.track(person, "Step", {"step": step}, message_id=f"{person}-{step}")
+        # When workers with the default count (60 at 100 requests/s) start, and the same producer writes the rest
+        fleet.start(1)
+        wait_for(lambda: redis_client.hget(config_key(key_prefix, "wsa"), "partitions") == b"60", 20, "count 60")
+        for step in range(STEPS // 2, STEPS):
+            for person in PEOPLE:
+                producer.track(person, "Step", {"step": step}, message_id=f"{person}-{step}")
+    stand_in.set_faults([])
+    # Then every event is delivered, each person's in the order it was enqueued, and no fence is left
+    wait_for(
+        lambda: sum(len(ids) for ids in per_person(stand_in.accepted()).values()) == STEPS * len(PEOPLE),
+        30,
+        "every event delivered",
+    )
+    assert per_person(stand_in.accepted()) == {p: [f"{p}-{s}" for s in range(STEPS)] for p in PEOPLE}
+    wait_for(
+        lambda: not [f for f in byte_strings(redis_client.hkeys(config_key(key_prefix, "wsa"))) if b"fence:" in f],
+        10,
+        "the fences to go",
     )
 
 

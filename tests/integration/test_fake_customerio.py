@@ -346,6 +346,28 @@ def test_a_hanging_request_does_not_block_other_requests(fake, api):
     assert len(outcomes) == 1
 
 
+def test_stats_count_the_requests_answered_at_once_and_keep_the_most(fake, api):
+    # Given three requests that hang at the stand-in, each from its own thread
+    fake.set_faults([{"hang_rate": 1.0, "hang_s": 30}])
+    outcomes: list[object] = []
+    threads = [threading.Thread(target=post_and_keep_outcome, args=(api, [EVENT], outcomes)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    # When they are all being answered; Then the stats count them, and keep the most once they are answered
+    deadline = time.monotonic() + 20
+    while fake.stats()["in_flight"] < 3:
+        assert time.monotonic() < deadline, fake.stats()
+        time.sleep(0.05)
+    fake.stop()  # ends the hangs
+    for thread in threads:
+        thread.join(10)
+    deadline = time.monotonic() + 20
+    while fake.stats()["in_flight"]:
+        assert time.monotonic() < deadline, fake.stats()
+        time.sleep(0.05)
+    assert fake.stats()["max_in_flight"] == 3
+
+
 def test_force_status_answers_that_status_with_retry_after_and_body(fake, api):
     fake.set_faults({"force_status": 429, "retry_after": 7, "body": {"meta": {"error": "slow down"}}})
 
@@ -472,6 +494,8 @@ def test_stats_count_requests_by_status_and_accepted_operations_by_site(api, con
     post_batch(api, [EVENT, {"bad": 1}])
 
     assert control.stats() == {
+        "in_flight": 0,
+        "max_in_flight": 1,
         "requests": 2,
         "requests_by_status": {"200": 1, "207": 1},
         "accepted": 3,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from producers.keys import rate_key
+from producers.keys import lease_key, rate_key
 from worker.delivery import CustomerIOClient
 from worker.pipeline.ports import Deps
 from worker.pipeline.sending import BatchSender
@@ -33,6 +33,8 @@ def slow_waker(redis_client: redis.Redis, key_prefix: str) -> Iterator[BatchSend
         client=http,
         sleep=lambda seconds: time.sleep(seconds + OVERSLEEP_S),
     )
+    # The sender's lease, which its reservations check and renew (the fence)
+    redis_client.set(lease_key(key_prefix, "ws", 0), "token", px=60_000)
     yield BatchSender(deps, settings.workspaces["ws"], 0, "token", renew=lambda: None)
     http.close()
 

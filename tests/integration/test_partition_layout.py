@@ -27,6 +27,7 @@ from worker.ops.metrics import FleetMetrics
 from worker.pipeline.drain import drain
 from worker.pipeline.sweeper import Sweeper, sweep_once
 from worker.store.fleet_status import gather_status
+from worker.store.layout import publish
 
 pytestmark = pytest.mark.single_and_cluster
 
@@ -122,6 +123,85 @@ def test_streams_a_producer_wrote_with_its_default_count_before_any_publish_are_
     assert kicked == [(WS, partition_for({"userId": user}, 16))]
     drain_until_done(deps, kicked[0][1])
     assert delivered_ids(stand_in) == [f"{user}-0"]
+
+
+def moving_person(old: int, new: int) -> str:
+    """A user id whose partition among ``new`` differs from the one among ``old``."""
+    return next(
+        user
+        for user in (f"user-{n}" for n in range(1_000))
+        if partition_for({"userId": user}, old) != partition_for({"userId": user}, new)
+    )
+
+
+def test_a_count_going_up_fences_the_old_streams_and_holds_the_newer_events_until_the_old_ones_are_delivered(
+    redis_client, key_prefix, stand_in
+):
+    # Given a person's older events in their stream of count 8, and the workers now have 16
+    redis_client.hset(config_key(key_prefix, WS), "partitions", "8")
+    user = moving_person(8, 16)
+    old, new = partition_for({"userId": user}, 8), partition_for({"userId": user}, 16)
+    xadd(redis_client, key_prefix, old, event(user, 0), event(user, 1))
+    deps = make_deps(redis_client, key_prefix, stand_in.url, workspace={"partitions": 16})
+    sweep_once(deps.settings, deps.store, deps.limiter, lambda ws, n: None)
+    # (the old stream is fenced at its last entry; a producer now writes the person's next event with 16)
+    last_old = redis_client.xrevrange(stream_key(key_prefix, WS, old), count=1)[0][0]
+    assert redis_client.hget(config_key(key_prefix, WS), f"fence:{old}") == last_old
+    xadd(redis_client, key_prefix, new, event(user, 2))
+    # When the newer partition is drained first, it waits (a retry timer) and delivers nothing
+    assert drain(deps, WS, new).action == "later"
+    assert delivered_ids(stand_in) == []
+    # Then the old stream drains, its fence goes, and only then the newer partition: the person's order holds
+    drain_until_done(deps, old)
+    drain_until_done(deps, new)
+    assert delivered_ids(stand_in) == [f"{user}-0", f"{user}-1", f"{user}-2"]
+    assert not [f for f in redis_client.hkeys(config_key(key_prefix, WS)) if f.startswith(b"fence:")]
+
+
+def test_a_fenced_stream_delivers_its_old_entries_and_keeps_the_newer_ones_behind_the_fence(
+    redis_client, key_prefix, stand_in
+):
+    # Given stream 0 fenced after its old entries, with a newer entry written after the count went up
+    redis_client.hset(config_key(key_prefix, WS), "partitions", "8")
+    xadd(redis_client, key_prefix, 0, event("a", 0), event("a", 1))
+    xadd(redis_client, key_prefix, 1, event("b", 0))
+    deps = make_deps(redis_client, key_prefix, stand_in.url, workspace={"partitions": 16})
+    sweep_once(deps.settings, deps.store, deps.limiter, lambda ws, n: None)
+    xadd(redis_client, key_prefix, 0, event("c", 5))
+    # When stream 0 is drained while stream 1 still holds an old entry
+    drain(deps, WS, 0)
+    # Then only the old entries went; the newer one waits for stream 1's, then goes
+    assert delivered_ids(stand_in) == ["a-0", "a-1"]
+    drain_until_done(deps, 1)
+    drain_until_done(deps, 0)
+    assert delivered_ids(stand_in) == ["a-0", "a-1", "b-0", "c-5"]
+
+
+def test_the_first_publish_above_a_producers_default_count_fences_what_it_wrote(redis_client, key_prefix, redis_url):
+    from producers import Producer
+
+    # Given a producer wrote with its default count (16) before any worker published one
+    with Producer(redis_url, WS, key_prefix=key_prefix, kick=False) as producer:
+        producer.track("someone", "Step", message_id="someone-0")
+    written = partition_for({"userId": "someone"}, 16)
+    # When workers with the default count of a 100 requests/s workspace publish it
+    publish(redis_client, key_prefix, WS, 60)
+    # Then the stream the producer wrote is fenced; publishing the same count again changes nothing
+    config = redis_client.hgetall(config_key(key_prefix, WS))
+    assert {k: v for k, v in config.items() if k.startswith(b"fence:")} == {
+        f"fence:{written}".encode(): redis_client.xrevrange(stream_key(key_prefix, WS, written), count=1)[0][0]
+    }
+    redis_client.xadd(stream_key(key_prefix, WS, 3), {"v": "1", "event": b"{}"})
+    publish(redis_client, key_prefix, WS, 60)
+    assert redis_client.hgetall(config_key(key_prefix, WS)) == config
+
+
+def test_the_same_or_a_lower_count_fences_nothing(redis_client, key_prefix):
+    redis_client.hset(config_key(key_prefix, WS), "partitions", "16")
+    xadd(redis_client, key_prefix, 3, event("a", 0))
+    publish(redis_client, key_prefix, WS, 16)
+    publish(redis_client, key_prefix, WS, 8)
+    assert not [f for f in redis_client.hkeys(config_key(key_prefix, WS)) if f.startswith(b"fence:")]
 
 
 def sweeper_for(deps, client: redis.Redis, kicked: list[tuple[str, int]], identity: str = "host:1") -> Sweeper:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -13,6 +14,7 @@ from producers.wire import partition_for
 from worker.deadletter.api import DeadLetter
 from worker.delivery import CustomerIOClient
 from worker.local.fake_customerio import FakeCustomerIO
+from worker.pipeline.credentials import configured_fingerprint
 from worker.pipeline.drain import drain
 from worker.pipeline.ports import Deps
 from worker.pipeline.sweeper import sweep_once
@@ -293,6 +295,83 @@ def test_a_drain_that_notices_new_credentials_first_also_ends_the_paused_partiti
     assert not redis_client.exists(authpause_key(key_prefix, "ws"))
     # Then partition 1 does not wait out a timer set for the old credentials: the sweeper kicks it at once
     assert not redis_client.exists(lease_key(key_prefix, "ws", 1))
+    kicked: list[tuple[str, int]] = []
+    sweep_once(deps.settings, deps.store, deps.limiter, lambda ws, p: kicked.append((ws, p)))
+    assert kicked == [("ws", 1)]
+
+
+class LiftedByAnotherWorker(WorkspaceLimiter):
+    """The pause as another worker (with the fixed key) lifts it, its two steps straddling this drain's check:
+    it clears the pause just after this drain first saw it, and ends the retry timers just after this drain was
+    refused the probe (``ClaimWatched``)."""
+
+    def __init__(self, client: redis.Redis, prefix: str, lifter: Deps) -> None:
+        super().__init__(client, prefix)
+        self.lifter = lifter
+        self.steps: list[str] = []
+
+    def auth_pause(self, workspace: str):
+        pause = super().auth_pause(workspace)
+        if pause is not None and not self.steps:
+            self.lifter.limiter.clear_auth_pause(workspace)
+            self.steps.append("cleared")
+        return pause
+
+
+class ClaimWatched(PartitionStore):
+    def __init__(self, client: redis.Redis, prefix: str, lifter: Deps, limiter: LiftedByAnotherWorker) -> None:
+        super().__init__(client, prefix)
+        self.lifter, self.limiter = lifter, limiter
+
+    def claim_probe(self, workspace: str, interval_ms: int) -> float | None:
+        wait_s = super().claim_probe(workspace, interval_ms)
+        if wait_s is not None and self.limiter.steps == ["cleared"]:
+            self.lifter.store.end_retry_timers(workspace, 1)
+            self.limiter.steps.append("timers ended")
+        return wait_s
+
+
+def kicked_now(deps: Deps, result) -> list[int]:
+    """The partitions that get a drain task now: this drain's kicks without a countdown, then a sweeper round's."""
+    kicks = [partition for partition, countdown in result.kicks(0, 60.0) if countdown is None]
+    sweep_once(deps.settings, deps.store, deps.limiter, lambda ws, partition: kicks.append(partition))
+    return kicks
+
+
+def test_a_pause_lifted_while_a_drain_waits_for_the_probe_does_not_strand_its_partition(
+    redis_client, key_prefix, stand_in
+):
+    # Given a workspace paused for its old key, its probe held for a minute, and a worker restarted with the fixed key
+    deps = make_deps(redis_client, key_prefix, stand_in.url)
+    deps.limiter.pause_auth("ws", status=401, reason="refused", fingerprint="fingerprint-of-the-old-key")
+    deps.store.hold_probe("ws", 60_000)
+    put(redis_client, key_prefix, track(0))
+    # When another worker lifts the pause while this drain checks it (cleared after this drain saw it, the timers
+    # ended after this drain was refused the probe)
+    limiter = LiftedByAnotherWorker(redis_client, key_prefix, lifter=deps)
+    racing = replace(deps, limiter=limiter, store=ClaimWatched(redis_client, key_prefix, deps, limiter))
+    result = drain(racing, "ws", 0)
+    assert limiter.steps == ["cleared", "timers ended"]
+    assert not redis_client.exists(authpause_key(key_prefix, "ws"))
+    # Then the partition does not wait out the probe interval: it gets a drain task now, which delivers its event
+    assert kicked_now(deps, result) == [0]
+    assert drain(deps, "ws", 0).action == "done"
+    assert [r["operation"]["id"] for r in stand_in.accepted()] == ["m0"]
+
+
+def test_an_accepted_probe_ends_the_timers_of_the_partitions_that_waited_for_it(redis_client, key_prefix, stand_in):
+    # Given a workspace paused because Customer.io refused its key (fixed since on Customer.io's side), and partition 1
+    # behind a retry timer until the next probe
+    deps = make_deps(redis_client, key_prefix, stand_in.url, workspace={"partitions": 2})
+    workspace = deps.settings.workspaces["ws"]
+    deps.limiter.pause_auth("ws", status=401, reason="refused", fingerprint=configured_fingerprint(workspace))
+    put(redis_client, key_prefix, track(0))
+    redis_client.xadd(stream_key(key_prefix, "ws", 1), {"v": "1", "event": orjson.dumps(track(1, userId="u2"))})
+    redis_client.set(lease_key(key_prefix, "ws", 1), "retry", px=60_000)
+    # When partition 0's drain probes and Customer.io accepts
+    assert drain(deps, "ws", 0).action == "done"
+    assert not redis_client.exists(authpause_key(key_prefix, "ws"))
+    # Then partition 1 does not wait out its timer: the sweeper kicks it at once
     kicked: list[tuple[str, int]] = []
     sweep_once(deps.settings, deps.store, deps.limiter, lambda ws, p: kicked.append((ws, p)))
     assert kicked == [("ws", 1)]

@@ -13,9 +13,9 @@ import pytest
 import redis
 
 from producers import EnqueueResult, InvalidEventError, Producer, QueueFull, partition_for
-from producers.keys import config_key, drain_queue, lease_key, ready_key, stream_key
+from producers.keys import config_key, drain_queue, enqueued_key, lease_key, ready_key, stream_key
 from producers.wire import KICK_TTL_MS
-from worker.store.replies import stream_rows
+from worker.store.replies import hash_fields, stream_rows
 
 pytestmark = pytest.mark.single_and_cluster
 
@@ -152,6 +152,24 @@ def test_enqueue_many_fills_up_to_the_cap_in_input_order_then_raises(
     ] * 2
     assert list(result.errors) == [1]
     assert sorted(e["event"] for e in events_in(redis_client, key_prefix, 4)) == ["0", "1", "2", "3"]
+
+
+def test_the_enqueued_counts_per_type_count_exactly_the_events_appended(
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
+) -> None:
+    # Given a mix of types, and a cap that stops the call after the fifth event
+    kinds = ["track", "page", "identify", "track", "group", "alias", "screen", "track"]
+    people = {"group": {"groupId": "g"}, "alias": {"previousId": "p"}}
+    events = [{"type": kind, "userId": f"u{n}", "event": "e", **people.get(kind, {})} for n, kind in enumerate(kinds)]
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=4, backlog_cap=5, kick=False) as producer:
+        producer.enqueue_many(events[:2])
+        with pytest.raises(QueueFull):
+            producer.enqueue_many(events[2:])
+    # Then the per-type counts hold the five appended events, by type
+    counts = {
+        kind.decode(): int(n) for kind, n in hash_fields(redis_client.hgetall(enqueued_key(key_prefix, WS))).items()
+    }
+    assert counts == {"track": 2, "page": 1, "identify": 1, "group": 1}
 
 
 def test_no_cap_means_no_backpressure(redis_url: str, key_prefix: str) -> None:

@@ -14,7 +14,7 @@ import redis
 
 from producers.connect import sync_client
 from producers.keys import authpause_key, pause_key, rate_key
-from worker.store.ratelimit import Reservation, WorkspaceLimiter, credentials_fingerprint
+from worker.store.ratelimit import Fence, Reservation, WorkspaceLimiter, credentials_fingerprint
 
 pytestmark = pytest.mark.single_and_cluster
 
@@ -286,6 +286,25 @@ def test_a_slot_beyond_the_longest_wait_is_not_reserved(limiter: WorkspaceLimite
     # And the refusal took nothing: the next caller willing to wait longer gets that same slot
     again = limiter.reserve("acme", 10, 1, 1.0)
     assert again.reserved and abs(again.wait_s - refused.wait_s) < 0.02
+
+
+def test_a_fenced_reservation_renews_the_callers_lease_and_a_lost_lease_reserves_nothing(
+    limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    lease = f"{key_prefix}:lease:acme:0"
+    # Given the caller's lease about to expire: the reservation renews it in the same step
+    redis_client.set(lease, "mine", px=500)
+    held = limiter.reserve("acme", 10, 1, 1.0, fence=Fence(lease, "mine", 60_000))
+    assert held.reserved and not held.lease_lost
+    assert redis_client.pttl(lease) > 50_000
+    # When another drainer took the lease over, the caller's fenced reservation takes no slot and renews nothing
+    redis_client.set(lease, "theirs", px=500)
+    lost = limiter.reserve("acme", 10, 1, 1.0, fence=Fence(lease, "mine", 60_000))
+    assert lost.lease_lost and not lost.reserved
+    assert redis_client.get(lease) == b"theirs" and redis_client.pttl(lease) <= 500
+    # Then the next slot is still the one after the first reservation (100 ms later), as if it was never asked
+    after = limiter.reserve("acme", 10, 1, 1.0)
+    assert after.reserved and 0.08 <= after.wait_s <= 0.11
 
 
 def test_a_paused_workspace_reserves_nothing(limiter: WorkspaceLimiter) -> None:

@@ -12,7 +12,7 @@ from producers.keys import dlq_key, lease_key, stream_key
 from producers.wire import KICKED
 from tests.support.fakes import FakeClock, FakeStore
 from worker.pipeline.ports import PartitionStorePort
-from worker.store.partitions import PARKED, RETRY, PartitionStore, RetryState
+from worker.store.partitions import PARKED, RETRY, PartitionStore, ReadStep, RetryState
 from worker.store.replies import optional_string, string
 
 WS, N = "acme", 1
@@ -99,6 +99,37 @@ def test_park_unpark_and_forget_kick_move_only_their_own_states(backend: Backend
     assert not store.park(WS, N, 5_000) and not store.forget_kick(WS, N)
 
 
+def test_read_head_renews_the_owned_lease_and_reads_entries_and_retry_state_in_one_step(backend: Backend):
+    ids = [backend.add({b"v": b"1", b"event": b"x" * 10}) for _ in range(3)]
+    store = backend.store
+    # A lease another drainer holds: nothing is read, nothing renewed
+    backend.set_lease("other", 1_000)
+    assert store.read_head(WS, N, "t1", 10_000, 10, 1_000_000) is None
+    assert backend.lease() == "other"
+    # The drainer's own lease: the entries as ``read`` gives them, the retry state, and the clock
+    backend.set_lease("t1", 1_000)
+    store.record_failure(WS, N, "t1", RetryState(2, 7, 1), "boom")
+    head = store.read_head(WS, N, "t1", 10_000, 2, 1_000_000)
+    assert head is not None and [entry.id for entry in head.entries] == ids[:2]
+    assert head.retry == RetryState(2, 7, 1) and head.now_ms > 0
+    assert backend.lease() == "t1" and store.take_lease(WS, N, "t2", 10_000) is not None
+
+
+def test_settle_and_read_settles_then_reads_the_new_head_and_a_lost_lease_does_neither(backend: Backend):
+    ids = [backend.add({b"v": b"1", b"event": b"x" * 10}) for _ in range(4)]
+    store, step = backend.store, ReadStep(10_000, 2, 1_000_000)
+    backend.set_lease("t1", 1_000)
+    store.record_failure(WS, N, "t1", RetryState(2, 7, 1), "boom")
+    # The settle ends the run of failures and deletes the first two; the read that follows sees what is left
+    head = store.settle_and_read(WS, N, "t1", ids[:2], [], clear_retry=True, read=step)
+    assert head is not None and [entry.id for entry in head.entries] == ids[2:] and head.retry is None
+    assert store.take_lease(WS, N, "t2", 10_000) is not None  # renewed: still t1's
+    # Another drainer's lease: nothing deleted, nothing read
+    backend.set_lease("other", 1_000)
+    assert store.settle_and_read(WS, N, "t1", ids[2:3], [], clear_retry=False, read=step) is None
+    assert [entry.id for entry in store.read(WS, N, 10, 1_000_000)] == ids[2:]
+
+
 def test_read_returns_the_oldest_entries_in_order_within_the_budget(backend: Backend):
     ids = [backend.add({b"v": b"1", b"event": b"x" * 10}) for _ in range(5)]
     store = backend.store
@@ -141,6 +172,18 @@ def test_ending_retry_timers_frees_only_retry_leases(backend: Backend):
     assert backend.lease() is None
     store.take_lease(WS, N, "t1", 10_000)
     assert store.end_retry_timers(WS, N + 1) == 0
+    assert backend.lease() == "t1"
+
+
+def test_only_a_retry_timer_is_turned_into_a_kick(backend: Backend):
+    store = backend.store
+    assert not store.kick_retry_timer(WS, N, 10_000)  # no lease at all
+    backend.set_lease(RETRY, 10_000)
+    assert store.kick_retry_timer(WS, N, 10_000)
+    assert backend.lease() == KICKED
+    assert not store.kick_retry_timer(WS, N, 10_000)
+    store.take_lease(WS, N, "t1", 10_000)
+    assert not store.kick_retry_timer(WS, N, 10_000)
     assert backend.lease() == "t1"
 
 

@@ -18,8 +18,8 @@ from producers.keys import dlq_key
 from producers.wire import KICKED
 from worker.delivery import BatchResponse
 from worker.settings import WorkspaceConfig
-from worker.store.partitions import PARKED, RETRY, Entry, LeaseRefusal, RetryState
-from worker.store.ratelimit import AuthPause, Reservation
+from worker.store.partitions import PARKED, RETRY, Entry, Head, LeaseRefusal, ReadStep, RetryState
+from worker.store.ratelimit import AuthPause, Fence, Reservation
 
 Key = tuple[str, int]
 
@@ -123,6 +123,9 @@ class FakeStore:
         self._leases[(workspace, partition)] = _Lease(RETRY, self.clock.now_ms + max(int(delay_ms), 1))
         return True
 
+    def kick_retry_timer(self, workspace: str, partition: int, ttl_ms: int) -> bool:
+        return self._swap((workspace, partition), (RETRY,), KICKED, ttl_ms)
+
     def _swap(self, key: Key, old: tuple[str | None, ...], new: str, ttl_ms: int) -> bool:
         lease = self._live_lease(key)
         if (lease.value if lease else None) not in old:
@@ -160,6 +163,14 @@ class FakeStore:
             if total >= max_bytes:
                 break
         return out
+
+    def read_head(
+        self, workspace: str, partition: int, token: str, ttl_ms: int, count: int, max_bytes: int
+    ) -> Head | None:
+        if not self.renew_lease(workspace, partition, token, ttl_ms):
+            return None
+        entries = self.read(workspace, partition, count, max_bytes)
+        return Head(entries, self.retry_state(workspace, partition), self.clock.now_ms)
 
     def retry_state(self, workspace: str, partition: int) -> RetryState | None:
         return self._retry.get((workspace, partition))
@@ -205,6 +216,21 @@ class FakeStore:
             self._retry.pop(key, None)
         return True
 
+    def settle_and_read(
+        self,
+        workspace: str,
+        partition: int,
+        token: str,
+        done_ids: Sequence[str],
+        dead_letters: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        clear_retry: bool,
+        read: ReadStep,
+    ) -> Head | None:
+        if not self.settle(workspace, partition, token, done_ids, dead_letters, clear_retry=clear_retry):
+            return None
+        return self.read_head(workspace, partition, token, read.ttl_ms, read.count, read.max_bytes)
+
     def claim_probe(self, workspace: str, interval_ms: int) -> float | None:
         due = self._probes.get(workspace, 0)
         if due > self.clock.now_ms:
@@ -224,6 +250,9 @@ class FakeStore:
     def older_streams_wait(self, workspace: str, partitions: int, span: int) -> bool:
         return False
 
+    def fences(self, workspace: str) -> dict[int, str]:
+        return {}
+
 
 @dataclass
 class FakeLimiter:
@@ -235,11 +264,22 @@ class FakeLimiter:
     reservations: list[Reservation | None] = field(default_factory=list)
     pauses: list[tuple[str, float, str]] = field(default_factory=list)
     auth: dict[str, AuthPause] = field(default_factory=dict)
+    #: Lease keys whose fence fails: a reservation fenced by one of them reserves nothing (``lease_lost``).
+    lost_leases: set[str] = field(default_factory=set)
 
     def reserve(
-        self, workspace: str, rps: float, burst: int, max_wait_s: float, *, give_back: Reservation | None = None
+        self,
+        workspace: str,
+        rps: float,
+        burst: int,
+        max_wait_s: float,
+        *,
+        give_back: Reservation | None = None,
+        fence: Fence | None = None,
     ) -> Reservation:
         self.reservations.append(give_back)
+        if fence is not None and fence.key in self.lost_leases:
+            return Reservation(False, 0.0, lease_lost=True)
         wait_s = self.waits.pop(0) if self.waits else 0.0
         if wait_s > max_wait_s:
             return Reservation(False, wait_s)

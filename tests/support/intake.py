@@ -20,6 +20,7 @@ import orjson
 import redis
 
 from producers.keys import stream_key
+from worker.settings import MAX_DEFAULT_PARTITIONS
 from worker.store.replies import stream_rows
 
 
@@ -90,10 +91,12 @@ def running_intake(env: dict[str, str], log_path: Path, *extra_args: str) -> Ite
             process.wait()
 
 
-def stored_events(client: redis.Redis, prefix: str, workspace: str, partitions: int = 16) -> list[dict[str, Any]]:
-    """Every event waiting in the workspace's streams (partition order, then stream order)."""
-    events = []
+def stored_events(
+    client: redis.Redis, prefix: str, workspace: str, partitions: int = MAX_DEFAULT_PARTITIONS
+) -> list[dict[str, Any]]:
+    """Every event waiting in the workspace's streams (partition order, then stream order; by default in any stream
+    a default partition count may have)."""
+    pipe = client.pipeline(transaction=False)
     for partition in range(partitions):
-        for _, fields in stream_rows(client.xrange(stream_key(prefix, workspace, partition))):
-            events.append(orjson.loads(fields[b"event"]))
-    return events
+        pipe.xrange(stream_key(prefix, workspace, partition))
+    return [orjson.loads(fields[b"event"]) for rows in pipe.execute() for _, fields in stream_rows(rows)]

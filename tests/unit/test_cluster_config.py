@@ -8,7 +8,7 @@ from redis.crc import key_slot
 from producers import Producer
 from producers.connect import RedisUrlError, is_cluster_url, node_url
 from producers.keys import dlq_key, lease_key, parse_dlq_key, parse_stream_key, ready_key, stream_key, tag
-from worker.settings import ConfigError, Settings
+from worker.settings import ConfigError, Settings, load_settings
 from worker.store.slots import check_key_prefix, check_slots, script_key_sets, spanning
 
 WORKSPACE = {"site_id": "s", "api_key": "k"}
@@ -75,11 +75,10 @@ def test_a_key_prefix_with_a_brace_is_refused() -> None:
 
 
 def test_a_redis_cluster_is_never_the_celery_broker() -> None:
-    single = Settings()
-    assert single.celery_broker_url() == "redis://127.0.0.1:6379/0"
+    assert Settings().broker() == "redis://127.0.0.1:6379/0"
     apart = Settings(redis_url="redis+cluster://10.0.0.1:6379", broker_url="redis://broker:6379/0")
-    assert apart.celery_broker_url() == "redis://broker:6379/0"
-    with pytest.raises(ConfigError, match=r"CIO_BROKER_URL \(unset, so CIO_REDIS_URL\): a Redis Cluster cannot"):
-        Settings(redis_url="redis+cluster://10.0.0.1:6379").celery_broker_url()
-    with pytest.raises(ConfigError, match="setting CIO_BROKER_URL: a Redis Cluster cannot be the Celery broker"):
-        Settings(broker_url="redis+cluster://10.0.0.1:6379").celery_broker_url()
+    assert apart.broker() == "redis://broker:6379/0"
+    with pytest.raises(ConfigError, match=r"CIO_BROKER_URL is required .*a Redis Cluster cannot be the Celery broker"):
+        load_settings(redis_url="redis+cluster://10.0.0.1:6379")
+    with pytest.raises(ConfigError, match="CIO_BROKER_URL must be a redis://, rediss://, amqp:// or amqps:// URL"):
+        load_settings(broker_url="redis+cluster://10.0.0.1:6379")

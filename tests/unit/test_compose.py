@@ -219,6 +219,7 @@ def test_redis_keeps_its_data_in_a_named_volume_and_has_a_healthcheck(compose: d
         ("fake-customerio", None),
         ("flower", ["monitoring"]),
         ("prometheus", ["monitoring"]),
+        ("rabbitmq", ["rabbitmq"]),
     ],
 )
 def test_monitoring_services_start_only_with_their_profile(
@@ -272,3 +273,14 @@ def test_prometheus_scrapes_every_worker_container(compose: dict[str, Any], work
     assert str(discovery["port"]) in worker["expose"]
     mounted = {volume.split(":")[1] for volume in compose["services"]["prometheus"]["volumes"]}
     assert set(config["rule_files"]) <= mounted
+
+
+def test_the_workers_broker_is_the_events_redis_unless_rabbitmq_is_chosen(worker: dict[str, Any]) -> None:
+    """Without ``CIO_BROKER_URL`` the broker is the events Redis; with the profile's URL, the compose RabbitMQ."""
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    env = service_environment(worker)
+    assert env["CIO_BROKER_URL"] == env["CIO_REDIS_URL"]
+    chosen = "amqp://cio-fleet:cio-fleet@rabbitmq:5672//"
+    rabbitmq_env = yaml.safe_load(interpolate(text, {"CIO_BROKER_URL": chosen}))["services"]["worker"]
+    assert service_environment(rabbitmq_env)["CIO_BROKER_URL"] == chosen
+    assert chosen in text  # the command shown at the top of the file

@@ -212,6 +212,7 @@ CASES = {
     "compose": compose_case,
     "kubernetes-base": lambda: kubernetes_case("base"),
     "kubernetes-production": lambda: kubernetes_case("production"),
+    "kubernetes-rabbitmq": lambda: kubernetes_case("rabbitmq"),
     "env.example": env_example_case,
 }
 

@@ -26,6 +26,8 @@ from worker.settings import Settings
 DEPLOY = REPO / "deploy"
 BASE = DEPLOY / "base"
 OVERLAY = DEPLOY / "overlays" / "production"
+#: The overlay that puts the drain tasks on RabbitMQ (``CIO_BROKER_URL``).
+RABBITMQ_OVERLAY = DEPLOY / "overlays" / "rabbitmq"
 #: Kubernetes versions the manifests must be valid for: an older supported minor and the newest known one.
 KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
 #: API groups served by CRDs, validated structurally rather than against the Kubernetes schemas.
@@ -142,8 +144,8 @@ def find(resources: list[Resource], kind: str, name: str | None = None) -> Resou
 
 
 def builds() -> dict[str, list[Resource]]:
-    """Both builds the tests check: the base alone and the production overlay."""
-    return {"base": base_resources(), "production": build_overlay(OVERLAY)}
+    """The builds the tests check: the base alone, the production overlay and the RabbitMQ overlay."""
+    return {"base": base_resources(), "production": build_overlay(OVERLAY), "rabbitmq": build_overlay(RABBITMQ_OVERLAY)}
 
 
 BUILDS = builds()
@@ -376,15 +378,16 @@ def test_the_workspaces_file_is_mounted_where_cio_workspaces_file_points() -> No
     assert configured_env(resources)["CIO_WORKSPACES_FILE"] in {f"{mounts[volume]}/{key}" for key in config_map["data"]}
 
 
-def test_every_overlay_patch_targets_a_base_resource() -> None:
+@pytest.mark.parametrize("overlay", [OVERLAY, RABBITMQ_OVERLAY], ids=lambda path: path.name)
+def test_every_overlay_patch_targets_a_base_resource(overlay: Path) -> None:
     """A patch of a renamed or removed base object would be an error in kustomize: catch it here."""
-    config = kustomization(OVERLAY)
+    config = kustomization(overlay)
     patch_files = {entry["path"] for entry in config["patches"]}
-    on_disk = {path.name for path in OVERLAY.glob("*.yaml")} - {"kustomization.yaml"}
+    on_disk = {path.name for path in overlay.glob("*.yaml")} - {"kustomization.yaml"}
     assert patch_files == on_disk
     base = {identity(resource) for resource in base_resources()}
     for name in patch_files:
-        for patch in load_documents(OVERLAY / name):
+        for patch in load_documents(overlay / name):
             assert identity(patch) in base, name
 
 
@@ -442,7 +445,7 @@ def test_keda_scaled_objects_are_well_formed(source: str, scaled: Resource) -> N
     assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
     assert spec["triggers"]
     for trigger in spec["triggers"]:
-        assert trigger["type"] in {"prometheus", "redis", "redis-streams"}
+        assert trigger["type"] in {"prometheus", "redis", "redis-streams", "rabbitmq"}
         assert all(isinstance(value, str) for value in trigger["metadata"].values()), "KEDA metadata values are strings"
 
 
@@ -459,9 +462,19 @@ def test_keda_scales_on_the_backlog_through_prometheus(build: str) -> None:
 
 def test_the_redis_list_alternative_watches_the_drain_queue() -> None:
     """The non-Prometheus example scales on the Celery queue list ``{prefix}.drain``."""
-    (scaled,) = [doc for source, doc in scaled_objects() if source != "base"]
+    (scaled,) = [doc for source, doc in scaled_objects() if source == "scaledobject-redis-list.yaml"]
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["metadata"]["listName"] == f"{configured_env(base_resources())['CIO_KEY_PREFIX']}.drain"
+
+
+def test_the_rabbitmq_overlay_reads_the_broker_url_from_the_secret_and_its_scaler_the_drain_queue() -> None:
+    """``CIO_BROKER_URL`` comes from a Secret (it holds a password); KEDA's RabbitMQ example reads the same queue."""
+    env = {item["name"]: item for item in worker_container(BUILDS["rabbitmq"])["env"]}
+    assert env["CIO_BROKER_URL"]["valueFrom"]["secretKeyRef"] == {"name": "cio-fleet-secrets", "key": "broker-url"}
+    assert "CIO_BROKER_URL" not in {item["name"] for item in worker_container(BUILDS["base"])["env"]}
+    (scaled,) = [doc for source, doc in scaled_objects() if source == "scaledobject-rabbitmq.yaml"]
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["metadata"]["queueName"] == f"{configured_env(base_resources())['CIO_KEY_PREFIX']}.drain"
 
 
 _PROMQL_WORDS = {"sum", "max", "min", "by", "on", "unless", "or", "and", "rate", "increase", "absent", "vector"}

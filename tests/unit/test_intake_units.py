@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from producers._kick import CHUNK_BYTES, CHUNK_EVENTS
+from producers._chunk import CHUNK_BYTES, CHUNK_EVENTS
 from worker.intake.auth import KeyRing, basic_user, presented_key
 from worker.intake.decoding import check_content_type, decode, gunzip, parse_object
 from worker.intake.errors import HttpError

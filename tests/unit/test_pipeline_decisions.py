@@ -54,7 +54,8 @@ def send_all(ports: Ports) -> None:
     workspace = ports.settings.workspaces[WS]
     entries = ports.store.read(WS, PARTITION, 100, 1_000_000)
     sender = BatchSender(ports, workspace, PARTITION, TOKEN, renew=lambda: None)
-    sender.send(plan_entries(entries, TransformOptions.for_workspace(workspace)))
+    state = ports.store.retry_state(WS, PARTITION)
+    sender.send(plan_entries(entries, TransformOptions.for_workspace(workspace)), state)
 
 
 def letters(ports: Ports) -> list[Mapping[str, Any]]:

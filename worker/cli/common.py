@@ -74,7 +74,7 @@ def load(workspaces_file: Path | None) -> Settings:
     try:
         overrides = {} if workspaces_file is None else {"workspaces_file": workspaces_file}
         settings = load_settings(**overrides)
-        check_startup(settings, needs_broker=False)
+        check_startup(settings)
         return settings
     except ConfigError as exc:
         fail(str(exc), Exit.USAGE)

@@ -35,7 +35,7 @@ def build_app(settings: Settings | None = None) -> IntakeApp:
         ConfigError: The configuration is invalid.
     """
     settings = settings or load_settings()
-    check_startup(settings, needs_broker=False)
+    check_startup(settings)
     configure_logging(settings.log_format, settings.log_level)
     register_secrets([*settings_secrets(settings), *settings.write_key_owners()])
     return IntakeApp(settings, body_timeout_s=IntakeOptions().body_timeout_s)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,8 +18,13 @@ from worker.store.replies import byte_strings
 
 
 def worker_command(concurrency: int = 16, queue: str | None = None) -> list[str]:
-    """The command line of one worker process (threads pool)."""
+    """The command line of one worker process (threads pool).
+
+    Each process gets a node name of its own: on RabbitMQ, two workers of one name cannot both hold their remote
+    control queue (``celery@host.celery.pidbox`` is exclusive), and the second one stops.
+    """
     command = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "threads"]
+    command += ["--hostname", f"cio-fleet-{uuid.uuid4().hex[:8]}@%h"]
     command += ["--concurrency", str(concurrency), "--loglevel", "INFO", "--without-mingle", "--without-gossip"]
     return command + (["--queues", queue] if queue else [])
 

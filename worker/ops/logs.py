@@ -5,9 +5,10 @@ object per line with ``ts`` (UTC, ISO 8601), ``level``, ``logger``, ``message``,
 ``extra={...}`` (``workspace``, ``partition``, ``batch_size``, ``status``, ``duration_ms`` ...) and ``exc``
 when there is a traceback. ``"text"`` prints the same facts on one readable line.
 
-Secrets: ``register_secrets`` records every configured secret value (API keys, the Redis password, the
-Sentry DSN); ``SecretFilter`` masks any of them, and the value of any ``Authorization`` header or
-``Basic``/``Bearer`` credential, in the message, its arguments, the extras and the traceback.
+Secrets: ``register_secrets`` records every configured secret value (API keys, the Redis and broker passwords,
+the Sentry DSN); ``SecretFilter`` masks any of them, the value of any ``Authorization`` header or
+``Basic``/``Bearer`` credential and the password of any URL, in the message, its arguments, the extras and the
+traceback.
 ``redact`` is the same step for other outputs (dead-letter response excerpts, CLI errors, Sentry events).
 
 Policy for callers: never log whole event payloads at info level or above - they carry personal data. Log
@@ -55,6 +56,8 @@ SENSITIVE_KEYS: Final = frozenset({"authorization", "proxy-authorization", "api_
 
 _AUTH_HEADER = re.compile(r"(?i)(\b(?:proxy-)?authorization\b[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,;}]+")
 _CREDENTIAL = re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~\-]{8,}")
+#: The password of any URL (``amqp://user:password@host``, ``redis://:password@host``), registered or not.
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]*:)[^\s@/]+@")
 #: LogRecord attributes that are not extras.
 _RESERVED: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 #: Marks the handler ``configure_logging`` installed, so that calling it again replaces it.
@@ -92,6 +95,7 @@ def redact(text: str) -> str:
     if pattern is not None:
         text = pattern.sub(MASK, text)
     text = _AUTH_HEADER.sub(lambda m: m.group(1) + MASK, text)
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
     return _CREDENTIAL.sub(lambda m: f"{m.group(1)} {MASK}", text)
 
 
@@ -116,7 +120,7 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings: The worker's or CLI's configuration.
 
     Returns:
-        API keys and their Basic-auth encodings, the Redis URL's password, and the Sentry DSN and its key.
+        API keys and their Basic-auth encodings, the Redis and broker URLs' passwords, and the Sentry DSN and its key.
     """
     values: list[str] = []
     for workspace in settings.workspaces.values():
@@ -124,6 +128,8 @@ def settings_secrets(settings: Settings) -> list[str]:
         basic = base64.b64encode(f"{workspace.site_id}:{api_key}".encode()).decode("ascii")
         values += [api_key, basic]
     values += _url_secrets(settings.redis_url.get_secret_value())
+    if settings.broker_url is not None:
+        values += _url_secrets(settings.broker_url.get_secret_value())
     if settings.sentry_dsn is not None:
         values += _url_secrets(settings.sentry_dsn.get_secret_value())
     return values

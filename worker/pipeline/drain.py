@@ -15,13 +15,14 @@ from typing import Final, Literal
 from producers.wire import KICK_TTL_MS
 from worker.mapping.transform import TransformOptions
 from worker.pipeline.batching import linger_ms
-from worker.pipeline.credentials import resume_if_credentials_changed
+from worker.pipeline.credentials import defer_while_paused, resume_if_credentials_changed
 from worker.pipeline.planning import PlannedEntry, plan_entries
 from worker.pipeline.ports import Ports
 from worker.pipeline.sending import BatchSender
 from worker.pipeline.settling import Deferred, Failure
 from worker.settings import WorkspaceConfig
-from worker.store.partitions import PARK_TTL_MS, Entry, LeaseLost
+from worker.store.layout import entry_after
+from worker.store.partitions import PARK_TTL_MS, Entry, Head, LeaseLost, ReadStep
 
 log = logging.getLogger("cio_fleet.pipeline")
 
@@ -62,6 +63,8 @@ def drain(deps: Ports, workspace_name: str, partition: int) -> DrainResult:
 
     Streams at or above the partition count (left by a larger count, ``worker.store.layout``) are drained like the
     others while they are within the workspace's span; a partition below the count waits until they are empty.
+    After the count went up, the streams of the old count are fenced at their last old entry: a fenced partition
+    delivers only its entries up to the fence, and the others wait until no fence is left.
     """
     workspace = deps.settings.workspaces.get(workspace_name)
     span = deps.store.span(workspace_name, workspace.partitions) if workspace is not None else 0
@@ -71,14 +74,19 @@ def drain(deps: Ports, workspace_name: str, partition: int) -> DrainResult:
             extra={"workspace": workspace_name, "partition": partition},
         )
         return DrainResult("done")
-    if partition < workspace.partitions and deps.store.older_streams_wait(workspace_name, workspace.partitions, span):
-        return hold_back(deps, workspace, partition)
+    fences: dict[int, str] = {}
+    if partition < workspace.partitions:
+        if deps.store.older_streams_wait(workspace_name, workspace.partitions, span):
+            return hold_back(deps, workspace, partition)
+        fences = deps.store.fences(workspace_name)
+        if fences and partition not in fences:
+            return hold_back(deps, workspace, partition)
     with deps.slots.hold(workspace_name) as held:
         if not held:
             parked = park(deps, workspace_name, partition)
             # A stopping process keeps nothing parked: what it parked goes back to the queue.
             return replace(parked, unparked=unpark(deps, workspace_name, every=True)) if deps.stopping() else parked
-        result = PartitionDrainer(deps, workspace, partition).run()
+        result = PartitionDrainer(deps, workspace, partition, fences.get(partition)).run()
     # A parked partition waits for this slot; when the process is stopping, every parked partition goes back.
     unparked = unpark(deps, workspace_name, every=deps.stopping())
     if result.action == "requeue" and unparked and not deps.stopping():
@@ -119,17 +127,31 @@ def unpark(deps: Ports, workspace: str, *, every: bool) -> tuple[int, ...]:
     return tuple(partition for partition in waiting if deps.store.unpark(workspace, partition, KICK_TTL_MS))
 
 
-class PartitionDrainer:
-    """One drain of one partition by one worker: owns the lease from ``run`` start to end."""
+def up_to_fence(entries: list[Entry], fence: str) -> list[Entry]:
+    """The leading entries written up to ``fence`` (the rest wait until every old stream is drained; pure)."""
+    for index, entry in enumerate(entries):
+        if entry_after(entry.id, fence):
+            return entries[:index]
+    return entries
 
-    def __init__(self, deps: Ports, workspace: WorkspaceConfig, partition: int) -> None:
+
+class PartitionDrainer:
+    """One drain of one partition by one worker: owns the lease from ``run`` start to end.
+
+    ``fence``: the last entry written with the partition count before it went up; entries after it wait (``drain``).
+    """
+
+    def __init__(self, deps: Ports, workspace: WorkspaceConfig, partition: int, fence: str | None = None) -> None:
         self.deps = deps
         self.workspace = workspace
         self.partition = partition
+        self.fence = fence
         self.token = uuid.uuid4().hex
         self.ttl_ms = int(deps.settings.lease_ttl_s * 1000)
         self.options = TransformOptions.for_workspace(workspace)
         self.sender = BatchSender(deps, workspace, partition, self.token, self.renew)
+        batching = deps.settings.batching
+        self._read_step = ReadStep(self.ttl_ms, batching.read_count, batching.max_bytes)
 
     def run(self) -> DrainResult:
         """Take the lease, work, and leave the lease in the right state."""
@@ -150,6 +172,9 @@ class PartitionDrainer:
         try:
             self._work()
         except Deferred as deferral:
+            if deferral.paused:
+                action = defer_while_paused(self.deps, name, self.partition, self.token, deferral.delay_s)
+                return DrainResult(action, deferral.delay_s if action == "later" else 0.0)
             store.defer(name, self.partition, self.token, int(deferral.delay_s * 1000))
             return DrainResult("later", deferral.delay_s)
         except LeaseLost:
@@ -172,28 +197,58 @@ class PartitionDrainer:
 
     def _work(self) -> None:
         deadline = self.deps.monotonic() + self.deps.settings.drain_slice_s
+        # Once per slice, not per batch: a pause set by another process during the slice costs at most this
+        # drainer's next request, whose 401/403 then pauses it too (as for any request already in flight when the
+        # pause is set); and the probe's outcome is this drainer's own.
+        self._check_credentials_pause()
+        settler = self.sender.settler
+        # Each settle reads the next entries in its round trip; the last settle of a batch read the partition's
+        # head as it is after the batch: while this drainer holds the lease, nobody else deletes entries or changes
+        # the retry state (producers only append, and what they append later is read by a later batch).
+        settler.read_after = self._read_step
+        prefetched: Head | None = None
         while not self.deps.stopping() and self.deps.monotonic() < deadline:
-            self._check_credentials_pause()
-            entries = self._read()
-            if not entries:
+            head = self._read(prefetched)
+            entries = head.entries if head is not None else []
+            if self.fence is not None:
+                entries = up_to_fence(entries, self.fence)
+            if not entries or head is None:
                 return
-            self.renew()
             planned = plan_entries(entries, self.options)
+            settler.next_head = None
             self._settle_unsendable(planned)
-            self.sender.send([entry for entry in planned if entry.operations])
+            self.sender.send([entry for entry in planned if entry.operations], head.retry)
+            prefetched = settler.next_head
 
-    def _read(self) -> list[Entry]:
-        settings, store = self.deps.settings, self.deps.store
-        name, batching = self.workspace.name, settings.batching
-        entries = store.read(name, self.partition, batching.read_count, batching.max_bytes)
+    def _read(self, prefetched: Head | None) -> Head | None:
+        """The next entries, lingering up to ``linger_ms`` for a fuller batch; None when shutting down meanwhile.
+
+        ``prefetched`` is the head the batch's last settle read (None: read it now). Each read is one round trip
+        (``read_head``) that also renews the lease and fetches the retry state.
+
+        Raises:
+            LeaseLost: another worker owns the partition.
+        """
+        batching = self.deps.settings.batching
+        head = prefetched or self._read_head()
+        entries = head.entries
         if not entries or len(entries) >= batching.max_events or batching.linger_ms == 0:
-            return entries
-        wait_ms = linger_ms(store.now_ms() - entries[0].enqueued_at_ms, batching.linger_ms)
-        if wait_ms > 0:
-            if self.deps.wait_or_stop(wait_ms / 1000):
-                return []  # shutting down: a batch not yet in flight stays queued for the rest of the fleet
-            entries = store.read(name, self.partition, batching.read_count, batching.max_bytes)
-        return entries
+            return head
+        wait_ms = linger_ms(head.now_ms - entries[0].enqueued_at_ms, batching.linger_ms)
+        if wait_ms <= 0:
+            return head
+        if self.deps.wait_or_stop(wait_ms / 1000):
+            return None  # shutting down: a batch not yet in flight stays queued for the rest of the fleet
+        return self._read_head()
+
+    def _read_head(self) -> Head:
+        step = self._read_step
+        head = self.deps.store.read_head(
+            self.workspace.name, self.partition, self.token, step.ttl_ms, step.count, step.max_bytes
+        )
+        if head is None:
+            raise LeaseLost()
+        return head
 
     def _settle_unsendable(self, planned: Sequence[PlannedEntry]) -> None:
         skipped = [entry for entry in planned if entry.skip is not None]
@@ -223,7 +278,7 @@ class PartitionDrainer:
         interval_ms = int(self.deps.settings.auth_probe_interval_s * 1000)
         wait_s = self.deps.store.claim_probe(name, interval_ms)
         if wait_s is not None:
-            raise Deferred(wait_s, "workspace paused: credentials refused")
+            raise Deferred(wait_s, "workspace paused: credentials refused", paused=True)
         self.sender.on_probe = True
 
     def _extra(self) -> dict[str, object]:

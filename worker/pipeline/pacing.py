@@ -7,7 +7,8 @@ from typing import Final
 from worker.pipeline.ports import Ports
 from worker.pipeline.settling import Deferred
 from worker.settings import WorkspaceConfig
-from worker.store.ratelimit import Reservation
+from worker.store.partitions import LeaseLost
+from worker.store.ratelimit import Fence, Reservation
 
 #: Longest the sender sleeps for the rate limiter inside a task; longer waits defer the partition instead.
 MAX_LIMITER_SLEEP_S: Final = 0.5
@@ -15,27 +16,38 @@ MAX_LIMITER_SLEEP_S: Final = 0.5
 LATE_SEND_TOLERANCE_S: Final = 0.010
 
 
-def wait_for_slot(deps: Ports, workspace: WorkspaceConfig) -> None:
+def wait_for_slot(deps: Ports, workspace: WorkspaceConfig, fence: Fence | None = None) -> bool:
     """Reserve the workspace's next request slot and sleep until it.
 
     A thread that wakes up well after its slot does not send late, which would bunch this request with the
     next one and break the rate seen by Customer.io: it reserves anew, giving its missed slot back (which the
     limiter takes only if nobody reserved after it, so the missed slot is not lost to the workspace's rate).
+
+    Returns:
+        True when ``fence`` (the drainer's lease) was checked and renewed by the reservation itself and nothing
+        waited after it: the request may go at once. False when the caller slept for its slot after the
+        reservation, so it must renew the lease again before the request.
+
+    Raises:
+        Deferred: the slot is far off; the partition waits for it instead.
+        LeaseLost: ``fence`` is not the caller's lease any more.
     """
     name = workspace.name
     missed: Reservation | None = None
     while True:
         slot = deps.limiter.reserve(
-            name, workspace.limiter_rps, workspace.rate_limit_burst, MAX_LIMITER_SLEEP_S, give_back=missed
+            name, workspace.limiter_rps, workspace.rate_limit_burst, MAX_LIMITER_SLEEP_S, give_back=missed, fence=fence
         )
+        if slot.lease_lost:
+            raise LeaseLost()
         if slot.wait_s > 0:
             deps.metrics.limiter_wait(name, slot.wait_s)
         if not slot.reserved:
             raise Deferred(slot.wait_s, "waiting for the rate limiter")
         if slot.wait_s <= 0:
-            return
+            return fence is not None
         started = deps.monotonic()
         deps.sleep(slot.wait_s)
         if deps.monotonic() - started - slot.wait_s <= LATE_SEND_TOLERANCE_S:
-            return
+            return False
         missed = slot

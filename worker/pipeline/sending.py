@@ -16,11 +16,12 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from producers.keys import lease_key
 from worker.delivery import Accepted, BatchResponse, PauseCredentials, Reject, Retry, SplitNeeded, Verdict, classify
 from worker.errors import RetryableError, Throttled, TransportFailure, WorkerError
 from worker.ops.logs import redact
 from worker.pipeline.batching import batch_body, pack
-from worker.pipeline.credentials import pause_for_credentials
+from worker.pipeline.credentials import lift_pause, pause_for_credentials
 from worker.pipeline.pacing import wait_for_slot
 from worker.pipeline.planning import PlannedEntry
 from worker.pipeline.ports import Ports
@@ -28,6 +29,7 @@ from worker.pipeline.retry import THROTTLE_MAX_STEP, head_batch_limit, next_dela
 from worker.pipeline.settling import Deferred, Failure, Settler
 from worker.settings import WorkspaceConfig
 from worker.store.partitions import LeaseLost, RetryState
+from worker.store.ratelimit import Fence
 
 log = logging.getLogger("cio_fleet.delivery")
 
@@ -50,16 +52,18 @@ class BatchSender:
         #: that fails in this drain continues it (the partition never stopped failing).
         self._failing_since_ms: int | None = None
         self.settler = Settler(deps, workspace, partition, token)
+        lease = lease_key(deps.store.prefix, workspace.name, partition)
+        self._fence = Fence(lease, token, int(deps.settings.lease_ttl_s * 1000))
 
-    def send(self, entries: Sequence[PlannedEntry]) -> None:
+    def send(self, entries: Sequence[PlannedEntry], state: RetryState | None) -> None:
         """Deliver ``entries`` (the head of the partition first) in order, settling each run as it is answered.
 
-        When the head batch keeps failing, the run's ``head_limit`` first entries go alone, before the others.
+        ``state`` is the partition's retry state, read with the entries. When the head batch keeps failing, the
+        run's ``head_limit`` first entries go alone, before the others.
 
         Raises:
             Deferred: a transient failure, a long rate-limit wait or a credentials pause; the rest stays queued.
         """
-        state = self.deps.store.retry_state(self.workspace.name, self.partition)
         limit = state.head_limit if state else 0
         if 0 < limit < len(entries):
             self._send_packed(entries[:limit])
@@ -76,11 +80,12 @@ class BatchSender:
         items = [op for entry in run for op in entry.operations]
         owners = [index for index, entry in enumerate(run) for _ in entry.operations]
         body = batch_body(items)
-        self._wait_for_limiter()
         # Fencing: renewing the lease (and checking it is still ours) is the last thing before the request, so a
-        # drainer that stalled past its lease (while it waited for the limiter) sends nothing. Nothing else goes
-        # between the grant and the send, so the rate seen upstream stays even.
-        self._renew()
+        # drainer that stalled past its lease (while it waited for the limiter) sends nothing. The reservation does
+        # it in the same round trip when the slot is now; after a sleep for a later slot, it is renewed once more.
+        # Nothing else goes between the grant and the send, so the rate seen upstream stays even.
+        if not self._wait_for_limiter():
+            self._renew()
         match self._answer(body, len(items)):
             case Accepted() as accepted:
                 self._on_accepted(run, owners, accepted)
@@ -115,13 +120,17 @@ class BatchSender:
         log.info("batch sent", extra=extra)
         return response
 
-    def _wait_for_limiter(self) -> None:
-        """Wait for the workspace's next request slot (``pacing.wait_for_slot``).
+    def _wait_for_limiter(self) -> bool:
+        """Wait for the workspace's next request slot (``pacing.wait_for_slot``), the lease fenced by the reservation.
+
+        Returns:
+            True when the lease was renewed by the reservation and nothing waited since; False: renew it again.
 
         Raises:
             Deferred: the slot is far off; the partition waits for it instead.
+            LeaseLost: another worker owns the partition.
         """
-        wait_for_slot(self.deps, self.workspace)
+        return wait_for_slot(self.deps, self.workspace, self._fence)
 
     def _on_accepted(self, run: list[PlannedEntry], owners: list[int], verdict: Accepted) -> None:
         failed_entries: dict[int, str] = {}
@@ -145,7 +154,7 @@ class BatchSender:
         self._failing_since_ms = None
         self.settler.settle(delivered, dead, attempts=attempts, clear_retry=True)
         if self.on_probe:
-            self.deps.limiter.clear_auth_pause(self.workspace.name)
+            lift_pause(self.deps.limiter, self.deps.store, self.workspace)
             self.on_probe = False
             log.info("credentials accepted again; workspace resumed", extra={"workspace": self.workspace.name})
 

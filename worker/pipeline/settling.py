@@ -5,9 +5,9 @@ transaction fenced by the lease token; a full dead-letter queue keeps the entrie
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from producers.keys import dlq_key
 from worker.deadletter.records import DeadLetter, Outcome, describe_event
@@ -15,7 +15,7 @@ from worker.ops.logs import redact
 from worker.pipeline.planning import PlannedEntry
 from worker.pipeline.ports import Ports, observe_settled
 from worker.settings import WorkspaceConfig
-from worker.store.partitions import LeaseLost
+from worker.store.partitions import Head, LeaseLost, ReadStep
 
 log = logging.getLogger("cio_fleet.delivery")
 
@@ -24,11 +24,16 @@ DLQ_FULL_RETRY_S: Final = 60.0
 
 
 class Deferred(Exception):
-    """The partition must wait ``delay_s`` before it is drained again."""
+    """The partition must wait ``delay_s`` before it is drained again.
 
-    def __init__(self, delay_s: float, reason: str) -> None:
+    ``paused``: it waits for the workspace's credentials pause, which may be lifted before the wait is over
+    (``worker.pipeline.credentials.defer_while_paused``).
+    """
+
+    def __init__(self, delay_s: float, reason: str, *, paused: bool = False) -> None:
         super().__init__(reason)
         self.delay_s = delay_s
+        self.paused = paused
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,10 @@ class Settler:
         self.workspace = workspace
         self.partition = partition
         self._token = token
+        #: When set, each settle also reads the partition's next entries in the same round trip (``next_head``).
+        self.read_after: ReadStep | None = None
+        #: What the last settle read after settling (with ``read_after``): the partition's head since then.
+        self.next_head: Head | None = None
 
     def settle(
         self,
@@ -76,18 +85,31 @@ class Settler:
         settled = [*delivered, *skipped, *(entry for entry, _ in dead)]
         done_ids = [entry.entry.id for entry in settled]
         dlq = dlq_key(store.prefix, name)
-        if not store.settle(
-            name,
-            self.partition,
-            self._token,
-            done_ids,
-            [(dlq, ltr.to_fields()) for ltr in letters],
-            clear_retry=clear_retry,
-        ):
-            raise LeaseLost()
+        self._write(done_ids, [(dlq, ltr.to_fields()) for ltr in letters], clear_retry)
         observe_settled(self.deps, name, delivered, [(entry, failure.outcome) for entry, failure in dead])
         if dead:
             self._report_dead(dead)
+
+    def _write(
+        self, done_ids: Sequence[str], dead_letters: Sequence[tuple[str, Mapping[str, Any]]], clear_retry: bool
+    ) -> None:
+        """The fenced settle; with ``read_after``, the next read goes in the same round trip (``next_head``).
+
+        Raises:
+            LeaseLost: another worker took the partition over; nothing was settled.
+        """
+        store, name = self.deps.store, self.workspace.name
+        if self.read_after is None:
+            settled = store.settle(name, self.partition, self._token, done_ids, dead_letters, clear_retry=clear_retry)
+            if not settled:
+                raise LeaseLost()
+            return
+        head = store.settle_and_read(
+            name, self.partition, self._token, done_ids, dead_letters, clear_retry=clear_retry, read=self.read_after
+        )
+        if head is None:
+            raise LeaseLost()
+        self.next_head = head
 
     def _dead_letter_queue_full(self, adding: int) -> bool:
         limit = self.deps.settings.dlq_max_entries

@@ -22,9 +22,9 @@ import redis
 
 from producers._kick import MAX_PARTITIONS
 from producers.connect import is_cluster
-from producers.keys import drain_queue, scan_key, stream_key, sweeper_key, workers_key
+from producers.keys import scan_key, stream_key, sweeper_key, workers_key
 from producers.wire import KICK_GRACE_MS, KICK_TTL_MS
-from worker.broker import queued_partitions
+from worker.broker import QueuedPartitions
 from worker.deadletter.records import over_alarm
 from worker.pipeline.credentials import resume_if_credentials_changed
 from worker.settings import Settings
@@ -32,11 +32,12 @@ from worker.store import layout
 from worker.store.fleet_status import WORKER_FORGET_S
 from worker.store.partitions import PartitionStore
 from worker.store.ratelimit import WorkspaceLimiter
-from worker.store.replies import byte_strings
 
 log = logging.getLogger("cio_fleet.sweeper")
 
 Kick = Callable[[str, int], None]
+#: The partitions that have a drain task waiting (``worker.broker.QueuedPartitions``).
+Queued = Callable[[], set[tuple[str, int]]]
 
 #: How often the dead-letter alarm is logged again while it lasts.
 ALARM_EVERY_S: Final = 60.0
@@ -72,7 +73,7 @@ def dead_letter_alarms(settings: Settings, store: PartitionStore) -> list[tuple[
     ]
 
 
-def kick_lost(settings: Settings, store: PartitionStore, kick: Kick, queued: Callable[[], set[tuple[str, int]]]) -> int:
+def kick_lost(settings: Settings, store: PartitionStore, kick: Kick, queued: Queued) -> int:
     """Kick again every partition whose ``kicked`` lease is older than ``KICK_GRACE_MS`` and whose drain task is
     not in the queue: it was lost (a failed publish, a worker killed as it took the task). Returns how many.
 
@@ -151,13 +152,16 @@ def scan_strays(settings: Settings, client: redis.Redis) -> dict[str, int]:
 class Sweeper:
     """A daemon thread that sweeps every ``sweep_interval_s`` while it holds the fleet-wide sweep lock."""
 
-    def __init__(self, settings: Settings, client: redis.Redis, kick: Kick, identity: str) -> None:
+    def __init__(
+        self, settings: Settings, client: redis.Redis, kick: Kick, identity: str, queued: Queued | None = None
+    ) -> None:
         self.settings = settings
         self.client = client
         self.store = PartitionStore(client, settings.key_prefix)
         self.limiter = WorkspaceLimiter(client, settings.key_prefix)
         self.kick = kick
         self.identity = identity
+        self.queued = queued or QueuedPartitions(settings, client)
         self._stop = threading.Event()
         self._alarmed: dict[str, float] = {}
         self._thread = threading.Thread(target=self._loop, name="cio-fleet-sweeper", daemon=True)
@@ -191,11 +195,7 @@ class Sweeper:
             self._alarm_stranded(scan_strays(self.settings, self.client))
         self._alarm_dead_letters()
         kicked = sweep_once(self.settings, self.store, self.limiter, self.kick)
-        return relayed + kicked + kick_lost(self.settings, self.store, self.kick, self._queued)
-
-    def _queued(self) -> set[tuple[str, int]]:
-        """The partitions that have a drain task in the queue now."""
-        return queued_partitions(byte_strings(self.client.lrange(drain_queue(self.settings.key_prefix), 0, -1)))
+        return relayed + kicked + kick_lost(self.settings, self.store, self.kick, self.queued)
 
     def _alarm_stranded(self, stranded: Mapping[str, int]) -> None:
         """Log an error, at most once a minute per workspace, while an unconfigured workspace holds events."""

@@ -6,7 +6,9 @@ more than ``partitions`` after the count went down (16 → 8) until the streams 
 producer wrote with its default count before any worker published one. Workers drain every stream below the span,
 and a partition of the current count waits while a stream at or above the count still holds events: those are
 older (no producer writes there once the count is published), so one person's events keep their order across the
-change. ``docs/architecture.md`` ("Changing the partition count") explains why.
+change. A count going up fences the streams of the old count at their last entry (``fence:<n>`` fields of the
+same hash): the fenced entries are delivered before any other entry of the workspace (``fences``).
+``docs/architecture.md`` ("Changing the partition count") explains why.
 
 A periodic ``SCAN`` of ``{prefix}:s:*`` finds what no layout covers: streams written by a raw ``XADD`` above the
 span (the span is raised to cover them) and streams of workspaces that are not configured at all (nobody drains
@@ -34,26 +36,40 @@ from producers.keys import (
     stream_pattern,
     workspaces_key,
 )
+from worker.store.replies import byte_strings, hash_fields
 
 #: Config hash field: the workspace's partition count, as the workers publish it.
 PARTITIONS_FIELD: Final = "partitions"
 #: Config hash field: streams ``0..span-1`` may hold events.
 SPAN_FIELD: Final = "span"
+#: Config hash fields ``fence:<n>``: the last entry of stream n written with the partition count before it went up.
+FENCE_FIELD_PREFIX: Final = "fence:"
 #: How many sweep intervals apart the sweeper scans the key space for stray streams.
 SCAN_EVERY_SWEEPS: Final = 10
 
-# KEYS[1]: the config hash, then the streams partitions..S-1 for the span S the caller read (``read_span``).
-# ARGV[1]: the partition count. Publishes the count; the span becomes the largest of the count, the recorded span
-# and the count published before (a config written before spans existed); it comes down to the count when the
-# streams above the count are all empty (none can fill again: producers check the published count). Returns it.
+# KEYS[1]: the config hash, then the streams partitions..S-1 for the span S the caller read (``read_span``), then
+# the streams 0..B-1 of the layout before (``fence_candidates``). ARGV[1]: the partition count, ARGV[2]: how many
+# streams above the count follow KEYS[1]. Publishes the count; the span becomes the largest of the count, the
+# recorded span and the count published before (a config written before spans existed); it comes down to the count
+# when the streams above the count are all empty (none can fill again: producers check the published count).
+# A count going up (above the one published before; with none, above the span producers wrote with) fences each of
+# the old layout's streams that holds events at its last entry id (``fence:<n>``): those entries are older than any
+# a producer writes from now on. Returns the span.
 _PUBLISH = """
 local p = tonumber(ARGV[1])
-local span = math.max(tonumber(redis.call('HGET', KEYS[1], 'span')) or 0,
-                      tonumber(redis.call('HGET', KEYS[1], 'partitions')) or 0)
+local above = tonumber(ARGV[2])
+local prev = tonumber(redis.call('HGET', KEYS[1], 'partitions'))
+local span = math.max(tonumber(redis.call('HGET', KEYS[1], 'span')) or 0, prev or 0)
+if (prev and p > prev) or (not prev and p > span) then
+  for i = 2 + above, #KEYS do
+    local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
+    if #last > 0 then redis.call('HSET', KEYS[1], 'fence:' .. (i - 2 - above), last[1][1]) end
+  end
+end
 redis.call('HSET', KEYS[1], 'partitions', p)
-if span > p and span == p + #KEYS - 1 then
+if span > p and span == p + above then
   local empty = true
-  for i = 2, #KEYS do
+  for i = 2, 1 + above do
     if redis.call('XLEN', KEYS[i]) > 0 then empty = false break end
   end
   if empty then span = p end
@@ -61,6 +77,31 @@ end
 span = math.max(span, p)
 redis.call('HSET', KEYS[1], 'span', span)
 return span
+"""
+
+# KEYS[1]: the config hash, then the fenced streams. ARGV: their partition numbers, then their fences, in the same
+# order. Drops each fence its stream has passed (empty, or its first entry newer than the fence); returns the fences
+# left as {partition, id, ...}.
+_PASS_FENCES = """
+local function newer(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am > bm or (am == bm and as > bs)
+end
+local n = #KEYS - 1
+local left = {}
+for i = 1, n do
+  local partition, fence = ARGV[i], ARGV[n + i]
+  local first = redis.call('XRANGE', KEYS[1 + i], '-', '+', 'COUNT', 1)
+  if #first == 0 or newer(first[1][1], fence) then
+    redis.call('HDEL', KEYS[1], 'fence:' .. partition)
+  else
+    table.insert(left, partition)
+    table.insert(left, fence)
+  end
+end
+return left
 """
 
 # KEYS[1]: the config hash. ARGV[1]: a span that must be covered. Raises the span, never lowers it.
@@ -122,10 +163,55 @@ def read_span(client: redis.Redis, prefix: str, workspace: str, partitions: int)
 
 
 def publish(client: redis.Redis, prefix: str, workspace: str, partitions: int) -> int:
-    """Publish the workspace's partition count for producers; returns the span the workers must drain."""
-    span = read_span(client, prefix, workspace, partitions)
-    keys = [config_key(prefix, workspace), *(stream_key(prefix, workspace, n) for n in range(partitions, span))]
-    return int(client.register_script(_PUBLISH)(keys=keys, args=[partitions]))
+    """Publish the workspace's partition count for producers; returns the span the workers must drain.
+
+    A count going up fences the old layout's streams (``fences``), so that their events go before any written with
+    the new count.
+    """
+    raw_span, raw_published = client.hmget(config_key(prefix, workspace), [SPAN_FIELD, PARTITIONS_FIELD])
+    span = span_of(partitions, raw_span, raw_published)
+    before = fence_candidates(partitions, raw_span, raw_published)
+    above = [stream_key(prefix, workspace, n) for n in range(partitions, span)]
+    old = [stream_key(prefix, workspace, n) for n in range(before)]
+    keys = [config_key(prefix, workspace), *above, *old]
+    return int(client.register_script(_PUBLISH)(keys=keys, args=[partitions, len(above)]))
+
+
+def fence_candidates(partitions: int, raw_span: Any, raw_published: Any) -> int:
+    """How many streams of the layout before hold events to fence when ``partitions`` is published (pure): all
+    those below the span when the count goes up, none otherwise."""
+    published, span = _number(raw_published), max(_number(raw_span), _number(raw_published))
+    going_up = partitions > published if published else partitions > span
+    return span if going_up else 0
+
+
+def entry_after(entry_id: str, fence: str) -> bool:
+    """True when the stream entry ``entry_id`` was written after the entry ``fence`` (``ms-seq`` ids; pure)."""
+    ms, _, seq = entry_id.partition("-")
+    fence_ms, _, fence_seq = fence.partition("-")
+    return (int(ms), int(seq or 0)) > (int(fence_ms), int(fence_seq or 0))
+
+
+def fences(client: redis.Redis, prefix: str, workspace: str) -> dict[int, str]:
+    """The streams still fenced after the partition count went up, each with its fence: the last entry written
+    with the old count. A fence the stream has passed (its older entries all settled) is dropped here.
+
+    While any stream is fenced, its entries up to the fence are the only ones a drainer may deliver: any other entry
+    of the workspace was written with the new count, so it may be a newer event of a person whose older ones wait
+    behind a fence.
+    """
+    found: dict[int, str] = {}
+    for field, value in hash_fields(client.hgetall(config_key(prefix, workspace))).items():
+        name = field.decode()
+        number = name.removeprefix(FENCE_FIELD_PREFIX)
+        if name.startswith(FENCE_FIELD_PREFIX) and number.isdigit():
+            found[int(number)] = value.decode()
+    if not found:
+        return {}
+    numbers = sorted(found)
+    keys = [config_key(prefix, workspace), *(stream_key(prefix, workspace, n) for n in numbers)]
+    left = byte_strings(client.register_script(_PASS_FENCES)(keys=keys, args=[*numbers, *(found[n] for n in numbers)]))
+    return {int(number): fence.decode() for number, fence in zip(left[::2], left[1::2], strict=True)}
 
 
 def cover(client: redis.Redis, prefix: str, workspace: str, span: int) -> int:

@@ -83,8 +83,8 @@ return freed
 # before the entry that would take the size of their fields (names and values) past the budget; the first entry
 # is always returned, however large. Entries are fetched in chunks sized by the average so far (at most 16, in
 # case the next entries are much larger), so that Redis does not hold much more than the budget either.
-_READ = """
-local count, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
+_READ_ENTRIES = """
+local function read_entries(stream, count, budget)
 local out, total, start = {}, 0, '-'
 while #out < count and total < budget do
   local want = 1
@@ -92,7 +92,7 @@ while #out < count and total < budget do
     local average = math.max(total / #out, 1)
     want = math.min(count - #out, 16, math.max(math.floor((budget - total) / average), 1))
   end
-  local rows = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', want)
+  local rows = redis.call('XRANGE', stream, start, '+', 'COUNT', want)
   for _, row in ipairs(rows) do
     local size = 0
     for _, part in ipairs(row[2]) do size = size + #part end
@@ -104,7 +104,23 @@ while #out < count and total < budget do
   start = '(' .. rows[#rows][1]
 end
 return out
+end
 """
+_READ = _READ_ENTRIES + "return read_entries(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))"
+
+# The hot path's read, in one round trip: fenced by the lease (renewed), the next entries as ``_READ`` gives them,
+# the partition's retry state and Redis's clock. KEYS: lease, stream, retry hash. ARGV: token, ttl, most entries,
+# byte budget. Returns nil when the lease is not the token's (nothing renewed), else {now_ms, retry fields, rows}.
+_READ_HEAD = (
+    _READ_ENTRIES
+    + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return {now, redis.call('HGETALL', KEYS[3]), read_entries(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))}
+"""
+)
 
 
 # Fenced failure record. KEYS: lease, retry hash. ARGV: token, attempts, first failure (ms), head limit, last error.
@@ -120,8 +136,7 @@ return 1
 # KEYS: lease, stream, retry hash, then one dead-letter stream per dead letter.
 # ARGV: token, clear retry ('1'/'0'), number of ids, the ids, then per dead letter: field count, fields and values.
 # Returns 1 when settled, 0 when the lease is lost (nothing written).
-_SETTLE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+_SETTLE_STEPS = """
 local ids = tonumber(ARGV[3])
 local at = 4 + ids
 for key = 4, #KEYS do
@@ -133,8 +148,24 @@ for first = 4, 3 + ids, 1000 do
   redis.call('XDEL', KEYS[2], unpack(ARGV, first, math.min(first + 999, 3 + ids)))
 end
 if ARGV[2] == '1' then redis.call('DEL', KEYS[3]) end
-return 1
 """
+_SETTLE = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n" + _SETTLE_STEPS + "return 1\n"
+
+# The hot path's settle, in one round trip with the next read: ``_SETTLE``, then the lease renewed and what
+# ``_READ_HEAD`` returns. KEYS and ARGV as ``_SETTLE``'s, then three more ARGV: ttl, most entries, byte budget.
+# Returns nil when the lease is not the token's (nothing written), else ``_READ_HEAD``'s reply.
+_SETTLE_AND_READ = (
+    _READ_ENTRIES
+    + "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end\n"
+    + _SETTLE_STEPS
+    + """
+local n = #ARGV
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[n - 2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return {now, redis.call('HGETALL', KEYS[3]), read_entries(KEYS[2], tonumber(ARGV[n - 1]), tonumber(ARGV[n]))}
+"""
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +186,23 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+def _retry_state(raw: Mapping[bytes, bytes]) -> RetryState | None:
+    """A retry-state hash's fields as a ``RetryState``; None when the hash is empty (no run of failures)."""
+    if not raw:
+        return None
+    fields = (raw.get(b"attempts", b"0"), raw.get(b"first_failed_at", b"0"), raw.get(b"head_limit", b"0"))
+    return RetryState(*(int(value) for value in fields))
+
+
+def _head(reply: list[Any] | None) -> Head | None:
+    """``_READ_HEAD``'s reply as a ``Head``; None for nil (the lease was not the caller's)."""
+    if reply is None:
+        return None
+    now_ms, retry_flat, rows = reply
+    entries = [Entry(entry_id.decode(), _pairs(flat)) for entry_id, flat in rows]
+    return Head(entries, _retry_state(_pairs(retry_flat)), int(now_ms))
+
+
 class LeaseLost(Exception):
     """Another worker took the partition over (this one stalled past the lease TTL): send and settle nothing."""
 
@@ -165,6 +213,25 @@ class LeaseRefusal:
 
     retry_timer: bool
     remaining_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadStep:
+    """How a drainer reads its next entries: the lease's TTL to renew, most entries, byte budget."""
+
+    ttl_ms: int
+    count: int
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """What a drainer reads before a batch (``PartitionStore.read_head``): the next entries, the partition's retry
+    state, and Redis's clock when they were read."""
+
+    entries: list[Entry]
+    retry: RetryState | None
+    now_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +259,9 @@ class PartitionStore:
         self._defer = client.register_script(_DEFER)
         self._end_retry_timers = client.register_script(_END_RETRY_TIMERS)
         self._read = client.register_script(_READ)
+        self._read_head = client.register_script(_READ_HEAD)
         self._settle = client.register_script(_SETTLE)
+        self._settle_and_read = client.register_script(_SETTLE_AND_READ)
         self._record_failure = client.register_script(_RECORD_FAILURE)
 
     def stream(self, workspace: str, partition: int) -> str:
@@ -232,6 +301,15 @@ class PartitionStore:
         """Hold the partition back for ``delay_ms``: nobody drains it until the lease expires."""
         keys = [self.lease(workspace, partition)]
         return bool(self._defer(keys=keys, args=[token, RETRY, max(int(delay_ms), 1)]))
+
+    def kick_retry_timer(self, workspace: str, partition: int, ttl_ms: int) -> bool:
+        """Turn the partition's retry timer into a kick (``kicked`` for ``ttl_ms``) before it runs out.
+
+        Returns:
+            True when the caller must queue the drain task; False when the lease is not a retry timer any more.
+        """
+        keys = [self.lease(workspace, partition)]
+        return bool(self._script(_SWAP)(keys=keys, args=[RETRY, KICKED, ttl_ms]))
 
     def kick_if_idle(self, workspace: str, partition: int, ttl_ms: int) -> bool:
         """Mark an idle partition ``kicked``; True when the caller must queue a drain task."""
@@ -291,13 +369,25 @@ class PartitionStore:
         rows: list[list[Any]] = self._read(keys=[self.stream(workspace, partition)], args=[count, max_bytes])
         return [Entry(entry_id.decode(), _pairs(flat)) for entry_id, flat in rows]
 
+    def read_head(
+        self, workspace: str, partition: int, token: str, ttl_ms: int, count: int, max_bytes: int
+    ) -> Head | None:
+        """In one round trip: renew the lease and read like ``read``, with the retry state and Redis's clock.
+
+        Returns:
+            None when the lease no longer holds ``token`` (nothing was renewed or read).
+        """
+        keys = [
+            self.lease(workspace, partition),
+            self.stream(workspace, partition),
+            self.retry_key(workspace, partition),
+        ]
+        return _head(self._read_head(keys=keys, args=[token, ttl_ms, count, max_bytes]))
+
     def retry_state(self, workspace: str, partition: int) -> RetryState | None:
         """The partition's current failure run, if any."""
         raw = hash_fields(self._redis.hgetall(self.retry_key(workspace, partition)))
-        if not raw:
-            return None
-        fields = (raw.get(b"attempts", b"0"), raw.get(b"first_failed_at", b"0"), raw.get(b"head_limit", b"0"))
-        return RetryState(*(int(value) for value in fields))
+        return _retry_state(raw)
 
     def record_failure(self, workspace: str, partition: int, token: str, state: RetryState, error: str) -> bool:
         """Remember a transient failure (kept until the head entry is settled), fenced like ``settle``.
@@ -331,6 +421,39 @@ class PartitionStore:
         """
         if not done_ids and not dead_letters and not clear_retry:
             return True
+        keys, args = self._settle_call(workspace, partition, token, done_ids, dead_letters, clear_retry)
+        return bool(self._settle(keys=keys, args=args))
+
+    def settle_and_read(
+        self,
+        workspace: str,
+        partition: int,
+        token: str,
+        done_ids: Sequence[str],
+        dead_letters: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        clear_retry: bool,
+        read: ReadStep,
+    ) -> Head | None:
+        """``settle``, then ``read_head``, in one round trip and one atomic step.
+
+        Returns:
+            None when the lease was lost to another drainer: then nothing was written, deleted or read.
+        """
+        keys, args = self._settle_call(workspace, partition, token, done_ids, dead_letters, clear_retry)
+        reply = self._settle_and_read(keys=keys, args=[*args, read.ttl_ms, read.count, read.max_bytes])
+        return _head(reply)
+
+    def _settle_call(
+        self,
+        workspace: str,
+        partition: int,
+        token: str,
+        done_ids: Sequence[str],
+        dead_letters: Sequence[tuple[str, Mapping[str, Any]]],
+        clear_retry: bool,
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of ``_SETTLE`` (and of the settle in ``_SETTLE_AND_READ``)."""
         keys = [
             self.lease(workspace, partition),
             self.stream(workspace, partition),
@@ -342,7 +465,7 @@ class PartitionStore:
             args.append(len(fields))
             for name, value in fields.items():
                 args += [name, value]
-        return bool(self._settle(keys=keys, args=args))
+        return keys, args
 
     def end_retry_timers(self, workspace: str, partitions: int) -> int:
         """Free every partition of the workspace that waits for a retry timer, and end every failure run.
@@ -385,6 +508,10 @@ class PartitionStore:
     def older_streams_wait(self, workspace: str, partitions: int, span: int) -> bool:
         """True while a stream from the partition count up to ``span`` holds events (``worker.store.layout``)."""
         return layout.older_streams_wait(self._redis, self.prefix, workspace, partitions, span)
+
+    def fences(self, workspace: str) -> dict[int, str]:
+        """The streams still fenced after the partition count went up, with their fences (``worker.store.layout``)."""
+        return layout.fences(self._redis, self.prefix, workspace)
 
     def pending(self, workspace: str, partitions: int) -> list[tuple[int, int, bool]]:
         """(partition, stream length, has a lease) for every partition of the workspace."""

@@ -33,6 +33,7 @@ from producers.keys import authpause_key, pause_key, rate_key
 
 __all__ = [
     "AuthPause",
+    "Fence",
     "Reservation",
     "WorkspaceLimiter",
     "credentials_fingerprint",
@@ -49,12 +50,20 @@ MAX_REASON_CHARS: Final = 200
 #: A caller that woke up too late for its slot gives it back while reserving anew: when nobody reserved after it
 #: (the TAT is still the one its reservation left), the TAT moves back one interval, as if that reservation had
 #: never been made. Otherwise the slot cannot be given back without bunching the later reservations.
+#: With a third key, a partition's lease (ARGV[5]: the drainer's token, ARGV[6]: its TTL in ms), the same step is the
+#: drainer's fence: a lease not the token's reserves nothing and returns {0, 0, 0, 1}; else the lease is renewed.
 _RESERVE_LUA: Final = """
+if #KEYS >= 3 then
+  if redis.call('GET', KEYS[3]) ~= ARGV[5] then
+    return {0, 0, 0, 1}
+  end
+  redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6])
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local paused_ms = redis.call('PTTL', KEYS[2])
 if paused_ms > 0 then
-  return {paused_ms * 1000, 0, 0}
+  return {paused_ms * 1000, 0, 0, 0}
 end
 local interval = tonumber(ARGV[1])
 local tolerance = interval * (tonumber(ARGV[2]) - 1)
@@ -71,12 +80,12 @@ if wait < 0 then
   wait = 0
 end
 if wait > tonumber(ARGV[3]) then
-  return {wait, 0, 0}
+  return {wait, 0, 0, 0}
 end
 local next_tat = tat + interval
 local ttl_ms = math.ceil((next_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', string.format('%d', ttl_ms))
-return {wait, 1, next_tat}
+return {wait, 1, next_tat, 0}
 """
 
 #: KEYS: pause. ARGV: milliseconds, reason. Never shortens a longer pause. Returns the pause's ms left.
@@ -131,6 +140,17 @@ class Reservation:
     reserved: bool
     wait_s: float
     tat_us: int = 0
+    #: True when the ``fence`` passed to ``reserve`` was not the caller's lease any more: nothing was reserved.
+    lease_lost: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A drainer's lease, checked and renewed in the same step as a reservation: ``key`` must hold ``token``."""
+
+    key: str
+    token: str
+    ttl_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +192,14 @@ class WorkspaceLimiter:
         return [rate_key(self._prefix, workspace), pause_key(self._prefix, workspace)], max(1, math.ceil(1e6 / rps))
 
     def reserve(
-        self, workspace: str, rps: float, burst: int, max_wait_s: float, *, give_back: Reservation | None = None
+        self,
+        workspace: str,
+        rps: float,
+        burst: int,
+        max_wait_s: float,
+        *,
+        give_back: Reservation | None = None,
+        fence: Fence | None = None,
     ) -> Reservation:
         """Take the workspace's next free slot if it is at most ``max_wait_s`` away.
 
@@ -183,6 +210,8 @@ class WorkspaceLimiter:
             max_wait_s: The furthest slot the caller is willing to sleep for.
             give_back: The caller's earlier reservation whose slot it missed (it woke up too late). It is given
                 back, in the same atomic step, if nobody reserved a slot after it; else it stays spent.
+            fence: The caller's lease, checked and renewed in the same step (one round trip for both); when it is
+                not the caller's any more, nothing is reserved (``lease_lost``).
 
         Returns:
             The reservation, or why and for how long nothing was reserved.
@@ -192,9 +221,11 @@ class WorkspaceLimiter:
         """
         keys, interval_us = self._limit(workspace, rps, burst)
         given_back = give_back.tat_us if give_back is not None else 0
-        args = [interval_us, burst, int(max_wait_s * 1_000_000), given_back]
-        wait_us, reserved, tat_us = self._reserve(keys=keys, args=args)
-        return Reservation(bool(int(reserved)), int(wait_us) / 1_000_000, int(tat_us))
+        args: list[str | int] = [interval_us, burst, int(max_wait_s * 1_000_000), given_back]
+        if fence is not None:
+            keys, args = [*keys, fence.key], [*args, fence.token, fence.ttl_ms]
+        wait_us, reserved, tat_us, lost = self._reserve(keys=keys, args=args)
+        return Reservation(bool(int(reserved)), int(wait_us) / 1_000_000, int(tat_us), lease_lost=bool(int(lost)))
 
     def pause(self, workspace: str, seconds: float, reason: str) -> None:
         """Hold the workspace's requests fleet-wide; a longer pause already in place is kept.

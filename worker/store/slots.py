@@ -24,6 +24,7 @@ from producers.keys import (
     lease_key,
     pause_key,
     rate_key,
+    ready_key,
     retry_key,
     served_key,
     stream_key,
@@ -37,7 +38,9 @@ def script_key_sets(prefix: str, workspace: str, partitions: int) -> dict[str, t
     """The keys each script or transaction declares for ``workspace``, by name (the widest call of each).
 
     The enqueue script's other form, which pushes the drain task onto the fleet's drain queue, runs on one Redis
-    node only: on a cluster the producer marks the partition ready instead (``Layout.build(relay=True)``).
+    node only: on a cluster the producer marks the partition ready instead (``Layout.build(relay=True)``). The
+    fenced rate limit is the reservation that also renews the drainer's lease (one round trip for both); the
+    partition-count publish also fences the old layout's streams in the config hash (``fence:<n>``).
     """
     streams = tuple(stream_key(prefix, workspace, n) for n in range(partitions))
     leases = tuple(lease_key(prefix, workspace, n) for n in range(partitions))
@@ -45,12 +48,22 @@ def script_key_sets(prefix: str, workspace: str, partitions: int) -> dict[str, t
     return {
         "enqueue": Layout.build(prefix, workspace, partitions, cap=None, kick=True, relay=True).keys,
         "settle": (*one, dlq_key(prefix, workspace)),
+        "settle and read": (*one, dlq_key(prefix, workspace)),
+        "read head": one,
         "record failure": (lease_key(prefix, workspace, 0), retry_key(prefix, workspace, 0)),
         "release": (lease_key(prefix, workspace, 0), stream_key(prefix, workspace, 0)),
         "old kicks": (*leases, *streams),
         "end retry timers": leases,
-        "publish partitions": (config_key(prefix, workspace), *streams),
-        "rate limit": (rate_key(prefix, workspace), pause_key(prefix, workspace)),
+        "kick retry timer": (lease_key(prefix, workspace, 0),),
+        "mark published": (lease_key(prefix, workspace, 0),),
+        "publish partitions (with fences)": (config_key(prefix, workspace), *streams),
+        "pass fences": (config_key(prefix, workspace), *streams),
+        "fenced rate limit": (
+            rate_key(prefix, workspace),
+            pause_key(prefix, workspace),
+            lease_key(prefix, workspace, 0),
+        ),
+        "ready set": (ready_key(prefix, workspace),),
         "credentials pause": (authpause_key(prefix, workspace), authprobe_key(prefix, workspace)),
         "dead-letter replay": (dlq_key(prefix, workspace), stream_key(prefix, workspace, 0)),
         "served": (served_key(prefix, workspace),),
@@ -90,12 +103,11 @@ def check_slots(settings: Settings) -> None:
             )
 
 
-def check_startup(settings: Settings, *, needs_broker: bool) -> None:
-    """Every check a worker (``needs_broker``) or a producer-side process runs before it touches Redis.
+def check_startup(settings: Settings) -> None:
+    """Every check a worker or a producer-side process runs on its settings before it touches Redis (the broker a
+    Redis Cluster needs is checked as the settings load, ``Settings._broker_for_a_cluster``).
 
     Raises:
-        ConfigError: A script would span slots, or a Redis Cluster would be the Celery broker.
+        ConfigError: A script would span slots.
     """
     check_slots(settings)
-    if needs_broker:
-        settings.celery_broker_url()

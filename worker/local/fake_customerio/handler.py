@@ -87,7 +87,11 @@ class FakeHandler(BaseHTTPRequestHandler):
             reply = handle_control(self.state, method, path, query, body)
             self._send(reply.status, reply.body)
         elif path in API_ROUTES or path == REGION_PATH:
-            self._api(method, path, body)
+            self.state.recorder.request_started()
+            try:
+                self._api(method, path, body)
+            finally:
+                self.state.recorder.request_ended()
         else:
             self._send(404, error_body("not_found", f"no endpoint {path}"))
 

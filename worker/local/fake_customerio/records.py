@@ -63,6 +63,8 @@ class Recorder:
         self._by_status: Counter[str] = Counter()
         self._by_site: Counter[str] = Counter()
         self._next_id = 1
+        self._in_flight = 0
+        self._max_in_flight = 0
         self._file: BinaryIO | None = None
         if record_path is not None:
             record_path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +76,17 @@ class Recorder:
             request_id = self._next_id
             self._next_id += 1
             return request_id
+
+    def request_started(self) -> None:
+        """Count an API request being answered now (``stats()`` keeps the most ever answered at once)."""
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+
+    def request_ended(self) -> None:
+        """Count an API request answered (or abandoned)."""
+        with self._lock:
+            self._in_flight -= 1
 
     def add(self, request: RequestRecord, operations: list[Any]) -> None:
         """Store a request record and the operations it got accepted (with its site id and arrival time)."""
@@ -106,9 +119,12 @@ class Recorder:
         return [asdict(record) for record in records]
 
     def stats(self) -> dict[str, Any]:
-        """Counts since the last reset: requests by status, accepted operations by site, and totals."""
+        """Counts since the last reset: requests by status, accepted operations by site, totals, and the API requests
+        being answered now (``in_flight``) and the most ever answered at once (``max_in_flight``)."""
         with self._lock:
             return {
+                "in_flight": self._in_flight,
+                "max_in_flight": self._max_in_flight,
                 "requests": sum(self._by_status.values()),
                 "requests_by_status": dict(self._by_status),
                 "accepted": sum(self._by_site.values()),
@@ -122,6 +138,7 @@ class Recorder:
             self._requests.clear()
             self._by_status.clear()
             self._by_site.clear()
+            self._max_in_flight = self._in_flight
 
     def close(self) -> None:
         """Close the record file."""
