@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from producers.connect import sync_client
-from producers.keys import authpause_key, pause_key, rate_key
+from producers.keys import authpause_key, lease_key, pause_key, rate_key
 from worker.store.ratelimit import Fence, Reservation, WorkspaceLimiter, credentials_fingerprint
 
 pytestmark = pytest.mark.single_and_cluster
@@ -291,7 +291,7 @@ def test_a_slot_beyond_the_longest_wait_is_not_reserved(limiter: WorkspaceLimite
 def test_a_fenced_reservation_renews_the_callers_lease_and_a_lost_lease_reserves_nothing(
     limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    lease = f"{key_prefix}:lease:acme:0"
+    lease = lease_key(key_prefix, "acme", 0)
     # Given the caller's lease about to expire: the reservation renews it in the same step
     redis_client.set(lease, "mine", px=500)
     held = limiter.reserve("acme", 10, 1, 1.0, fence=Fence(lease, "mine", 60_000))
