@@ -58,6 +58,16 @@ def test_every_script_touches_one_slot_for_any_workspace_and_partition_count() -
     assert spanning({"mixed": (stream_key("cio", "acme", 0), "cio.drain")}) == ["mixed"]
 
 
+def test_the_slot_check_covers_the_one_round_trip_and_fence_scripts() -> None:
+    # The reservation that renews the drainer's lease, the settle that reads the next batch, the credentials
+    # requeue, the RabbitMQ kick mark and the partition-count publish that fences the old streams
+    sets = script_key_sets("cio", "acme", 60)
+    names = {"settle and read", "fenced rate limit", "kick retry timer", "mark published", "pass fences"}
+    assert names | {"publish partitions (with fences)"} <= set(sets)
+    assert lease_key("cio", "acme", 0) in sets["fenced rate limit"]
+    assert spanning(sets) == []
+
+
 def test_a_workspace_whose_keys_would_span_slots_is_refused_at_startup() -> None:
     settings = Settings(workspaces={"}": WORKSPACE, "ok": WORKSPACE})
     with pytest.raises(ConfigError, match=r"workspace '}': the keys of enqueue, settle.* more than one Redis Cluster"):
