@@ -116,8 +116,22 @@ def make_fleet(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Call
     yield make
     for fleet in fleets:
         fleet.stop()
-    if any("CIO_BROKER_URL" in fleet.env for fleet in fleets):
-        delete_queue(drain_queue(key_prefix))
+    brokers = {fleet.env["CIO_BROKER_URL"] for fleet in fleets if "CIO_BROKER_URL" in fleet.env}
+    for url in brokers:
+        if url.startswith("amqp"):
+            delete_queue(drain_queue(key_prefix), url)
+        elif url != redis_url:  # a standalone Redis broker (a cluster's): its queue and kombu's keys of the test
+            forget_broker_keys(url, key_prefix)
+
+
+def forget_broker_keys(url: str, prefix: str) -> None:
+    """Delete the test's keys on a standalone Redis broker (its drain queue, kombu's bindings and unacked keys)."""
+    client = redis.Redis.from_url(url)
+    for pattern in (f"{prefix}.*", f"_kombu.binding.{prefix}.*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    client.close()
 
 
 def standin_workspaces(url: str, names: str = "abc", **options: Any) -> dict[str, dict[str, Any]]:
