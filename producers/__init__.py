@@ -30,7 +30,7 @@ from producers._events import (
     parse_event,
     validate_event,
 )
-from producers._producer import EnqueueResult, Producer, QueueFull, UnknownWorkspace
+from producers._producer import EnqueueResult, NotReplicated, Producer, QueueFull, UnknownWorkspace
 from producers.wire import DEFAULT_PARTITIONS, FORMAT_VERSION, partition_for, person_key
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "Group",
     "Identify",
     "InvalidEventError",
+    "NotReplicated",
     "Page",
     "Producer",
     "ProducerError",
@@ -51,6 +52,7 @@ __all__ = [
     "SegmentEvent",
     "Track",
     "UnknownWorkspace",
+    "connect",
     "keys",
     "parse_event",
     "partition_for",

@@ -1,9 +1,8 @@
 """The enqueue round trip, the kick it makes, and the checks it runs first.
 
-Events are prepared in chunks (``producers._chunk``). ``ENQUEUE_SCRIPT`` checks
-that the fleet knows the workspace and that the producer's partition count is the one the workers published,
-appends the events to their partition streams, applies backpressure and kicks each partition that was idle, all in
-one round trip.
+Events are prepared in chunks (``producers._chunk``). ``ENQUEUE_SCRIPT`` checks that a worker serves the workspace
+(its ``served`` key) and that the producer's partition count is the one the workers published, appends the events
+to their partition streams, applies backpressure and kicks each partition that was idle, all in one round trip.
 
 The kick is in the script too: it sets the partition's lease to ``kicked`` with ``SET NX`` (so exactly one producer
 kicks each idle partition) and pushes the Celery task message ``worker.drain(workspace, partition)`` onto the
@@ -11,6 +10,10 @@ kicks each idle partition) and pushes the Celery task message ``worker.drain(wor
 producers never import Celery, and a kick can no longer be lost between the ``SET`` and its task: both happen or
 neither. The ``kicked`` lease lives as long as the queued task may wait (``KICK_TTL_MS``), so that nobody queues a
 second task for the partition meanwhile.
+
+On a Redis Cluster the drain queue is not in the workspace's slot (nor on the cluster: the broker is elsewhere), so
+the script sets the ``kicked`` lease and adds the partition to the workspace's ``ready`` set instead (kick mode 2);
+the workers' sweeper queues those tasks (``worker.pipeline.sweeper.relay_ready``).
 
 The script call's fixed part (the sha, the key names, the fixed arguments) is packed into Redis protocol bytes
 once per layout (``Layout.head``): packing 2 * P key names on every call was the client's largest cost.
@@ -28,11 +31,15 @@ import orjson
 
 from producers._chunk import Chunk
 from producers._events import EVENT_TYPES, new_message_id
-from producers.keys import config_key, drain_queue, enqueued_key, lease_key, stream_key, workspaces_key
+from producers.keys import config_key, drain_queue, enqueued_key, lease_key, ready_key, served_key, stream_key
 from producers.wire import DEFAULT_PARTITIONS, DRAIN_TASK, FORMAT_VERSION, KICK_TTL_MS, KICKED
 
 #: The most partitions a workspace may have (as ``WorkspaceConfig.partitions`` allows).
 MAX_PARTITIONS: Final = 1024
+#: Kick modes of the enqueue script: none, queue the drain task on the drain queue, mark the partition ready.
+KICK_NONE: Final = 0
+KICK_QUEUE: Final = 1
+KICK_READY: Final = 2
 #: Events' bytes below which a call is sent in one write (joined); above, copying them costs more than a write.
 JOINED_BYTES: Final = 65_536
 
@@ -112,18 +119,20 @@ def drain_message_template(prefix: str, workspace: str) -> bytes:
 
 
 #: Appends events and kicks idle partitions in one round trip.
-#: KEYS: the P partition streams, then the P partition leases, then the workspace's enqueued-by-type hash, its
-#: config hash, the fleet's workspaces hash and the drain queue.
-#: ARGV: P, backlog cap (-1: none), lease TTL ms, lease value, format version, kick (1/0), the highest valid
-#: partition count, the workspace, the drain message template and its body template (``drain_message_template``),
-#: then per call: a task id (a uuid; the last 4 hex digits become the partition's), the events' partitions (two
-#: bytes each, big-endian, 0-based), their type codes (a byte each: the 1-based place of the type in
-#: ``EVENT_TYPES``) and each event's JSON, in that order. The client packs them into protocol bytes itself, so many
+#: KEYS (all in the workspace's slot, ``producers.keys``): the P partition streams, then the P partition leases,
+#: then the workspace's enqueued-by-type hash, its config hash, its ``served`` key and the kick target: the drain
+#: queue when the workers' broker is this Redis (kick mode 1), else the workspace's ``ready`` set (kick mode 2).
+#: ARGV: P, backlog cap (-1: none), lease TTL ms, lease value, format version, kick mode (0: none, 1: queue the
+#: drain task, 2: mark the partition ready), the highest valid partition count, the workspace, the drain message
+#: template and its body template (``drain_message_template``), then per call: a task id (a uuid; the last 4 hex
+#: digits become the partition's), the events' partitions (two bytes each, big-endian, 0-based), their type codes
+#: (a byte each: the 1-based place of the type in ``EVENT_TYPES``), whether to check that a worker serves the
+#: workspace (1/0) and each event's JSON, in that order. The client packs them into protocol bytes itself, so many
 #: arguments cost it little; byte strings cost the script one ``string.byte`` per event where text to match cost it
 #: a pattern match and a number conversion.
-#: First the workspace check: when the workers published the workspaces they serve and this one is not among
-#: them, nothing is written and the script returns {0, 0, {}, 0, {known workspaces}}. While none is published
-#: (no worker ever started), every workspace is accepted.
+#: First the workspace check: when no worker serves the workspace now (no ``served`` key), nothing is written and
+#: the script returns {0, 0, {}, 0, {}}; the producer then reads the fleet's workspaces hash (a key of another
+#: slot) and either refuses the workspace or, when no worker ever published any, calls again without the check.
 #: Then the layout check: when the workers published a partition count other than P, nothing is written and the
 #: script returns {0, 0, {}, published}: the caller's layout is stale, it must partition again and retry. So no
 #: producer writes to a partition the workers stopped draining once they published their count. While no count is
@@ -131,14 +140,14 @@ def drain_message_template(prefix: str, workspace: str) -> bytes:
 #: events (they drain every stream below the span).
 #: Events are appended in order until the workspace's backlog (the sum of XLEN) reaches the cap; the rest are
 #: left out. Each partition that received an event and has no lease gets ``kicked`` with ``SET NX PX``, and its
-#: drain task message is pushed on the drain queue.
+#: drain task message is pushed on the drain queue (kick mode 1) or the partition is added to the ``ready`` set
+#: (kick mode 2, for the workers to queue its task).
 #: Returns {appended, backlog after (0 without a cap), {kicked partitions}}. Its cost grows with P: one XLEN
 #: per partition.
 ENQUEUE_SCRIPT: Final = """
 local p = tonumber(ARGV[1])
-local known = KEYS[2 * p + 3]
-if redis.call('HEXISTS', known, ARGV[8]) == 0 and redis.call('EXISTS', known) == 1 then
-  return {0, 0, {}, 0, redis.call('HKEYS', known)}
+if ARGV[14] == '1' and redis.call('EXISTS', KEYS[2 * p + 3]) == 0 then
+  return {0, 0, {}, 0, {}}
 end
 local config = KEYS[2 * p + 2]
 local raw = redis.call('HGET', config, 'partitions')
@@ -170,7 +179,7 @@ local types = {}
 for i = 1, count do
   local high, low = byte(partitions, 2 * i - 1, 2 * i)
   local n = high * 256 + low + 1
-  call('XADD', KEYS[n], '*', 'v', version, 'event', ARGV[13 + i])
+  call('XADD', KEYS[n], '*', 'v', version, 'event', ARGV[14 + i])
   touched[n] = true
   local code = byte(codes, i)
   types[code] = (types[code] or 0) + 1
@@ -198,7 +207,14 @@ local function base64(text)
   return table.concat(out)
 end
 local kicked = {}
-if ARGV[6] == '1' then
+if ARGV[6] == '2' then
+  for n in pairs(touched) do
+    if redis.call('SET', KEYS[p + n], ARGV[4], 'NX', 'PX', ARGV[3]) then
+      redis.call('SADD', KEYS[2 * p + 4], n - 1)
+      kicked[#kicked + 1] = n - 1
+    end
+  end
+elseif ARGV[6] == '1' then
   for n in pairs(touched) do
     if redis.call('SET', KEYS[p + n], ARGV[4], 'NX', 'PX', ARGV[3]) then
       local partition = tostring(n - 1)
@@ -241,15 +257,25 @@ class Layout:
     fixed: int
 
     @classmethod
-    def build(cls, prefix: str, workspace: str, partitions: int, *, cap: int | None, kick: bool) -> Layout:
-        """The layout of ``partitions`` partitions."""
+    def build(
+        cls, prefix: str, workspace: str, partitions: int, *, cap: int | None, kick: bool, relay: bool = False
+    ) -> Layout:
+        """The layout of ``partitions`` partitions.
+
+        With ``relay`` (the workers' broker is not this Redis: a Redis Cluster), a kick marks the partition in the
+        workspace's ``ready`` set instead of queueing its drain task; the workers queue it.
+        """
         streams = tuple(stream_key(prefix, workspace, n) for n in range(partitions))
         leases = tuple(lease_key(prefix, workspace, n) for n in range(partitions))
+        target = ready_key(prefix, workspace) if relay else drain_queue(prefix)
         keys = (*streams, *leases, enqueued_key(prefix, workspace), config_key(prefix, workspace))
-        keys += (workspaces_key(prefix), drain_queue(prefix))
-        header = (partitions, -1 if cap is None else cap, KICK_TTL_MS, KICKED, FORMAT_VERSION, int(kick))
+        keys += (served_key(prefix, workspace), target)
+        mode = KICK_NONE if not kick else KICK_READY if relay else KICK_QUEUE
+        header = (partitions, -1 if cap is None else cap, KICK_TTL_MS, KICKED, FORMAT_VERSION, mode)
         fixed: tuple[int | str, ...] = (*header, MAX_PARTITIONS, workspace)
         templates = (drain_message_template(prefix, workspace), drain_body_template(workspace))
+        if relay:
+            templates = (b"", b"")
         args = [b"EVALSHA", _raw(ENQUEUE_SHA), _raw(len(keys)), *map(_raw, (*keys, *fixed)), *templates]
         return cls(partitions, keys, resp(*args), len(args))
 
@@ -258,15 +284,17 @@ class Layout:
         """The partition streams, in partition order."""
         return self.keys[: self.partitions]
 
-    def packed(self, chunk: Chunk) -> list[bytes | bytearray]:
+    def packed(self, chunk: Chunk, *, check: bool = True) -> list[bytes | bytearray]:
         """The whole ``EVALSHA`` command for the good events of ``chunk``, partitioned by this layout.
 
         A large chunk's ``body`` is the second part, sent as it is rather than copied into one buffer; a small one
         is joined to the first part, so that the command is one write (two writes cost a single event about 20 µs:
-        Redis wakes up for each).
+        Redis wakes up for each). ``check``: refuse the call when no worker serves the workspace (off for a while
+        once the fleet is known to serve it or to have published no workspace at all).
         """
-        per_call = resp(new_message_id().encode(), chunk.partitions(self.partitions), bytes(chunk.types))
-        head = b"*%d\r\n" % (self.fixed + 3 + chunk.count) + self.head + per_call
+        flag = b"1" if check else b"0"
+        per_call = resp(new_message_id().encode(), chunk.partitions(self.partitions), bytes(chunk.types), flag)
+        head = b"*%d\r\n" % (self.fixed + 4 + chunk.count) + self.head + per_call
         if len(chunk.body) < JOINED_BYTES:
             return [head + chunk.body]
         return [head, chunk.body]

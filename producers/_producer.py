@@ -10,7 +10,8 @@ prepares the next chunk while Redis runs the script of the previous one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar
@@ -29,9 +30,10 @@ from producers._events import (
     Track,
     _Event,
 )
-from producers._kick import ENQUEUE_SCRIPT, Layout, Reply, parse_partitions
+from producers._kick import ENQUEUE_SCRIPT, Layout, Reply, parse_partitions, resp
 from producers._roundtrip import Call, Connections
-from producers.keys import config_key
+from producers.connect import is_cluster, sync_client
+from producers.keys import config_key, workspaces_key
 from producers.wire import DEFAULT_PARTITIONS, DEFAULT_PREFIX
 
 #: The Redis a producer talks to when given no URL.
@@ -41,6 +43,9 @@ DEFAULT_BACKLOG_CAP: Final = 1_000_000
 #: Script calls for one chunk while the published partition count keeps changing under it (it changes once per
 #: partition change, or back and forth while workers of two counts run side by side).
 LAYOUT_ATTEMPTS: Final = 5
+#: After the fleet's workspaces hash was found empty (no worker ever started) or listing the workspace, this long
+#: the producer calls the script without the ``served`` check (each check costs a round trip to another key).
+UNCHECKED_S: Final = 1.0
 
 R = TypeVar("R")
 
@@ -97,6 +102,26 @@ class QueueFull(ProducerError):
         self.result = result
 
 
+class NotReplicated(ProducerError):
+    """The events were enqueued on the master, but fewer replicas than asked acknowledged them in time.
+
+    A failover now could lose them (Redis replicates asynchronously). Enqueueing them again is safe: the workers
+    deliver each event at least once, and Customer.io dedupes by messageId.
+
+    Attributes:
+        acknowledged: Replicas that acknowledged the writes.
+        wanted: Replicas the producer waited for (``wait_replicas``).
+    """
+
+    def __init__(self, workspace: str, acknowledged: int, wanted: int, timeout_ms: int) -> None:
+        super().__init__(
+            f"events of workspace {workspace!r} were enqueued on the master but only {acknowledged} of {wanted} "
+            f"replicas acknowledged them within {timeout_ms} ms; a failover now could lose them"
+        )
+        self.acknowledged = acknowledged
+        self.wanted = wanted
+
+
 @dataclass
 class Tally:
     """What ``enqueue_many`` has done so far."""
@@ -132,8 +157,10 @@ class ProducerBase:
         backlog_cap: int | None,
         kick: bool,
     ) -> None:
-        if not workspace or ":" in workspace:
-            raise ValueError("workspace must be a non-empty name without ':'")
+        if not workspace or any(mark in workspace for mark in ":{}"):
+            raise ValueError("workspace must be a non-empty name without ':', '{' or '}'")
+        if any(mark in key_prefix for mark in "{}"):
+            raise ValueError("key_prefix must not hold '{' or '}' (they would be the Redis Cluster hash tag)")
         if partitions is not None and partitions < 1:
             raise ValueError("partitions must be at least 1")
         if backlog_cap is not None and backlog_cap < 1:
@@ -143,7 +170,9 @@ class ProducerBase:
         self.backlog_cap = backlog_cap
         self._partitions = partitions
         self._kick = kick
+        self._relay = False
         self._layout: Layout | None = None
+        self._unchecked_until = 0.0
 
     @property
     def _config_key(self) -> str:
@@ -155,8 +184,48 @@ class ProducerBase:
 
     def _adopt(self, partitions: int) -> Layout:
         """Use ``partitions`` from now on (the enqueue script found the cached count stale)."""
-        self._layout = Layout.build(self.key_prefix, self.workspace, partitions, cap=self.backlog_cap, kick=self._kick)
+        self._layout = Layout.build(
+            self.key_prefix, self.workspace, partitions, cap=self.backlog_cap, kick=self._kick, relay=self._relay
+        )
         return self._layout
+
+    def _durability(self, wait_replicas: int, wait_timeout_ms: int) -> None:
+        """Wait for ``wait_replicas`` replicas (``WAIT``) before a call returns; 0: do not wait."""
+        if wait_replicas < 0 or wait_timeout_ms < 1:
+            raise ValueError("wait_replicas must be at least 0 and wait_timeout_ms at least 1")
+        self._wait_replicas = wait_replicas
+        self._wait_timeout_ms = wait_timeout_ms
+        self._wait_packed = [b"*3\r\n" + resp(b"WAIT", b"%d" % wait_replicas, b"%d" % wait_timeout_ms)]
+
+    def _replicated(self, acknowledged: Any) -> None:
+        """Raise ``NotReplicated`` when fewer replicas than asked acknowledged the writes."""
+        if int(acknowledged) < self._wait_replicas:
+            raise NotReplicated(self.workspace, int(acknowledged), self._wait_replicas, self._wait_timeout_ms)
+
+    @property
+    def _workspaces_key(self) -> str:
+        return workspaces_key(self.key_prefix)
+
+    @property
+    def _hkeys_packed(self) -> list[bytes]:
+        """``HKEYS {p}:workspaces`` in Redis protocol bytes."""
+        return [b"*2\r\n" + resp(b"HKEYS", self._workspaces_key.encode())]
+
+    def _check(self) -> bool:
+        """Whether the script checks that a worker serves the workspace."""
+        return time.monotonic() >= self._unchecked_until
+
+    def _admit(self, raw_known: Sequence[bytes | str]) -> None:
+        """After the script found no worker serving the workspace: refuse it, unless the fleet's workspaces hash
+        is empty (no worker ever started: everything is accepted) or lists it (its ``served`` key just expired).
+
+        Raises:
+            UnknownWorkspace: Workers serve other workspaces, not this one.
+        """
+        known = sorted(name.decode() if isinstance(name, bytes) else str(name) for name in raw_known)
+        if known and self.workspace not in known:
+            raise UnknownWorkspace(self.workspace, known)
+        self._unchecked_until = time.monotonic() + UNCHECKED_S
 
     def _still_changing(self) -> ProducerError:
         return ProducerError(
@@ -169,8 +238,6 @@ class ProducerBase:
 
     def _judge(self, reply: Reply) -> Layout | None:
         """The layout to send the call again with (the count was stale), or ``None``: the reply stands."""
-        if reply.known is not None:
-            raise UnknownWorkspace(self.workspace, reply.known)
         return None if reply.published is None else self._adopt(reply.published)
 
 
@@ -324,6 +391,9 @@ class Producer(ProducerBase, CallShapes[str]):
             sweeper finds the partition.
         redis_client: A client to use instead of one built from ``redis_url`` (not closed by ``close``; the
             producer keeps one connection of its pool while it lives). Kicks go to that client's Redis.
+        wait_replicas: Before a call returns, wait until this many replicas acknowledged its writes (Redis
+            ``WAIT``), so that a failover cannot lose what was acknowledged; ``NotReplicated`` when they do not
+            within ``wait_timeout_ms``. Off (0) by default: it costs a round trip and the replication lag per call.
 
     Raises:
         ValueError: An argument is out of range.
@@ -339,13 +409,17 @@ class Producer(ProducerBase, CallShapes[str]):
         backlog_cap: int | None = DEFAULT_BACKLOG_CAP,
         kick: bool = True,
         redis_client: redis.Redis | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1_000,
     ) -> None:
         super().__init__(
             redis_url, workspace, key_prefix=key_prefix, partitions=partitions, backlog_cap=backlog_cap, kick=kick
         )
+        self._durability(wait_replicas, wait_timeout_ms)
         self._owns_redis = redis_client is None
-        self._redis = redis_client or redis.Redis.from_url(redis_url, socket_connect_timeout=5.0)
-        self._connections = Connections(self._redis)
+        self._redis = redis_client or sync_client(redis_url, socket_connect_timeout=5.0)
+        self._relay = is_cluster(self._redis)
+        self._connections = Connections(self._redis, self._config_key)
 
     def _submit(self, model: type[_Event], fields: dict[str, Any]) -> str:
         chunk = Chunk()
@@ -357,24 +431,34 @@ class Producer(ProducerBase, CallShapes[str]):
 
     def _start(self, connection: Any, chunk: Chunk) -> Call:
         """Send the script call of ``chunk``; its reply is read by ``_finish``."""
-        return Call(connection, self._resolve().packed(chunk)).send()
+        return Call(connection, self._resolve().packed(chunk, check=self._check())).send()
 
     def _finish(self, call: Call, chunk: Chunk) -> Reply:
         """The reply of a sent chunk; partition again and send it again while the workers' count differs."""
         for _ in range(LAYOUT_ATTEMPTS):
             reply = Reply.parse(self._reply(call))
+            if reply.known is not None:
+                self._admit(self._known(call.connection))
+                call = Call(call.connection, self._resolve().packed(chunk, check=False)).send()
+                continue
             layout = self._judge(reply)
             if layout is None:
                 return reply
-            call = Call(call.connection, layout.packed(chunk)).send()
+            call = Call(call.connection, layout.packed(chunk, check=self._check())).send()
         raise self._still_changing()
+
+    def _known(self, connection: Any) -> Any:
+        """The fleet's workspaces hash's names: on the call's connection, or on a cluster, the key's own node."""
+        if self._relay:
+            return self._redis.hkeys(self._workspaces_key)
+        return Call(connection, self._hkeys_packed).send().reply()
 
     def _reply(self, call: Call) -> Any:
         """The raw reply of a call, loading the script first if the server does not have it (after a restart)."""
         try:
             return call.reply()
         except redis.exceptions.NoScriptError:
-            self._redis.execute_command("SCRIPT", "LOAD", ENQUEUE_SCRIPT)
+            self._redis.script_load(ENQUEUE_SCRIPT)  # on a cluster: on every master
             return Call(call.connection, call.packed).send().reply()
 
     def _enqueue_one(self, chunk: Chunk) -> str:
@@ -382,6 +466,8 @@ class Producer(ProducerBase, CallShapes[str]):
         self._resolve()  # before taking a connection: reading the config takes one of its own
         with self._connections.connection() as connection:
             reply = self._finish(self._start(connection, chunk), chunk)
+            if reply.added:
+                self._wait(connection)
         if reply.added == 0:
             raise self._full(reply)
         return str(chunk.message_ids[0])
@@ -430,7 +516,14 @@ class Producer(ProducerBase, CallShapes[str]):
                     tally.settle(chunk, 0)
             if sent is not None:
                 self._settle(tally, *sent)
+            if tally.enqueued:
+                self._wait(connection)
         return tally.result()
+
+    def _wait(self, connection: Any) -> None:
+        """With ``wait_replicas``: ``WAIT`` on the connection that wrote (it covers all of its writes)."""
+        if self._wait_replicas:
+            self._replicated(Call(connection, self._wait_packed).send().reply())
 
     def _settle(self, tally: Tally, call: Call, chunk: Chunk) -> None:
         reply = self._finish(call, chunk)

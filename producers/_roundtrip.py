@@ -15,6 +15,7 @@ read) and Redis error replies keep it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -26,6 +27,7 @@ from redis.asyncio.connection import AbstractConnection as AsyncConnection
 from redis.connection import Connection  # the type the pool hands out and takes back
 
 from producers._events import ProducerError
+from producers.connect import is_cluster
 
 _RETRIED = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 #: Failures after which the connection holds no unread reply.
@@ -60,13 +62,50 @@ class Call:
         return self.connection.retry.call_with_retry(self._attempt, lambda _error: self.connection.disconnect())
 
 
-class Connections:
-    """Connections of one client's pool for one producer: its own while free, else a pooled one."""
+#: Failures after which a cluster client's slot map may be stale.
+_MOVED = (redis.exceptions.MovedError, redis.exceptions.ClusterDownError, *_RETRIED)
 
-    def __init__(self, client: redis.Redis) -> None:
-        self._pool = client.connection_pool
+
+class _NodePool:
+    """The connection pool of the node that owns ``key``'s slot: the client's own pool on one Redis node."""
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        self._client = client
+        self._key = key
+
+    def get(self) -> tuple[Any, Connection]:
+        """A connection, and the pool to give it back to."""
+        if not is_cluster(self._client):
+            pool = self._client.connection_pool
+        else:
+            cluster: Any = self._client
+            pool = cluster.get_redis_connection(cluster.get_node_from_key(self._key)).connection_pool
+        return pool, pool.get_connection()
+
+    def failed(self, error: BaseException) -> None:
+        """After a failure: refresh a cluster's slot map if it may be stale."""
+        self.stale_after(error)
+
+    def stale_after(self, error: BaseException) -> bool:
+        """Refresh a cluster's slot map after a failure that may mean it is stale; whether it did."""
+        if not (is_cluster(self._client) and isinstance(error, _MOVED)):
+            return False
+        cluster: Any = self._client
+        with contextlib.suppress(redis.exceptions.RedisError):  # the next call tries again
+            cluster.nodes_manager.initialize()
+        return True
+
+
+class Connections:
+    """Connections of one client's pool for one producer: its own while free, else a pooled one.
+
+    ``key``: a key of the producer's workspace (on a Redis Cluster, the connections go to the node of its slot).
+    """
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        self._pools = _NodePool(client, key)
         self._lock = threading.Lock()
-        self._own: Connection | None = None
+        self._own: tuple[Any, Connection] | None = None
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
@@ -74,22 +113,37 @@ class Connections:
         if self._lock.acquire(blocking=False):
             try:
                 if self._own is None:
-                    self._own = self._pool.get_connection()
-                yield from _dropped_on_failure(self._own)
+                    self._own = self._pools.get()
+                try:
+                    yield from _dropped_on_failure(self._own[1])
+                except BaseException as exc:
+                    self._moved(exc)
+                    raise
             finally:
                 self._lock.release()
             return
-        connection = self._pool.get_connection()
+        pool, connection = self._pools.get()
         try:
             yield from _dropped_on_failure(connection)
+        except BaseException as exc:
+            self._pools.failed(exc)
+            raise
         finally:
-            self._pool.release(connection)
+            pool.release(connection)
+
+    def _moved(self, error: BaseException) -> None:
+        """After a failure of the own connection: on a cluster whose slot map may be stale, let it go."""
+        if isinstance(error, _MOVED) and self._own is not None and self._pools.stale_after(error):
+            pool, connection = self._own
+            self._own = None
+            pool.release(connection)
 
     def close(self) -> None:
         """Give the producer's own connection back to the pool."""
         with self._lock:
             if self._own is not None:
-                self._pool.release(self._own)
+                pool, connection = self._own
+                pool.release(connection)
                 self._own = None
 
 
@@ -140,13 +194,58 @@ class AsyncCall:
         return await self.connection.retry.call_with_retry(self._attempt, drop)
 
 
+class _AsyncNodePool:
+    """``_NodePool`` for ``redis.asyncio``. On a cluster, the producer keeps a connection pool of its own per node
+    (the cluster client's node connections belong to its own command path, which may drop them at any time)."""
+
+    def __init__(self, client: redis.asyncio.Redis, key: str) -> None:
+        self._client = client
+        self._key = key
+        self._node_pools: dict[str, redis.asyncio.ConnectionPool] = {}
+
+    async def get(self) -> tuple[Any, AsyncConnection]:
+        """A connection, and the pool to give it back to."""
+        if not is_cluster(self._client):
+            pool = self._client.connection_pool
+        else:
+            cluster: Any = self._client
+            await cluster.initialize()
+            node = cluster.get_node_from_key(self._key)
+            if node.name not in self._node_pools:
+                kwargs = node.connection_kwargs
+                self._node_pools[node.name] = redis.asyncio.ConnectionPool(
+                    connection_class=node.connection_class, **kwargs
+                )
+            pool = self._node_pools[node.name]
+        return pool, await pool.get_connection()
+
+    async def release(self, pool: Any, connection: AsyncConnection) -> None:
+        """Give ``connection`` back to its pool."""
+        await pool.release(connection)
+
+    async def close(self) -> None:
+        """Close the pools of the cluster's nodes."""
+        pools, self._node_pools = list(self._node_pools.values()), {}
+        for pool in pools:
+            await pool.disconnect()
+
+    async def stale_after(self, error: BaseException) -> bool:
+        """Refresh a cluster's slot map after a failure that may mean it is stale; whether it did."""
+        if not (is_cluster(self._client) and isinstance(error, _MOVED)):
+            return False
+        cluster: Any = self._client
+        with contextlib.suppress(redis.exceptions.RedisError):  # the next call tries again
+            await cluster.nodes_manager.initialize()
+        return True
+
+
 class AsyncConnections:
     """``Connections`` for ``redis.asyncio``: the producer's own connection while no other task uses it."""
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
-        self._pool = client.connection_pool
+    def __init__(self, client: redis.asyncio.Redis, key: str) -> None:
+        self._pools = _AsyncNodePool(client, key)
         self._lock = asyncio.Lock()
-        self._own: AsyncConnection | None = None
+        self._own: tuple[Any, AsyncConnection] | None = None
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
@@ -154,23 +253,35 @@ class AsyncConnections:
         if not self._lock.locked():
             async with self._lock:
                 if self._own is None:
-                    self._own = await self._pool.get_connection()
-                async with _async_dropped_on_failure(self._own) as connection:
-                    yield connection
+                    self._own = await self._pools.get()
+                try:
+                    async with _async_dropped_on_failure(self._own[1]) as connection:
+                        yield connection
+                except BaseException as exc:
+                    if await self._pools.stale_after(exc) and self._own is not None:
+                        holder, own = self._own
+                        self._own = None
+                        await self._pools.release(holder, own)
+                    raise
             return
-        pooled = await self._pool.get_connection()
+        holder, pooled = await self._pools.get()
         try:
             async with _async_dropped_on_failure(pooled) as connection:
                 yield connection
+        except BaseException as exc:
+            await self._pools.stale_after(exc)
+            raise
         finally:
-            await self._pool.release(pooled)
+            await self._pools.release(holder, pooled)
 
     async def close(self) -> None:
         """Give the producer's own connection back to the pool."""
         async with self._lock:
             if self._own is not None:
-                await self._pool.release(self._own)
+                holder, own = self._own
                 self._own = None
+                await self._pools.release(holder, own)
+            await self._pools.close()
 
 
 @asynccontextmanager

@@ -4,34 +4,44 @@ Producers and workers both build their keys with these functions (producers neve
 schema lives in ``producers``). Each key function's docstring starts with its pattern, ``{p}`` standing for the
 key prefix (``CIO_KEY_PREFIX``), ``{ws}`` for a workspace and ``{n}`` for a partition; ``docs/architecture.md``'s
 key table lists exactly these patterns (a unit test checks it).
+
+The workspace is the slot unit: every key of one workspace holds the workspace in braces, ``{{ws}}`` (for
+workspace ``acme``: ``cio:s:{acme}:3``), a Redis Cluster hash tag, so all of them hash to one slot and every script
+and transaction over one workspace's keys runs on one node (Redis Cluster refuses anything else). Keys of the fleet
+(``{p}:workspaces``, ``{p}:workers``, the locks, the audit stream, the Celery queue) are each touched alone.
 """
 
 from __future__ import annotations
 
 
+def tag(workspace: str) -> str:
+    """``{ws}``: the workspace as a hash tag, the part of its keys Redis Cluster hashes to a slot."""
+    return "{" + workspace + "}"
+
+
 def stream_key(prefix: str, workspace: str, partition: int) -> str:
-    """``{p}:s:{ws}:{n}``: the stream holding one partition's waiting events."""
-    return f"{prefix}:s:{workspace}:{partition}"
+    """``{p}:s:{{ws}}:{n}``: the stream holding one partition's waiting events."""
+    return f"{prefix}:s:{tag(workspace)}:{partition}"
 
 
 def lease_key(prefix: str, workspace: str, partition: int) -> str:
-    """``{p}:lease:{ws}:{n}``: the lease that gives one partition to one drainer at a time."""
-    return f"{prefix}:lease:{workspace}:{partition}"
+    """``{p}:lease:{{ws}}:{n}``: the lease that gives one partition to one drainer at a time."""
+    return f"{prefix}:lease:{tag(workspace)}:{partition}"
 
 
 def retry_key(prefix: str, workspace: str, partition: int) -> str:
-    """``{p}:retry:{ws}:{n}``: the hash holding the run of transient failures of a partition's head."""
-    return f"{prefix}:retry:{workspace}:{partition}"
+    """``{p}:retry:{{ws}}:{n}``: the hash holding the run of transient failures of a partition's head."""
+    return f"{prefix}:retry:{tag(workspace)}:{partition}"
 
 
 def config_key(prefix: str, workspace: str) -> str:
-    """``{p}:config:{ws}``: the hash where workers publish a workspace's partition count and span."""
-    return f"{prefix}:config:{workspace}"
+    """``{p}:config:{{ws}}``: the hash where workers publish a workspace's partition count and span."""
+    return f"{prefix}:config:{tag(workspace)}"
 
 
 def enqueued_key(prefix: str, workspace: str) -> str:
-    """``{p}:enqueued:{ws}``: the hash counting, per event type, the events producers enqueued."""
-    return f"{prefix}:enqueued:{workspace}"
+    """``{p}:enqueued:{{ws}}``: the hash counting, per event type, the events producers enqueued."""
+    return f"{prefix}:enqueued:{tag(workspace)}"
 
 
 def workspaces_key(prefix: str) -> str:
@@ -39,29 +49,41 @@ def workspaces_key(prefix: str) -> str:
     return f"{prefix}:workspaces"
 
 
+def served_key(prefix: str, workspace: str) -> str:
+    """``{p}:served:{{ws}}``: set while a worker serves the workspace (expires ``WORKSPACE_FORGET_MS`` after the last
+    worker that serves it said so); the enqueue script reads it, in the workspace's slot."""
+    return f"{prefix}:served:{tag(workspace)}"
+
+
+def ready_key(prefix: str, workspace: str) -> str:
+    """``{p}:ready:{{ws}}``: the set of a workspace's partitions a producer kicked without queueing their drain task
+    (the broker is not the streams' Redis, e.g. on a Redis Cluster); the workers queue those tasks."""
+    return f"{prefix}:ready:{tag(workspace)}"
+
+
 def rate_key(prefix: str, workspace: str) -> str:
-    """``{p}:rl:{ws}``: the GCRA theoretical arrival time of a workspace (microseconds)."""
-    return f"{prefix}:rl:{workspace}"
+    """``{p}:rl:{{ws}}``: the GCRA theoretical arrival time of a workspace (microseconds)."""
+    return f"{prefix}:rl:{tag(workspace)}"
 
 
 def pause_key(prefix: str, workspace: str) -> str:
-    """``{p}:pause:{ws}``: the fleet-wide pause of a workspace after a 429 (value: the reason)."""
-    return f"{prefix}:pause:{workspace}"
+    """``{p}:pause:{{ws}}``: the fleet-wide pause of a workspace after a 429 (value: the reason)."""
+    return f"{prefix}:pause:{tag(workspace)}"
 
 
 def authpause_key(prefix: str, workspace: str) -> str:
-    """``{p}:authpause:{ws}``: the pause of a workspace whose credentials were refused (401/403)."""
-    return f"{prefix}:authpause:{workspace}"
+    """``{p}:authpause:{{ws}}``: the pause of a workspace whose credentials were refused (401/403)."""
+    return f"{prefix}:authpause:{tag(workspace)}"
 
 
 def authprobe_key(prefix: str, workspace: str) -> str:
-    """``{p}:authprobe:{ws}``: the next probe of a credentials-paused workspace is due when it expires."""
-    return f"{prefix}:authprobe:{workspace}"
+    """``{p}:authprobe:{{ws}}``: the next probe of a credentials-paused workspace is due when it expires."""
+    return f"{prefix}:authprobe:{tag(workspace)}"
 
 
 def dlq_key(prefix: str, workspace: str) -> str:
-    """``{p}:dlq:{ws}``: the dead-letter stream of one workspace."""
-    return f"{prefix}:dlq:{workspace}"
+    """``{p}:dlq:{{ws}}``: the dead-letter stream of one workspace."""
+    return f"{prefix}:dlq:{tag(workspace)}"
 
 
 def audit_key(prefix: str) -> str:
@@ -130,7 +152,8 @@ def parse_stream_key(prefix: str, key: bytes | str) -> tuple[str, int] | None:
     head = f"{prefix}:s:"
     if not text.startswith(head):
         return None
-    workspace, _, number = text[len(head) :].rpartition(":")
+    tagged, _, number = text[len(head) :].rpartition(":")
+    workspace = untag(tagged)
     if not workspace or not number.isdigit():
         return None
     return workspace, int(number)
@@ -139,4 +162,11 @@ def parse_stream_key(prefix: str, key: bytes | str) -> tuple[str, int] | None:
 def parse_dlq_key(prefix: str, key: bytes | str) -> str:
     """The workspace of a dead-letter stream's key (a key that :func:`dlq_pattern` matched)."""
     text = key.decode() if isinstance(key, bytes) else key
-    return text[len(dlq_key(prefix, "")) :]
+    return untag(text[len(f"{prefix}:dlq:") :]) or ""
+
+
+def untag(tagged: str) -> str | None:
+    """The workspace of a ``{ws}`` hash tag, else None."""
+    if len(tagged) > 2 and tagged.startswith("{") and tagged.endswith("}"):
+        return tagged[1:-1]
+    return None

@@ -9,6 +9,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from producers.connect import sync_client
+from tests.support.redis_cluster import RedisCluster
+
 pytest_plugins = ["tests.support.fake_cio"]
 
 #: The Redis every integration test uses; `.ci/run` makes sure it answers.
@@ -23,8 +26,37 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``single_and_cluster`` run on one Redis node and on the test Redis Cluster (unless also marked
+    ``single_only``: what they check exists on one node only, such as the drain queue the producer writes to)."""
+    definition = metafunc.definition
+    if definition.get_closest_marker("single_only"):
+        return
+    if definition.get_closest_marker("single_and_cluster") and "redis_url" in metafunc.fixturenames:
+        metafunc.parametrize("redis_kind", ["single", "cluster"])
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A private Redis Cluster (3 masters + 3 replicas), started once for the session when a test asks for it."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def redis_url() -> str:
+def redis_kind() -> str:
+    """``single`` (the shared Redis on 6379) unless the test is marked ``single_and_cluster``."""
+    return "single"
+
+
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest, redis_kind: str) -> str:
+    """The Redis the test uses: the shared one, or the test cluster's ``redis+cluster://`` URL."""
+    if redis_kind == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        return cluster.url
     return TEST_REDIS_URL
 
 
@@ -33,7 +65,7 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     """A prefix no other test uses; its keys are deleted afterwards."""
     prefix = f"test-{uuid.uuid4().hex[:10]}"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     for pattern in (f"{prefix}:*", f"{prefix}.*", f"_kombu.binding.{prefix}.*"):
         keys = list(client.scan_iter(match=pattern, count=1000))
         if keys:
@@ -44,7 +76,7 @@ def key_prefix(redis_url: str) -> Iterator[str]:
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     """A client of the real Redis; the test fails, never skips, when it does not answer."""
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     client.ping()
     yield client
     client.close()

@@ -42,6 +42,7 @@ from kombu.entity import Exchange, Queue
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from producers.connect import is_cluster
 from producers.keys import drain_queue, unacked_index_key, unacked_key, unacked_mutex_key
 from producers.wire import DRAIN_TASK
 from worker.settings import Settings
@@ -139,6 +140,8 @@ def broker_is_events_redis(settings: Settings, events: redis.Redis) -> bool:
     """
     if not settings.relays_kicks:
         return True
+    if is_cluster(events):
+        return False
     if settings.broker_kind != "redis":
         return False
     broker = redis.Redis.from_url(settings.broker(), socket_timeout=10, socket_connect_timeout=5)
@@ -152,11 +155,15 @@ def broker_is_events_redis(settings: Settings, events: redis.Redis) -> bool:
 
 class QueuedPartitions:
     """The partitions that have a drain task waiting in a Redis list: the events Redis's ``{prefix}.drain`` (the
-    queue, or the kicks waiting for the relay) and, on a standalone Redis broker, the broker's queue."""
+    queue, or the kicks waiting for the relay) and, on a standalone Redis broker, the broker's queue.
+
+    A Redis Cluster holds no drain queue (producers mark kicked partitions in their workspace's ``ready`` set, which
+    the sweeper publishes first thing each round): only the broker's queue is read there.
+    """
 
     def __init__(self, settings: Settings, events: redis.Redis) -> None:
         self.queue = drain_queue(settings.key_prefix)
-        self.lists = [events]
+        self.lists = [] if is_cluster(events) else [events]
         if settings.relays_kicks and settings.broker_kind == "redis":
             self.lists.append(redis.Redis.from_url(settings.broker(), socket_timeout=10, socket_connect_timeout=5))
 

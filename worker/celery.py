@@ -11,18 +11,22 @@ from typing import Any, Final
 
 from celery import Celery, bootsteps, signals
 
+from producers.connect import is_cluster
 from producers.keys import drain_queue
 from worker import runtime
 from worker.broker import celery_options
 from worker.ops.health import CONSUMER_BEAT_S, CONSUMER_STALE_S
 from worker.settings import DEFAULT_WORKER_THREADS, ConfigError, Settings, load_settings
+from worker.store.slots import check_startup
 
 log = logging.getLogger("cio_fleet.worker")
 
 
 def _load() -> Settings:
     try:
-        return load_settings()
+        settings = load_settings()
+        check_startup(settings)
+        return settings
     except ConfigError as exc:
         print(f"cio-fleet: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -131,7 +135,9 @@ def _start_background(**_: Any) -> None:
     runtime.health.watch("sweeper", max(SWEEPER_STALE_S, 5 * settings.sweep_interval_s))
     _sweeper.on_round = lambda: runtime.health.beat("sweeper")
     _sweeper.start()
-    if not broker_is_events_redis(settings, client):
+    if is_cluster(client):
+        log.info("events on a Redis Cluster: the sweeper publishes the kicked partitions of the ready sets")
+    elif not broker_is_events_redis(settings, client):
         _start_relay()
     elif settings.relays_kicks:
         log.warning("CIO_BROKER_URL names the events Redis (same server and database): no relay, one queue")

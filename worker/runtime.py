@@ -12,6 +12,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
+from producers.connect import sync_client
 from worker.delivery import CustomerIOClient
 from worker.ops.health import Health
 from worker.ops.logs import settings_secrets
@@ -51,7 +52,7 @@ def redis_client(settings: Settings) -> redis.Redis:
     timeout is not retried (the command may have run; the caller decides). A connection lost before its answer is
     retried twice on a new connection, so a Redis restart costs no drain.
     """
-    return redis.Redis.from_url(
+    return sync_client(
         settings.redis_url.get_secret_value(),
         health_check_interval=30,
         socket_timeout=settings.redis_socket_timeout_s,

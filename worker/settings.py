@@ -39,6 +39,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from producers.connect import is_cluster_url
+
 #: Regional Track API base URLs (customerio-track-api.md §1.1).
 REGION_BASE_URLS = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}
 
@@ -244,9 +246,11 @@ class Settings(BaseSettings):
         env_prefix="CIO_", env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True
     )
 
+    #: The Redis of the streams: ``redis://`` (one node) or ``redis+cluster://`` (a Redis Cluster, any node).
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     #: Celery's broker, where drain tasks travel (a secret): unset, the events Redis (a single node); else a
-    #: standalone Redis (``redis://``, ``rediss://``) or RabbitMQ (``amqp://``, ``amqps://``).
+    #: standalone Redis (``redis://``, ``rediss://``) or RabbitMQ (``amqp://``, ``amqps://``). Required when
+    #: ``redis_url`` is a Redis Cluster: a cluster cannot carry Celery's queue.
     broker_url: SecretStr | None = None
     #: A worker's Redis command (or connection attempt) fails after this long, so a black-holed Redis never hangs
     #: drain and sweeper threads; longer than the slowest legitimate command (the Lua settle of a batch).
@@ -320,11 +324,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _broker_for_a_cluster(self) -> Settings:
         """A Redis Cluster holds the events only: Celery's queue needs a broker of its own."""
-        cluster = urlsplit(self.redis_url.get_secret_value()).scheme.endswith("+cluster")  # redis(s)+cluster://
-        if self.broker_url is None and cluster:
+        if self.broker_url is None and is_cluster_url(self.redis_url.get_secret_value()):
             raise ValueError(
-                "CIO_BROKER_URL is required when CIO_REDIS_URL is a Redis Cluster (Celery's queue needs a single "
-                "node): set it to a standalone redis:// or to an amqp:// URL"
+                "CIO_BROKER_URL is required when CIO_REDIS_URL is a Redis Cluster (a Redis Cluster cannot be the "
+                "Celery broker): set it to a standalone redis:// or to an amqp:// URL"
             )
         return self
 

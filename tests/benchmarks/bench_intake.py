@@ -50,7 +50,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def waiting(client, prefix: str) -> int:
-    return sum(int(client.xlen(key)) for key in client.scan_iter(match=f"{prefix}:s:wsa:*", count=1000))
+    return sum(int(client.xlen(key)) for key in client.scan_iter(match=f"{prefix}:s:{{wsa}}:*", count=1000))
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from producers import Producer
+from producers.connect import sync_client
 from producers.keys import drain_queue, stream_key
 from tests.support.rabbitmq import TEST_AMQP_URL, delete_queue
 from worker.local.fake_customerio import FakeCustomerIO
@@ -58,7 +59,7 @@ class Fleet:
     def start(self, count: int = 1, concurrency: int = 8, **overrides: str) -> list[subprocess.Popen[bytes]]:
         """Start ``count`` workers and wait until each has sent its first heartbeat."""
         started = self.launch(count, concurrency, **overrides)
-        client = redis.Redis.from_url(self.redis_url)
+        client = sync_client(self.redis_url)
         wait_until_registered(client, self.prefix, pids=[process.pid for process in started])
         client.close()
         return started
@@ -115,8 +116,22 @@ def make_fleet(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Call
     yield make
     for fleet in fleets:
         fleet.stop()
-    if any("CIO_BROKER_URL" in fleet.env for fleet in fleets):
-        delete_queue(drain_queue(key_prefix))
+    brokers = {fleet.env["CIO_BROKER_URL"] for fleet in fleets if "CIO_BROKER_URL" in fleet.env}
+    for url in brokers:
+        if url.startswith("amqp"):
+            delete_queue(drain_queue(key_prefix), url)
+        elif url != redis_url:  # a standalone Redis broker (a cluster's): its queue and kombu's keys of the test
+            forget_broker_keys(url, key_prefix)
+
+
+def forget_broker_keys(url: str, prefix: str) -> None:
+    """Delete the test's keys on a standalone Redis broker (its drain queue, kombu's bindings and unacked keys)."""
+    client = redis.Redis.from_url(url)
+    for pattern in (f"{prefix}.*", f"_kombu.binding.{prefix}.*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    client.close()
 
 
 def standin_workspaces(url: str, names: str = "abc", **options: Any) -> dict[str, dict[str, Any]]:

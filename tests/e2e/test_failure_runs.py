@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from producers.keys import dlq_key
+from producers.keys import dlq_key, retry_key
 from tests.e2e.conftest import standin_workspaces, wait_for, wait_until_drained
 from worker.deadletter.api import DeadLetter
 
@@ -51,4 +51,4 @@ def test_one_event_that_makes_customer_io_answer_500_is_isolated_and_the_49_othe
     # And the events before it were delivered before its own run of failures began, not held for the window
     m19_at = min(record["received_at"] for record in accepted if record["operation"]["id"] == "m19")
     assert m19_at <= letters[0].first_failed_at_ms / 1000
-    assert not redis_client.exists(f"{key_prefix}:retry:wsa:0")
+    assert not redis_client.exists(retry_key(key_prefix, "wsa", 0))

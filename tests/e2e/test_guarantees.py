@@ -8,7 +8,7 @@ import time
 import orjson
 import pytest
 
-from producers.keys import authpause_key, dlq_key, stream_key
+from producers.keys import authpause_key, dlq_key, lease_key, stream_key
 from producers.wire import partition_for
 from tests.e2e.conftest import Fleet, backlog, standin_workspaces, wait_for, wait_until_drained, write_workspaces
 from tests.support.fake_cio import start_fake_cio_process
@@ -228,7 +228,7 @@ def test_a_batch_still_in_flight_when_the_grace_ends_is_released_to_the_fleet(
     worker.send_signal(signal.SIGTERM)
     # Then within the grace (plus a little) no partition is held by it any more: the fleet may take them over
     time.sleep(3.0)
-    leases = [redis_client.get(f"{key_prefix}:lease:wsa:{p}") for p in range(default_partitions(100))]
+    leases = [redis_client.get(lease_key(key_prefix, "wsa", p)) for p in range(default_partitions(100))]
     assert all(value in (None, b"kicked", b"retry") for value in leases), leases
     # And a new worker delivers every event while the old one still waits for its hanging request
     stand_in.set_faults([])

@@ -7,6 +7,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from producers.keys import stream_key
 from tests.e2e.conftest import standin_workspaces, wait_for
 from worker.local.demo import free_port
 
@@ -116,7 +117,8 @@ def test_a_metrics_port_clash_never_disables_delivery(stand_in, make_fleet, redi
     fleet.processes[0].wait(timeout=10)
     # ... and with the first one gone, it alone delivers an event that no producer kicked (only its sweeper can)
     redis_client.xadd(
-        f"{key_prefix}:s:wsa:0", {"v": "1", "event": '{"type":"track","anonymousId":"x","event":"E","messageId":"m"}'}
+        stream_key(key_prefix, "wsa", 0),
+        {"v": "1", "event": '{"type":"track","anonymousId":"x","event":"E","messageId":"m"}'},
     )
     wait_for(lambda: len(stand_in.requests()) == 1, 30, "the raw XADD event delivered by the second worker")
     assert second.poll() is None

@@ -12,12 +12,16 @@ from pathlib import Path
 import pytest
 import redis
 
+from producers.connect import is_cluster_url, sync_client
 from producers.keys import dlq_key, drain_queue, lease_key, stream_key
 from producers.wire import KICKED, partition_for
+from tests.conftest import TEST_REDIS_URL
 from tests.integration.test_deadletter_store import letter, put
 from worker.cli.common import Exit
 from worker.deadletter.api import DeadLetter, dlq_size
 from worker.store.replies import stream_rows
+
+pytestmark = pytest.mark.single_and_cluster
 
 CLI = str(Path(sys.executable).parent / "cio-fleet")
 API_KEY = "sk-live-DO-NOT-PRINT-4242"
@@ -33,6 +37,8 @@ def cli_environment(tmp_path: Path, redis_url: str, key_prefix: str) -> dict[str
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_")}
     env.update(CIO_REDIS_URL=redis_url, CIO_KEY_PREFIX=key_prefix, CIO_WORKSPACES_FILE=str(workspaces), COLUMNS="200")
+    if is_cluster_url(redis_url):  # a cluster is no Celery broker: replay kicks go to the shared Redis
+        env["CIO_BROKER_URL"] = TEST_REDIS_URL
     return env
 
 
@@ -177,7 +183,10 @@ def test_replay_moves_matching_entries_and_kicks_their_partitions(
             == letter(n=n).event
         )
         assert redis_client.get(lease_key(key_prefix, "acme", partition)) == KICKED.encode()
-    assert redis_client.llen(drain_queue(key_prefix)) == 2
+    broker = sync_client(cli_env.get("CIO_BROKER_URL", cli_env["CIO_REDIS_URL"]))  # a cluster's broker is elsewhere
+    assert broker.llen(drain_queue(key_prefix)) == 2
+    broker.delete(drain_queue(key_prefix))
+    broker.close()
     assert dlq_size(redis_client, key_prefix, "acme") == 2
 
 

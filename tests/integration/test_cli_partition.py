@@ -39,7 +39,7 @@ def test_before_any_worker_published_the_configured_count_is_used(cli_env: dict[
     assert out[1].split("\t") == [
         "42",
         f"partition {partition_for({'userId': '42'}, PARTITIONS)}",
-        f"{key_prefix}:s:acme:{partition_for({'userId': '42'}, PARTITIONS)}",
+        f"{key_prefix}:s:{{acme}}:{partition_for({'userId': '42'}, PARTITIONS)}",
     ]
     assert out[2].startswith("alice@example.com\tpartition ")
 

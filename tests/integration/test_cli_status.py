@@ -15,6 +15,8 @@ from tests.integration.test_cli_dlq import API_KEY, cli_environment, run
 from tests.integration.test_deadletter_store import letter, put
 from worker.store.fleet_status import gather_status
 
+pytestmark = pytest.mark.single_and_cluster
+
 
 @pytest.fixture
 def cli_env(tmp_path: Path, redis_url: str, key_prefix: str) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from producers.keys import dlq_key, lease_key, stream_key
+from producers.keys import config_key, dlq_key, lease_key, stream_key
 from producers.wire import KICK_TTL_MS, KICKED, partition_for
 from tests.integration.test_deadletter_store import letter, put
 from worker.deadletter.api import (
@@ -19,6 +19,8 @@ from worker.deadletter.api import (
 )
 from worker.deadletter.replay import ReplayTarget, move_chunk
 from worker.store.replies import entry_fields, stream_rows
+
+pytestmark = pytest.mark.single_and_cluster
 
 PARTITIONS = 8
 
@@ -176,6 +178,6 @@ def test_a_failed_kick_gives_the_lease_back(redis_client: redis.Redis, key_prefi
 def test_partition_counts_come_from_config_then_workers_then_the_default(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    redis_client.hset(f"{key_prefix}:config:published", "partitions", "4")
+    redis_client.hset(config_key(key_prefix, "published"), "partitions", "4")
     lookup = partitions_lookup(redis_client, key_prefix, {"acme": 32})
     assert (lookup("acme"), lookup("published"), lookup("unknown")) == (32, 4, 16)

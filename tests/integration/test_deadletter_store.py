@@ -10,6 +10,8 @@ from worker.deadletter.api import DeadLetter, DeadLetterFilter, dlq_size, dlq_wo
 from worker.deadletter.store import SCAN_CHUNK, STATS_CHUNK
 from worker.store.replies import entry_fields, string
 
+pytestmark = pytest.mark.single_and_cluster
+
 NOW_MS = 1_764_324_000_000
 HOUR_MS = 3_600_000
 

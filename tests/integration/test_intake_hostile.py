@@ -19,6 +19,7 @@ from tests.e2e.conftest import wait_for
 from tests.integration.test_intake import KEY_A, basic, intake_env
 from tests.support.intake import Intake, running_intake, stored_events
 from tests.support.redis_gate import RedisGate
+from worker.store.layout import publish_workspaces
 
 
 @pytest.fixture
@@ -133,7 +134,9 @@ def test_a_body_that_never_completes_gets_408(intake, redis_client, key_prefix):
 def test_redis_lost_mid_request_gets_503_then_the_retry_is_whole_and_nothing_is_lost(
     redis_url, redis_client, key_prefix, tmp_path
 ):
-    # Given an intake whose Redis connection goes through a relay that holds the enqueue script call
+    # Given a fleet that serves wsa, and an intake whose Redis connection goes through a relay that holds the enqueue
+    # script call
+    publish_workspaces(redis_client, key_prefix, ["wsa"])
     gate = RedisGate(redis_url)
     env = intake_env(gate.url, key_prefix, tmp_path, CIO_REDIS_SOCKET_TIMEOUT_S="1")
     batch = {"batch": [{"type": "track", "userId": f"u{n}", "event": "E", "messageId": f"m-{n}"} for n in range(5)]}

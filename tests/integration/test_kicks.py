@@ -21,6 +21,8 @@ from worker.store.partitions import PARK_TTL_MS, PartitionStore
 from worker.store.ratelimit import WorkspaceLimiter
 from worker.store.replies import optional_string
 
+pytestmark = pytest.mark.single_and_cluster
+
 WS = "ws"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 from prometheus_client import generate_latest
 from redis.backoff import NoBackoff
@@ -10,6 +11,8 @@ from redis.retry import Retry
 from producers.keys import dlq_key, stream_key
 from worker.ops.metrics import FleetMetrics
 from worker.store.ratelimit import WorkspaceLimiter
+
+pytestmark = pytest.mark.single_and_cluster
 
 PARTITIONS = 4
 

@@ -29,6 +29,8 @@ from worker.pipeline.sweeper import Sweeper, sweep_once
 from worker.store.fleet_status import gather_status
 from worker.store.layout import publish
 
+pytestmark = pytest.mark.single_and_cluster
+
 WS = "ws"
 
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 import redis
 
-from producers.keys import authpause_key, dlq_key, lease_key, stream_key
+from producers.keys import authpause_key, authprobe_key, dlq_key, lease_key, retry_key, stream_key
 from producers.wire import partition_for
 from worker.deadletter.api import DeadLetter
 from worker.delivery import CustomerIOClient
@@ -22,6 +22,8 @@ from worker.settings import Settings
 from worker.store.partitions import PartitionStore
 from worker.store.ratelimit import WorkspaceLimiter
 from worker.store.replies import stream_rows
+
+pytestmark = pytest.mark.single_and_cluster
 
 SITE, KEY = "site-p", "key-p"
 
@@ -139,21 +141,21 @@ def test_a_5xx_keeps_the_events_and_puts_the_partition_on_a_retry_timer(redis_cl
     assert result.action == "later" and 0 < result.delay_s <= 0.1
     assert stream_len(redis_client, key_prefix) == 2
     assert redis_client.get(lease_key(key_prefix, "ws", 0)) == b"retry"
-    assert redis_client.hget(f"{key_prefix}:retry:ws:0", "attempts") == b"1"
+    assert redis_client.hget(retry_key(key_prefix, "ws", 0), "attempts") == b"1"
     assert dead_letters(redis_client, key_prefix) == []
     # When the upstream recovers and the timer ends, the same events are delivered in order
     stand_in.set_faults([])
     redis_client.delete(lease_key(key_prefix, "ws", 0))
     assert drain(deps, "ws", 0).action == "done"
     assert [r["operation"]["id"] for r in stand_in.accepted()] == ["m0", "m1"]
-    assert not redis_client.exists(f"{key_prefix}:retry:ws:0")
+    assert not redis_client.exists(retry_key(key_prefix, "ws", 0))
 
 
 def test_events_still_failing_after_the_retry_window_are_dead_lettered(redis_client, key_prefix, stand_in):
     stand_in.set_faults([{"force_status": 500}])
     deps = make_deps(redis_client, key_prefix, stand_in.url, retry={"base_s": 0.01, "cap_s": 0.01, "window_s": 0.001})
     put(redis_client, key_prefix, track(0))
-    redis_client.hset(f"{key_prefix}:retry:ws:0", mapping={"attempts": 5, "first_failed_at": 1})
+    redis_client.hset(retry_key(key_prefix, "ws", 0), mapping={"attempts": 5, "first_failed_at": 1})
     drain(deps, "ws", 0)
     (letter,) = dead_letters(redis_client, key_prefix)
     assert (letter.outcome, letter.status, letter.attempts) == ("failed_after_retries", 500, 6)
@@ -184,7 +186,7 @@ def test_refused_credentials_pause_the_workspace_and_keep_its_events(redis_clien
     assert len(stand_in.requests()) == calls
     # When the key is fixed on Customer.io's side, the next probe delivers and lifts the pause
     stand_in.set_credentials({SITE: "wrong"})
-    redis_client.delete(lease_key(key_prefix, "ws", 0), f"{key_prefix}:authprobe:ws")
+    redis_client.delete(lease_key(key_prefix, "ws", 0), authprobe_key(key_prefix, "ws"))
     assert drain(deps, "ws", 0).action == "done"
     assert [r["operation"]["id"] for r in stand_in.accepted()] == ["m0", "m1"]
     assert deps.limiter.auth_pause("ws") is None

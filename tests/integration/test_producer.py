@@ -13,9 +13,11 @@ import pytest
 import redis
 
 from producers import EnqueueResult, InvalidEventError, Producer, QueueFull, partition_for
-from producers.keys import config_key, drain_queue, enqueued_key, lease_key, stream_key
+from producers.keys import config_key, drain_queue, enqueued_key, lease_key, ready_key, stream_key
 from producers.wire import KICK_TTL_MS
 from worker.store.replies import hash_fields, stream_rows
+
+pytestmark = pytest.mark.single_and_cluster
 
 WS = "acme"
 
@@ -225,6 +227,7 @@ def test_without_a_usable_published_count_the_default_16_partitions_apply(
     assert redis_client.xlen(stream_key(key_prefix, WS, partition_for({"userId": "u-abc"}, 16))) == 1
 
 
+@pytest.mark.single_only
 def test_the_first_event_of_an_idle_partition_kicks_one_drain_task(
     redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:
@@ -260,8 +263,30 @@ def test_enqueue_many_kicks_each_idle_partition_it_touched_once(
     with Producer(redis_url, WS, key_prefix=key_prefix, partitions=4) as producer:
         producer.enqueue_many({"type": "track", "userId": user, "event": "x"} for user in users * 3)
     touched = sorted({partition_for({"userId": user}, 4) for user in users})
-    kicked = sorted(orjson.loads(base64.b64decode(m["body"]))[0][1] for m in drain_messages(redis_client, key_prefix))
-    assert kicked == touched
+    assert kicked_partitions(redis_client, key_prefix) == touched
+
+
+def kicked_partitions(client: redis.Redis, prefix: str) -> list[int]:
+    """The partitions kicked: drain tasks on the queue (one node), or partitions marked ready (a cluster)."""
+    queued = [orjson.loads(base64.b64decode(m["body"]))[0][1] for m in drain_messages(client, prefix)]
+    ready = [int(member) for member in client.smembers(ready_key(prefix, WS))]
+    return sorted(queued + ready)
+
+
+def test_a_kick_goes_where_the_workers_take_it_from(
+    redis_client: redis.Redis, redis_url: str, redis_kind: str, key_prefix: str
+) -> None:
+    # When a producer kicks an idle partition
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=8) as producer:
+        producer.track("u1", "first")
+        producer.track("u1", "second")
+    partition = partition_for({"userId": "u1"}, 8)
+    # Then on one node its drain task is on the drain queue (the broker is this Redis); on a cluster (the broker is
+    # elsewhere) the partition is marked ready in the workspace's slot, for the workers to queue its task
+    assert redis_client.get(lease_key(key_prefix, WS, partition)) == b"kicked"
+    on_cluster = redis_kind == "cluster"
+    assert redis_client.smembers(ready_key(key_prefix, WS)) == ({str(partition).encode()} if on_cluster else set())
+    assert len(drain_messages(redis_client, key_prefix)) == (0 if on_cluster else 1)
 
 
 def test_kick_false_leaves_the_partition_to_the_sweeper(
@@ -272,6 +297,7 @@ def test_kick_false_leaves_the_partition_to_the_sweeper(
     assert redis_client.exists(drain_queue(key_prefix)) == 0
 
 
+@pytest.mark.single_only
 def test_the_kick_is_the_message_celery_would_queue(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:
     # Given the message Celery's own client queues for a drain task (the worker's broker reads that form)
     import celery
@@ -296,6 +322,7 @@ def test_the_kick_is_the_message_celery_would_queue(redis_client: redis.Redis, r
     assert ours == celerys
 
 
+@pytest.mark.single_only
 def test_a_kick_has_a_task_id_of_its_own(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:
     users = [f"user-{n}" for n in range(40)]
     with Producer(redis_url, WS, key_prefix=key_prefix, partitions=8) as producer:
@@ -401,6 +428,7 @@ def test_threads_sharing_one_producer_each_get_a_connection(
         assert ours == [f"{thread}-{n}" for n in range(50)] + [f"{thread}-m{n}" for n in range(50)]
 
 
+@pytest.mark.single_only
 def test_every_kick_body_is_well_formed_base64_whatever_its_length(
     redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:

@@ -15,6 +15,8 @@ from producers import AsyncProducer, InvalidEventError, QueueFull, partition_for
 from producers.keys import config_key, drain_queue, lease_key, stream_key
 from worker.store.replies import stream_rows
 
+pytestmark = pytest.mark.single_and_cluster
+
 WS = "acme"
 T = TypeVar("T")
 
@@ -101,6 +103,7 @@ def test_a_cached_count_is_dropped_when_the_workers_publish_another(
         assert redis_client.xlen(stream_key(key_prefix, WS, partition_for({"userId": user}, 8))) >= 1
 
 
+@pytest.mark.single_only
 def test_the_first_event_kicks_one_drain_task(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:
     async def scenario(producer: AsyncProducer) -> None:
         await producer.track("u1", "first")

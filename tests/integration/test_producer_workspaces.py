@@ -17,6 +17,8 @@ from tests.integration.test_pipeline import make_deps
 from tests.integration.test_pipeline import stand_in as stand_in
 from worker.store.layout import WORKSPACE_FORGET_MS, publish_workspaces
 
+pytestmark = pytest.mark.single_and_cluster
+
 
 def written(client: redis.Redis, prefix: str, workspace: str) -> int:
     return sum(int(client.xlen(stream_key(prefix, workspace, n))) for n in range(4))

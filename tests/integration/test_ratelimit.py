@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 import redis
 
-from producers.keys import authpause_key, pause_key, rate_key
+from producers.connect import sync_client
+from producers.keys import authpause_key, lease_key, pause_key, rate_key
 from worker.store.ratelimit import Fence, Reservation, WorkspaceLimiter, credentials_fingerprint
+
+pytestmark = pytest.mark.single_and_cluster
 
 #: The multi-process tests: processes sharing one workspace, its rate (burst 1) and its emission interval.
 PROCESSES = 3
@@ -115,7 +118,7 @@ def test_nonsense_limits_are_refused(limiter: WorkspaceLimiter, rps: float, burs
 
 def test_a_client_decoding_responses_works_too(redis_url: str, key_prefix: str) -> None:
     """The limiter does not care whether the client decodes replies."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client = sync_client(redis_url, decode_responses=True)
     try:
         limiter = WorkspaceLimiter(client, key_prefix)
         assert acquire(limiter, "acme", rps=5, burst=1) == 0.0
@@ -220,7 +223,7 @@ def test_different_credentials_have_different_fingerprints() -> None:
 
 def take_grants(redis_url: str, prefix: str, ready: Any, start: Any, results: Any) -> None:
     """One process of the fleet: take GRANTS_EACH slots free now (no reservation ahead), report their Redis times."""
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     limiter = WorkspaceLimiter(client, prefix)
     limiter.paused_for("warm-up")
     ready.release()
@@ -237,7 +240,7 @@ def take_grants(redis_url: str, prefix: str, ready: Any, start: Any, results: An
 
 def reserve_ahead(redis_url: str, prefix: str, ready: Any, start: Any, results: Any) -> None:
     """One process of the fleet: reserve RESERVED_EACH slots ahead as fast as it can, sleeping for none of them."""
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     limiter = WorkspaceLimiter(client, prefix)
     limiter.paused_for("warm-up")
     ready.release()
@@ -284,6 +287,7 @@ def busiest_second(grants: list[int]) -> int:
     return most
 
 
+@pytest.mark.single_only  # the limiter's script is the same on a cluster; these cost seconds of processes
 def test_several_processes_taking_free_slots_never_exceed_the_fleet_rate(redis_url: str, key_prefix: str) -> None:
     # Given 3 processes sharing a 20 requests/s workspace (burst 1), each taking 20 slots as soon as they are free
     grants = sorted(run_fleet(redis_url, key_prefix, take_grants))
@@ -296,6 +300,7 @@ def test_several_processes_taking_free_slots_never_exceed_the_fleet_rate(redis_u
     assert busiest_second(grants) <= FLEET_RPS
 
 
+@pytest.mark.single_only  # the limiter's script is the same on a cluster; these cost seconds of processes
 def test_several_processes_reserving_ahead_get_every_slot_of_the_fleet_rate_in_turn(
     redis_url: str, key_prefix: str, redis_client: redis.Redis
 ) -> None:
@@ -344,7 +349,7 @@ def test_a_slot_beyond_the_longest_wait_is_not_reserved(limiter: WorkspaceLimite
 def test_a_fenced_reservation_renews_the_callers_lease_and_a_lost_lease_reserves_nothing(
     limiter: WorkspaceLimiter, redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    lease = f"{key_prefix}:lease:acme:0"
+    lease = lease_key(key_prefix, "acme", 0)
     # Given the caller's lease about to expire: the reservation renews it in the same step
     redis_client.set(lease, "mine", px=500)
     held = limiter.reserve("acme", 10, 1, 1.0, fence=Fence(lease, "mine", 60_000))

@@ -12,11 +12,12 @@ import redis
 from celery import Celery
 
 from producers import Producer, partition_for
-from producers.keys import drain_queue, lease_key, stream_key
+from producers.keys import drain_queue, lease_key, ready_key, stream_key
 from producers.wire import KICK_GRACE_MS, KICK_TTL_MS
+from tests.conftest import TEST_REDIS_URL
 from worker.broker import QueuedPartitions, broker_is_events_redis
 from worker.pipeline.relay import Relay
-from worker.pipeline.sweeper import kick_lost
+from worker.pipeline.sweeper import kick_lost, relay_ready
 from worker.settings import Settings
 from worker.store.kicks import PUBLISHED_TTL_MS, mark_published
 from worker.store.partitions import PartitionStore
@@ -182,3 +183,39 @@ def test_a_redis_broker_is_told_apart_from_the_events_redis_by_server_and_databa
     assert broker_is_events_redis(fleet_settings(key_prefix, same), redis_client)
     assert not broker_is_events_redis(fleet_settings(key_prefix, redis_url.rsplit("/", 1)[0] + "/1"), redis_client)
     assert not broker_is_events_redis(fleet_settings(key_prefix, "amqp://guest:guest@127.0.0.1:5672//"), redis_client)
+
+
+@pytest.mark.single_and_cluster
+def test_kicks_marked_ready_are_published_once_and_a_task_waiting_on_the_broker_is_not_taken_for_lost(
+    redis_client, key_prefix
+):
+    # Given an old kick a producer on a Redis Cluster left in the workspace's ready set (the cluster has no queue),
+    # and a standalone Redis broker
+    old_kick(redis_client, key_prefix, 5)
+    redis_client.sadd(ready_key(key_prefix, WS), 5)
+    broker_url = TEST_REDIS_URL.rsplit("/", 1)[0] + f"/{BROKER_DB}"
+    settings = fleet_settings(key_prefix, broker_url)
+    app = Celery(broker=broker_url, set_as_current=False)
+    kicked: list[tuple[str, int]] = []
+
+    def kick(workspace: str, partition: int) -> None:
+        app.send_task("worker.drain", args=[workspace, partition], queue=drain_queue(key_prefix))
+        kicked.append((workspace, partition))
+
+    store = PartitionStore(redis_client, key_prefix)
+    queued = QueuedPartitions(settings, redis_client)
+    broker = redis.Redis.from_url(broker_url)
+    try:
+        # When a sweeper round publishes the ready set, then the partition's task is on the broker, once
+        assert relay_ready(settings, store, kick) == 1
+        assert (kicked, redis_client.scard(ready_key(key_prefix, WS))) == ([(WS, 5)], 0)
+        assert relay_ready(settings, store, kick) == 0
+        # And the lost-kick check finds it queued there: the old kick is not kicked again
+        assert kick_lost(settings, store, kick, queued) == 0
+        # But once the task is gone from the broker without a drain, it is kicked again
+        broker.delete(drain_queue(key_prefix))
+        assert kick_lost(settings, store, kick, queued) == 1
+    finally:
+        broker.delete(drain_queue(key_prefix))
+        broker.close()
+        app.close()

@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from producers.keys import lease_key, stream_key
+from producers.keys import authprobe_key, lease_key, retry_key, stream_key
 from tests.integration import test_pipeline
 from tests.integration.test_pipeline import (
     KEY,
@@ -27,13 +27,15 @@ from worker.store.fleet_status import gather_status
 from worker.store.partitions import RETRY, PartitionStore
 from worker.store.replies import hash_fields
 
+pytestmark = pytest.mark.single_and_cluster
+
 # The stand-in and the HTTP clients' clean-up of test_pipeline, whose helpers these tests share.
 stand_in = test_pipeline.stand_in
 close_http_clients = test_pipeline.close_http_clients
 
 
 def retry_hash(client: redis.Redis, prefix: str) -> dict[bytes, bytes]:
-    return hash_fields(client.hgetall(f"{prefix}:retry:ws:0"))
+    return hash_fields(client.hgetall(retry_key(prefix, "ws", 0)))
 
 
 def drain_now(deps: Deps, client: redis.Redis, prefix: str) -> str:
@@ -120,7 +122,7 @@ def test_a_credentials_pause_longer_than_the_window_then_a_429_dead_letters_noth
     # When the credentials are fixed and the probe meets a 429
     stand_in.set_credentials({SITE: KEY})
     stand_in.set_faults([{"force_status": 429}])
-    redis_client.delete(f"{key_prefix}:authprobe:ws")
+    redis_client.delete(authprobe_key(key_prefix, "ws"))
     assert drain_now(deps, redis_client, key_prefix) == "later"
     # Then nothing is dead-lettered: the events never had their chance during the pause
     assert dead_letters(redis_client, key_prefix) == []
@@ -167,6 +169,7 @@ class TakeOverAfterFirstLeaseCommand(redis.Redis):
         return result
 
 
+@pytest.mark.single_only
 def test_ending_retry_timers_never_frees_a_lease_another_drainer_took_meanwhile(redis_url, redis_client, key_prefix):
     # Given a partition waiting for its retry timer, and a drainer that takes its lease right after the first look
     client = TakeOverAfterFirstLeaseCommand(connection_pool=redis.ConnectionPool.from_url(redis_url))
@@ -185,8 +188,8 @@ def test_ending_retry_timers_frees_timers_only_and_ends_every_run(redis_client, 
     leases = {0: RETRY, 1: "kicked", 2: "owner-token"}
     for partition, value in leases.items():
         redis_client.set(lease_key(key_prefix, "ws", partition), value, px=30_000)
-        redis_client.hset(f"{key_prefix}:retry:ws:{partition}", mapping={"attempts": 4, "first_failed_at": 1})
-    redis_client.set(f"{key_prefix}:authprobe:ws", "1", px=30_000)
+        redis_client.hset(retry_key(key_prefix, "ws", partition), mapping={"attempts": 4, "first_failed_at": 1})
+    redis_client.set(authprobe_key(key_prefix, "ws"), "1", px=30_000)
 
     assert store.end_retry_timers("ws", 4) == 1
 
@@ -197,7 +200,7 @@ def test_ending_retry_timers_frees_timers_only_and_ends_every_run(redis_client, 
         None,
     ]
     assert [store.retry_state("ws", p) for p in range(4)] == [None] * 4
-    assert not redis_client.exists(f"{key_prefix}:authprobe:ws")
+    assert not redis_client.exists(authprobe_key(key_prefix, "ws"))
 
 
 def test_when_customer_io_keeps_failing_past_the_window_every_batch_that_waited_it_is_dead_lettered(

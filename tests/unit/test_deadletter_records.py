@@ -94,7 +94,7 @@ def test_describe_event_is_best_effort_and_never_raises(
 
 
 def test_the_dead_letter_stream_key_is_per_workspace() -> None:
-    assert dlq_key("cio", "acme") == "cio:dlq:acme"
+    assert dlq_key("cio", "acme") == "cio:dlq:{acme}"
 
 
 @pytest.mark.parametrize(

@@ -20,13 +20,14 @@ def test_the_raw_xadd_example_writes_to_the_partition_the_formula_gives() -> Non
         words = shlex.split(command)
         stream, fields = words[2], words[4:]
         event = orjson.loads(dict(zip(fields[::2], fields[1::2], strict=True))["event"])
-        _, _, workspace, partition = stream.split(":")
+        _, _, tagged, partition = stream.split(":")
+        workspace = tagged.strip("{}")
         assert int(partition) == partition_for(event, 16), f"{command!r}: person {event['userId']!r}, {workspace}"
 
 
 def test_the_partition_command_comment_matches_the_formula() -> None:
     shown = re.findall(
-        r"cio-fleet partition --workspace (\S+) (\S+) +# \S+ +partition (\d+) +cio:s:(\S+):(\d+)", README
+        r"cio-fleet partition --workspace (\S+) (\S+) +# \S+ +partition (\d+) +cio:s:\{(\S+)\}:(\d+)", README
     )
     assert shown, "the README shows the partition command with its output"
     for workspace, key, partition, stream_workspace, stream_partition in shown:

@@ -13,9 +13,9 @@ from producers.wire import DRAIN_TASK, KICK_GRACE_MS, KICK_TTL_MS, KICKED
 
 
 def test_key_names_follow_the_documented_layout() -> None:
-    assert stream_key("cio", "acme", 3) == "cio:s:acme:3"
-    assert lease_key("cio", "acme", 3) == "cio:lease:acme:3"
-    assert config_key("cio", "acme") == "cio:config:acme"
+    assert stream_key("cio", "acme", 3) == "cio:s:{acme}:3"
+    assert lease_key("cio", "acme", 3) == "cio:lease:{acme}:3"
+    assert config_key("cio", "acme") == "cio:config:{acme}"
     assert drain_queue("cio") == "cio.drain"
 
 

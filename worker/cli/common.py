@@ -16,7 +16,9 @@ import orjson
 import redis
 import typer
 
+from producers.connect import sync_client
 from worker.settings import ConfigError, Settings, load_settings
+from worker.store.slots import check_startup
 
 
 class Exit(IntEnum):
@@ -70,9 +72,10 @@ def fail(message: str, code: Exit) -> NoReturn:
 def load(workspaces_file: Path | None) -> Settings:
     """The settings; ``--workspaces`` replaces ``$CIO_WORKSPACES_FILE`` when given. Exit 2 on a configuration error."""
     try:
-        if workspaces_file is not None:
-            return load_settings(workspaces_file=workspaces_file)
-        return load_settings()
+        overrides = {} if workspaces_file is None else {"workspaces_file": workspaces_file}
+        settings = load_settings(**overrides)
+        check_startup(settings)
+        return settings
     except ConfigError as exc:
         fail(str(exc), Exit.USAGE)
 
@@ -99,7 +102,7 @@ def redis_errors(client: redis.Redis) -> Iterator[None]:
 def connect(settings: Settings) -> redis.Redis:
     """A checked Redis client for ``settings.redis_url``; exit 3 when Redis does not answer."""
     try:
-        client: redis.Redis = redis.Redis.from_url(
+        client: redis.Redis = sync_client(
             settings.redis_url.get_secret_value(), socket_connect_timeout=5, socket_timeout=30
         )
     except ValueError:

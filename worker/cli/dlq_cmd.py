@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from producers.connect import is_cluster_url
 from producers.keys import drain_queue
 from producers.wire import DRAIN_TASK
 from worker.cli.common import (
@@ -211,10 +212,12 @@ def _partitions_of(client: Any, settings: Settings) -> Callable[[str], int]:
 
 def celery_sender(settings: Settings) -> Callable[[str, int], None]:
     """Send ``worker.drain(workspace, partition)`` on the drain queue of the events Redis, as producers do (with
-    another broker, ``CIO_BROKER_URL``, that list is the workers' relay list: they publish it to the broker)."""
+    another broker, ``CIO_BROKER_URL``, that list is the workers' relay list: they publish it to the broker). A Redis
+    Cluster holds no drain queue: there the task goes to the broker itself."""
     from celery import Celery  # lazy: only a replay that kicks pays for the import
 
-    app = Celery(broker=settings.redis_url.get_secret_value(), set_as_current=False)
+    events = settings.redis_url.get_secret_value()
+    app = Celery(broker=settings.broker() if is_cluster_url(events) else events, set_as_current=False)
 
     def send(workspace: str, partition: int) -> None:
         app.send_task(DRAIN_TASK, args=[workspace, partition], queue=drain_queue(settings.key_prefix))

@@ -15,6 +15,7 @@ import orjson
 import redis
 import typer
 
+from producers.connect import sync_client
 from producers.keys import config_key, stream_key
 from producers.wire import DEFAULT_PARTITIONS, partition_for
 from worker.cli.common import Exit, JsonFlag, WorkspacesFile, fail, load, redis_errors
@@ -43,7 +44,7 @@ def resolve_count(settings: Settings, workspace: str, given: int | None) -> Part
     """The count a producer would use now: given, published by the workers, configured, or the default."""
     if given is not None:
         return PartitionCount(given, "--partitions")
-    client: redis.Redis = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    client: redis.Redis = sync_client(settings.redis_url.get_secret_value())
     with redis_errors(client):
         published = published_count(client, settings.key_prefix, workspace)
     client.close()

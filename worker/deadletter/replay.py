@@ -18,6 +18,7 @@ from typing import Final
 import orjson
 import redis
 
+from producers.connect import is_cluster
 from producers.keys import config_key, dlq_key, lease_key, stream_key
 from producers.wire import DEFAULT_PARTITIONS, KICK_TTL_MS, KICKED, partition_for
 from worker.deadletter.audit import Actor, record_audit
@@ -142,8 +143,20 @@ class _Pacer:
 
 
 def move_chunk(client: redis.Redis, prefix: str, targets: Sequence[ReplayTarget]) -> int:
-    """Move ``targets`` back to their partition streams in one round trip; return how many moved."""
+    """Move ``targets`` back to their partition streams in one round trip; return how many moved.
+
+    On a Redis Cluster (whose pipelines take no scripts) each move is a call of its own, to its workspace's node.
+    """
     script = client.register_script(_MOVE_LUA)
+    if is_cluster(client):
+        moves = (
+            script(
+                keys=[dlq_key(prefix, target.workspace), stream_key(prefix, target.workspace, target.partition)],
+                args=[target.stream_id],
+            )
+            for target in targets
+        )
+        return sum(int(moved) for moved in moves)
     pipe = client.pipeline(transaction=False)
     for target in targets:
         keys = [dlq_key(prefix, target.workspace), stream_key(prefix, target.workspace, target.partition)]

@@ -18,6 +18,7 @@ import redis.asyncio
 import redis.exceptions
 
 from producers import AsyncProducer, EnqueueResult, ProducerError, QueueFull
+from producers.connect import async_client
 from worker.intake.errors import HttpError
 from worker.intake.limits import BATCH_BYTES, BATCH_EVENTS, EVENT_BYTES, RETRY_AFTER_S
 from worker.settings import Settings
@@ -95,7 +96,7 @@ class Enqueuer:
 
     def _client(self) -> redis.asyncio.Redis:
         if self._redis is None:
-            self._redis = redis.asyncio.Redis.from_url(
+            self._redis = async_client(
                 self._settings.redis_url.get_secret_value(),
                 socket_timeout=self._settings.redis_socket_timeout_s,
                 socket_connect_timeout=self._settings.redis_connect_timeout_s,

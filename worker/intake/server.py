@@ -20,6 +20,7 @@ from worker.intake.asgi import IntakeApp
 from worker.intake.options import IntakeOptions
 from worker.ops.logs import configure_logging, register_secrets, settings_secrets
 from worker.settings import Settings, load_settings
+from worker.store.slots import check_startup
 
 #: Seconds an idle keep-alive connection stays open.
 KEEP_ALIVE_S = 5
@@ -34,6 +35,7 @@ def build_app(settings: Settings | None = None) -> IntakeApp:
         ConfigError: The configuration is invalid.
     """
     settings = settings or load_settings()
+    check_startup(settings)
     configure_logging(settings.log_format, settings.log_level)
     register_secrets([*settings_secrets(settings), *settings.write_key_owners()])
     return IntakeApp(settings, body_timeout_s=IntakeOptions().body_timeout_s)

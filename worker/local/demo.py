@@ -19,6 +19,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from producers import Producer
+from producers.connect import sync_client
 from producers.keys import drain_queue, prefix_pattern, stream_key
 from worker.local.examples import edge_cases, origin_examples, synthetic_events
 from worker.local.localfleet import start_worker, stop_worker, wait_until_registered
@@ -224,7 +225,7 @@ def run_demo(
 
 
 def _forget(settings: Settings, prefix: str) -> None:
-    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    client = sync_client(settings.redis_url.get_secret_value())
     keys = list(client.scan_iter(match=prefix_pattern(prefix), count=1000))
     if keys:
         client.delete(*keys)
@@ -244,7 +245,7 @@ def _run(
     summary = DemoSummary(target=fake.url if fake else workspace.base_url)
     port = free_port()
     env = worker_env(settings, prefix, port, workspaces_file or os.environ.get("CIO_WORKSPACES_FILE"))
-    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    client = sync_client(settings.redis_url.get_secret_value())
     process = start_worker(env, concurrency=16, queue=drain_queue(prefix))
     try:
         wait_until_registered(client, prefix, 1)

@@ -5,7 +5,9 @@ the fleet. A sweep also publishes each workspace's partition count for producers
 the workspace's span, ``worker.store.layout``), forgets the heartbeats of workers gone for ``WORKER_FORGET_S``,
 and every ``SCAN_EVERY_SWEEPS`` intervals scans for stray streams. Each tick writes the worker's heartbeat in Redis
 time and the workspaces it serves (``{prefix}:workspaces``, which producers check).
-It is what makes raw ``XADD`` producers, crashed workers and expired retry timers work.
+It is what makes raw ``XADD`` producers, crashed workers and expired retry timers work. On a Redis Cluster each
+tick also queues the drain tasks of the partitions producers marked ready (``relay_ready``): the broker is not the
+cluster, so the enqueue script cannot queue them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Final
 import redis
 
 from producers._kick import MAX_PARTITIONS
+from producers.connect import is_cluster
 from producers.keys import scan_key, stream_key, sweeper_key, workers_key
 from producers.wire import KICK_GRACE_MS, KICK_TTL_MS
 from worker.broker import QueuedPartitions
@@ -90,6 +93,17 @@ def kick_lost(settings: Settings, store: PartitionStore, kick: Kick, queued: Que
             kick(name, partition)
             kicked += 1
     return kicked
+
+
+def relay_ready(settings: Settings, store: PartitionStore, kick: Kick) -> int:
+    """Queue the drain tasks of the partitions producers marked ready (on a Redis Cluster the broker is elsewhere,
+    so the enqueue script cannot queue them itself); returns how many."""
+    relayed = 0
+    for name in settings.workspaces:
+        for partition in store.take_ready(name):
+            kick(name, partition)
+            relayed += 1
+    return relayed
 
 
 def sweep_once(settings: Settings, store: PartitionStore, limiter: WorkspaceLimiter, kick: Kick) -> int:
@@ -172,15 +186,16 @@ class Sweeper:
         prefix = self.settings.key_prefix
         self.client.register_script(_HEARTBEAT)(keys=[workers_key(prefix)], args=[self.identity])
         layout.publish_workspaces(self.client, prefix, self.settings.workspaces)
+        relayed = relay_ready(self.settings, self.store, self.kick) if is_cluster(self.client) else 0
         interval_ms = max(int(self.settings.sweep_interval_s * 900), 1)
         if not self.client.set(sweeper_key(prefix), self.identity, nx=True, px=interval_ms):
-            return 0
+            return relayed
         self.client.register_script(_FORGET)(keys=[workers_key(prefix)], args=[int(WORKER_FORGET_S)])
         if self.client.set(scan_key(prefix), self.identity, nx=True, px=interval_ms * layout.SCAN_EVERY_SWEEPS):
             self._alarm_stranded(scan_strays(self.settings, self.client))
         self._alarm_dead_letters()
         kicked = sweep_once(self.settings, self.store, self.limiter, self.kick)
-        return kicked + kick_lost(self.settings, self.store, self.kick, self.queued)
+        return relayed + kicked + kick_lost(self.settings, self.store, self.kick, self.queued)
 
     def _alarm_stranded(self, stranded: Mapping[str, int]) -> None:
         """Log an error, at most once a minute per workspace, while an unconfigured workspace holds events."""

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import redis
 
+from producers.connect import is_cluster
 from producers.keys import (
     authpause_key,
     dlq_key,
@@ -254,7 +255,9 @@ def read_fleet(
         RedisError: Redis did not answer.
     """
     pipe = client.pipeline(transaction=False)
-    pipe.time()
+    cluster = is_cluster(client)  # a cluster's pipelines take no keyless command: TIME is read on its own there
+    if not cluster:
+        pipe.time()
     for name, numbers in partitions.items():
         for n in numbers:
             pipe.xinfo_stream(stream_key(prefix, name, n))
@@ -266,6 +269,8 @@ def read_fleet(
         pipe.xlen(dlq_key(prefix, name))
         pipe.hgetall(enqueued_key(prefix, name))
     replies = pipe.execute(raise_on_error=False)
+    if cluster:
+        replies = [client.time(), *replies]
     if isinstance(replies[0], Exception):
         raise replies[0]
     readings, at = {}, 1

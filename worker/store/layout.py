@@ -14,8 +14,9 @@ A periodic ``SCAN`` of ``{prefix}:s:*`` finds what no layout covers: streams wri
 span (the span is raised to cover them) and streams of workspaces that are not configured at all (nobody drains
 them: status, metrics and an alert show them). The sweeper records them in ``{prefix}:strays`` for the metrics.
 
-Every worker also publishes the workspaces it serves in ``{prefix}:workspaces``, on each sweeper round, so that
-producers refuse a workspace the fleet does not serve instead of stranding its events.
+Every worker also publishes the workspaces it serves, on each sweeper round, so that producers refuse a workspace
+the fleet does not serve instead of stranding its events: a ``served`` key per workspace, in the workspace's slot
+(the enqueue script reads it), and their names in ``{prefix}:workspaces`` (the names a refusal lists).
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ from typing import Any, Final
 
 import redis
 
-from producers.keys import config_key, parse_stream_key, strays_key, stream_key, stream_pattern, workspaces_key
+from producers.keys import (
+    config_key,
+    parse_stream_key,
+    served_key,
+    strays_key,
+    stream_key,
+    stream_pattern,
+    workspaces_key,
+)
 from worker.store.replies import byte_strings, hash_fields
 
 #: Config hash field: the workspace's partition count, as the workers publish it.
@@ -126,9 +135,14 @@ end
 
 
 def publish_workspaces(client: redis.Redis, prefix: str, workspaces: Iterable[str]) -> None:
-    """Say which workspaces this worker serves (``{prefix}:workspaces``), so producers refuse any other name."""
+    """Say which workspaces this worker serves, so producers refuse any other name: each one's ``served`` key (in
+    its own slot, read by the enqueue script) and the fleet's ``{prefix}:workspaces`` (the names a refusal lists)."""
     names = sorted(workspaces)
     if names:
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.set(served_key(prefix, name), "1", px=WORKSPACE_FORGET_MS)
+        pipe.execute()
         client.register_script(_SERVE)(keys=[workspaces_key(prefix)], args=[WORKSPACE_FORGET_MS, *names])
 
 

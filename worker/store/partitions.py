@@ -15,11 +15,11 @@ from typing import Any, Final
 import redis
 from redis.typing import EncodableT
 
-from producers.keys import authprobe_key, dlq_key, lease_key, retry_key, stream_key
+from producers.keys import authprobe_key, dlq_key, lease_key, ready_key, retry_key, stream_key
 from producers.wire import KICKED
 from worker.store import layout
 from worker.store.clock import entry_id_ms, server_ms
-from worker.store.replies import hash_fields
+from worker.store.replies import byte_strings, hash_fields
 
 #: Lease value of a partition waiting for its retry timer.
 RETRY: Final = "retry"
@@ -27,6 +27,8 @@ RETRY: Final = "retry"
 #: process refreshes it: a partition parked by a process that died is kicked again by the sweeper soon after.
 PARKED: Final = "parked"
 PARK_TTL_MS: Final = 5_000
+#: The most ready partitions one sweeper round takes from a workspace's ``ready`` set (the rest wait a round).
+MAX_READY_POP: Final = 1_024
 
 # Returns {0, 0} when taken, {1, pttl} while a retry timer runs, {2, pttl} while another drainer owns it.
 _TAKE = """
@@ -347,6 +349,14 @@ class PartitionStore:
         """Renew a ``kicked`` lease older than ``grace_ms`` whose task is lost; True when the caller must queue one."""
         keys = [self.lease(workspace, partition)]
         return bool(self._script(_KICK_AGAIN)(keys=keys, args=[KICKED, ttl_ms - grace_ms, ttl_ms]))
+
+    def take_ready(self, workspace: str) -> list[int]:
+        """Take the partitions producers marked ready (kicked without a queued drain task): the caller queues them.
+
+        ``SPOP`` hands each to one worker; one lost between the pop and its task is found by ``old_kicks``.
+        """
+        popped = self._redis.spop(ready_key(self.prefix, workspace), MAX_READY_POP)
+        return sorted(int(member) for member in byte_strings(popped or []))
 
     def _script(self, source: str) -> Any:
         return self._redis.register_script(source)
