@@ -220,6 +220,8 @@ def test_redis_keeps_its_data_in_a_named_volume_and_has_a_healthcheck(compose: d
         ("flower", ["monitoring"]),
         ("prometheus", ["monitoring"]),
         ("rabbitmq", ["rabbitmq"]),
+        *((f"redis-node-{n}", ["cluster"]) for n in range(1, 7)),
+        ("redis-cluster-init", ["cluster"]),
     ],
 )
 def test_monitoring_services_start_only_with_their_profile(
@@ -284,3 +286,58 @@ def test_the_workers_broker_is_the_events_redis_unless_rabbitmq_is_chosen(worker
     rabbitmq_env = yaml.safe_load(interpolate(text, {"CIO_BROKER_URL": chosen}))["services"]["worker"]
     assert service_environment(rabbitmq_env)["CIO_BROKER_URL"] == chosen
     assert chosen in text  # the command shown at the top of the file
+
+
+#: The profile cluster's nodes (3 masters + 3 replicas once created).
+CLUSTER_NODES = [f"redis-node-{n}" for n in range(1, 7)]
+
+
+def flag_value(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+@pytest.mark.parametrize("node", CLUSTER_NODES)
+def test_a_cluster_node_is_cluster_enabled_durable_and_announces_its_service_name(
+    compose: dict[str, Any], node: str
+) -> None:
+    """Every node of the profile cluster: cluster mode, AOF, no eviction, its data (and nodes.conf) in a volume,
+    a healthcheck, and its service name in MOVED replies (container IPs change when a container is re-created)."""
+    service = compose["services"][node]
+    command = service["command"]
+    assert command[0] == "redis-server"
+    assert flag_value(command, "--cluster-enabled") == "yes"
+    assert flag_value(command, "--appendonly") == "yes"
+    assert flag_value(command, "--maxmemory-policy") == "noeviction"
+    assert flag_value(command, "--cluster-announce-hostname") == node == service["hostname"]
+    assert flag_value(command, "--cluster-preferred-endpoint-type") == "hostname"
+    volume, target = service["volumes"][0].split(":")[:2]
+    assert target == "/data" and volume in compose["volumes"]
+    assert service["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "ports" not in service  # the cluster is reached inside the compose network only
+
+
+def test_the_cluster_is_created_once_every_node_answers(compose: dict[str, Any]) -> None:
+    """The one-shot init waits for the six nodes to be healthy, then creates 3 masters with 1 replica each over
+    all six, unless they already form a cluster (a second ``up`` must not fail)."""
+    init = compose["services"]["redis-cluster-init"]
+    assert init["depends_on"] == {node: {"condition": "service_healthy"} for node in CLUSTER_NODES}
+    (script,) = init["command"]
+    assert "cluster_state:ok ||" in script
+    assert "redis-cli --cluster create" in script and "--cluster-replicas 1 --cluster-yes" in script
+    assert "for n in 1 2 3 4 5 6;" in script and "redis-node-$n" in script
+    assert init["restart"] == "no"
+
+
+def test_with_the_cluster_profile_the_workers_stream_on_the_cluster_and_queue_on_the_standalone_redis() -> None:
+    """``CIO_REDIS_URL=redis+cluster://redis-node-1:6379`` (the command at the top) moves the events of every
+    service onto the cluster; the broker stays the standalone redis (a cluster cannot be Celery's broker)."""
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    chosen = "redis+cluster://redis-node-1:6379"
+    assert f"CIO_REDIS_URL={chosen} docker compose --profile cluster up" in text
+    document = yaml.safe_load(interpolate(text, {"CIO_REDIS_URL": chosen}))
+    for name in ("worker", "intake"):
+        env = service_environment(document["services"][name])
+        assert env["CIO_REDIS_URL"] == chosen
+        assert env["CIO_BROKER_URL"] == "redis://redis:6379/0"
+        assert document["services"][name]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "redis-node-1" in document["services"]
