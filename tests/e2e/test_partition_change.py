@@ -30,34 +30,47 @@ def per_person(accepted: list[dict]) -> dict[str, list[str]]:
     return seen
 
 
-def test_a_count_cut_from_16_to_8_strands_nothing_and_keeps_each_persons_order(
-    stand_in, make_fleet, redis_client: redis.Redis, key_prefix: str
-):
-    # Given the old workers published 16 partitions, and a producer that cached that count wrote half the events
-    # (Customer.io answers 503 for now, so that the old streams still hold them when the other half is written)
-    assert any(partition_for({"userId": person}, 16) >= 8 for person in PEOPLE)
+def track_steps(producer, steps: range) -> None:
+    """Each person's events of ``steps``, person after person, with ids ``<person>-<step>``."""
+    for step in steps:
+        for person in PEOPLE:
+            producer.track(person, "Step", {"step": step}, message_id=f"{person}-{step}")
+
+
+def deliver_across_a_count_change(fleet, stand_in, redis_client: redis.Redis, key_prefix: str, new_count: int) -> None:
+    """Half the events written with 16 partitions while Customer.io answers 503 (so the old streams still hold them),
+    the workers started with ``new_count``, the other half written by the same producer; then every event delivered,
+    each person's in the order it was enqueued."""
     redis_client.hset(config_key(key_prefix, "wsa"), "partitions", "16")
     stand_in.set_faults([{"force_status": 503}])
-    retry = {"CIO_RETRY__BASE_S": "0.05", "CIO_RETRY__CAP_S": "0.3"}
-    fleet = make_fleet(standin_workspaces(stand_in.url, "a", partitions=8), **retry)
     with fleet.producer("wsa") as producer:
-        for step in range(STEPS // 2):
-            for person in PEOPLE:
-                producer.track(person, "Step", {"step": step}, message_id=f"{person}-{step}")
-        # When workers configured with 8 partitions start, and the same producer writes the other half
+        track_steps(producer, range(STEPS // 2))
         fleet.start(1)
-        wait_for(lambda: redis_client.hget(config_key(key_prefix, "wsa"), "partitions") == b"8", 20, "count 8")
-        for step in range(STEPS // 2, STEPS):
-            for person in PEOPLE:
-                producer.track(person, "Step", {"step": step}, message_id=f"{person}-{step}")
+        published = str(new_count).encode()
+        wait_for(lambda: redis_client.hget(config_key(key_prefix, "wsa"), "partitions") == published, 20, "new count")
+        track_steps(producer, range(STEPS // 2, STEPS))
     stand_in.set_faults([])
-    # Then every event is delivered, each person's in the order it was enqueued, and no stream holds any
     wait_for(
         lambda: sum(len(ids) for ids in per_person(stand_in.accepted()).values()) == STEPS * len(PEOPLE),
         30,
         "every event delivered",
     )
     assert per_person(stand_in.accepted()) == {p: [f"{p}-{s}" for s in range(STEPS)] for p in PEOPLE}
+
+
+RETRY_FAST = {"CIO_RETRY__BASE_S": "0.05", "CIO_RETRY__CAP_S": "0.3"}
+
+
+def test_a_count_cut_from_16_to_8_strands_nothing_and_keeps_each_persons_order(
+    stand_in, make_fleet, redis_client: redis.Redis, key_prefix: str
+):
+    # Given some people whose partition at 16 is above 8, and workers configured with 8 partitions
+    assert any(partition_for({"userId": person}, 16) >= 8 for person in PEOPLE)
+    fleet = make_fleet(standin_workspaces(stand_in.url, "a", partitions=8), **RETRY_FAST)
+    # When a producer that cached 16 writes half the events before they start and half after
+    # Then every event is delivered in each person's order
+    deliver_across_a_count_change(fleet, stand_in, redis_client, key_prefix, 8)
+    # And no stream holds any
     wait_for(
         lambda: sum(int(redis_client.xlen(stream_key(key_prefix, "wsa", n))) for n in range(16)) == 0,
         10,
@@ -68,31 +81,13 @@ def test_a_count_cut_from_16_to_8_strands_nothing_and_keeps_each_persons_order(
 def test_a_count_raised_from_16_to_the_default_strands_nothing_and_keeps_each_persons_order(
     stand_in, make_fleet, redis_client: redis.Redis, key_prefix: str
 ):
-    # Given the old workers published 16 partitions, and a producer that cached that count wrote half the events
-    # (Customer.io answers 503 for now, so that the old streams still hold them when the other half is written)
+    # Given some people whose partition moves between 16 and 60, and workers with the default (60 at 100 requests/s)
     assert any(partition_for({"userId": p}, 16) != partition_for({"userId": p}, 60) for p in PEOPLE)
-    redis_client.hset(config_key(key_prefix, "wsa"), "partitions", "16")
-    stand_in.set_faults([{"force_status": 503}])
-    retry = {"CIO_RETRY__BASE_S": "0.05", "CIO_RETRY__CAP_S": "0.3"}
-    fleet = make_fleet(standin_workspaces(stand_in.url, "a"), **retry)
-    with fleet.producer("wsa") as producer:
-        for step in range(STEPS // 2):
-            for person in PEOPLE:
-                producer.track(person, "Step", {"step": step}, message_id=f"{person}-{step}")
-        # When workers with the default count (60 at 100 requests/s) start, and the same producer writes the rest
-        fleet.start(1)
-        wait_for(lambda: redis_client.hget(config_key(key_prefix, "wsa"), "partitions") == b"60", 20, "count 60")
-        for step in range(STEPS // 2, STEPS):
-            for person in PEOPLE:
-                producer.track(person, "Step", {"step": step}, message_id=f"{person}-{step}")
-    stand_in.set_faults([])
-    # Then every event is delivered, each person's in the order it was enqueued, and no fence is left
-    wait_for(
-        lambda: sum(len(ids) for ids in per_person(stand_in.accepted()).values()) == STEPS * len(PEOPLE),
-        30,
-        "every event delivered",
-    )
-    assert per_person(stand_in.accepted()) == {p: [f"{p}-{s}" for s in range(STEPS)] for p in PEOPLE}
+    fleet = make_fleet(standin_workspaces(stand_in.url, "a"), **RETRY_FAST)
+    # When a producer that cached 16 writes half the events before they start and half after
+    # Then every event is delivered in each person's order
+    deliver_across_a_count_change(fleet, stand_in, redis_client, key_prefix, 60)
+    # And no fence is left
     wait_for(
         lambda: not [f for f in byte_strings(redis_client.hkeys(config_key(key_prefix, "wsa"))) if b"fence:" in f],
         10,
