@@ -48,7 +48,7 @@ from producers.wire import DRAIN_TASK
 from worker.settings import Settings
 from worker.store.replies import byte_strings
 
-#: Longer than any task: a task runs one time slice plus one request (Redis brokers only).
+#: Longer than any task: a task runs at most ``drain_task_max_s`` plus a time slice and a request (Redis brokers only).
 VISIBILITY_TIMEOUT_S: Final = 3_600
 #: kombu's Redis transport with the fix below (``broker_transport`` of the Celery app on a Redis broker).
 BROKER_TRANSPORT: Final = "worker.broker:Transport"

@@ -116,7 +116,8 @@ class WorkspaceConfig(BaseModel):
     rate_limit_rps: float = Field(default=DEFAULT_RATE_LIMIT_RPS, gt=0)
     rate_limit_burst: int = Field(default=1, ge=1)
     #: The limiter aims this fraction under ``rate_limit_rps``, so that scheduling jitter between granting a
-    #: request and sending it never puts more than ``rate_limit_rps`` requests in one second at Customer.io.
+    #: request and sending it (at most ``worker.pipeline.pacing.LATE_SEND_TOLERANCE_S``) never puts more than
+    #: ``rate_limit_rps`` requests a second at Customer.io over any window of 4 s or more.
     rate_limit_headroom: float = Field(default=0.03, ge=0, lt=0.5)
     convert_timestamps: bool = True
     #: Streams of the workspace, each with one batch in flight at a time; left out, ``default_partitions`` of
@@ -264,6 +265,11 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     #: How long one drain task works on a partition before yielding the worker slot.
     drain_slice_s: float = Field(default=2.0, gt=0)
+    #: A drain task whose slice ends with work left goes on with another slice in the same task, instead of
+    #: queueing a new one, while the process has a thread to spare and no partition of the workspace waits for a
+    #: drain slot, for at most this long (0: one slice per task). Queueing costs a trip through the broker and the
+    #: worker's consumer, which takes up to seconds in a busy process (``docs/architecture.md``).
+    drain_task_max_s: float = Field(default=60.0, ge=0)
     #: The share of a worker process's threads that drains of one workspace may hold at once (the rest wait in
     #: the queue), so that a hanging or slow workspace never holds every thread.
     workspace_max_share: float = Field(default=0.75, gt=0, le=1)

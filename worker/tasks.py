@@ -50,7 +50,7 @@ def kick(workspace: str, partition: int, countdown: float | None = None) -> None
 
 @app.task(name=DRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True, throws=(PermanentError,))
 def drain(workspace: str, partition: int) -> str:
-    """Drain one partition for one time slice, then queue what comes next."""
+    """Drain one partition for a time slice (or several, ``pipeline.drain``), then queue what comes next."""
     try:
         result = pipeline.drain(runtime.deps(settings), workspace, int(partition))
     except redis.RedisError:

@@ -243,13 +243,46 @@ def test_a_partition_owned_by_another_drainer_is_left_alone(redis_client, key_pr
 
 
 def test_work_left_after_the_time_slice_is_handed_back_as_kicked(redis_client, key_prefix, stand_in):
-    deps = make_deps(redis_client, key_prefix, stand_in.url, max_events=1, read_count=1, drain_slice_s=1.0)
-    clock = iter([0.0, 0.5, 5.0, 6.0, 7.0])
+    # drain_task_max_s=0: one slice per task (the task's going on is the next test's)
+    deps = make_deps(
+        redis_client, key_prefix, stand_in.url, max_events=1, read_count=1, drain_slice_s=1.0, drain_task_max_s=0
+    )
+    clock = iter([0.0, 0.0, 0.5, 5.0, 6.0, 7.0, 8.0])  # the task's start, then the slice's
     deps.monotonic = lambda: next(clock)
     put(redis_client, key_prefix, track(0), track(1))
     assert drain(deps, "ws", 0).action == "requeue"
     assert redis_client.get(lease_key(key_prefix, "ws", 0)) == b"kicked"
     assert stream_len(redis_client, key_prefix) == 1
+
+
+def test_a_task_whose_slices_end_with_work_left_goes_on_in_the_same_task(redis_client, key_prefix, stand_in):
+    # Given five entries sent one per batch, and a clock on which each slice ends after a batch or two
+    deps = make_deps(redis_client, key_prefix, stand_in.url, max_events=1, read_count=1, drain_slice_s=1.0)
+    ticks = iter(range(10_000))
+    deps.monotonic = lambda: next(ticks) * 0.4
+    put(redis_client, key_prefix, *[track(n) for n in range(5)])
+    # When one drain task runs, with threads to spare and nothing parked
+    result = drain(deps, "ws", 0)
+    # Then it took slice after slice itself instead of queueing a task after the first one, until the stream emptied
+    assert result.action == "done" and result.unparked == ()
+    assert [r["operation"]["id"] for r in stand_in.accepted()] == [f"m{n}" for n in range(5)]
+    assert stream_len(redis_client, key_prefix) == 0
+    assert not redis_client.exists(lease_key(key_prefix, "ws", 0))
+
+
+def test_a_task_hands_its_partition_back_after_drain_task_max_s(redis_client, key_prefix, stand_in):
+    # Given the same, with a task allowed 3 s in all
+    deps = make_deps(
+        redis_client, key_prefix, stand_in.url, max_events=1, read_count=1, drain_slice_s=1.0, drain_task_max_s=3.0
+    )
+    ticks = iter(range(10_000))
+    deps.monotonic = lambda: next(ticks) * 0.1
+    put(redis_client, key_prefix, *[track(n) for n in range(20)])
+    # When one drain task runs; Then it queues the partition's next task once its time is up, in order so far
+    assert drain(deps, "ws", 0).action == "requeue"
+    assert redis_client.get(lease_key(key_prefix, "ws", 0)) == b"kicked"
+    delivered = [r["operation"]["id"] for r in stand_in.accepted()]
+    assert 1 < len(delivered) < 20 and delivered == [f"m{n}" for n in range(len(delivered))]
 
 
 def test_partition_of_an_event_is_its_person(redis_client):
@@ -342,7 +375,8 @@ def test_a_pause_lifted_while_a_drain_waits_for_the_probe_does_not_strand_its_pa
     redis_client, key_prefix, stand_in
 ):
     # Given a workspace paused for its old key, its probe held for a minute, and a worker restarted with the fixed key
-    deps = make_deps(redis_client, key_prefix, stand_in.url)
+    # (one slice per task: the task would otherwise take the kick itself and go on)
+    deps = make_deps(redis_client, key_prefix, stand_in.url, drain_task_max_s=0)
     deps.limiter.pause_auth("ws", status=401, reason="refused", fingerprint="fingerprint-of-the-old-key")
     deps.store.hold_probe("ws", 60_000)
     put(redis_client, key_prefix, track(0))

@@ -12,7 +12,7 @@ from producers.keys import dlq_key
 from tests.support.fakes import FakeClock, FakeCustomerIO, FakeLimiter, FakeReporter, FakeStore
 from worker.mapping.transform import TransformOptions
 from worker.pipeline.credentials import configured_fingerprint
-from worker.pipeline.pacing import wait_for_slot
+from worker.pipeline.pacing import LATE_SEND_TOLERANCE_S, wait_for_slot
 from worker.pipeline.planning import plan_entries
 from worker.pipeline.ports import Ports
 from worker.pipeline.sending import BatchSender
@@ -149,6 +149,18 @@ def test_a_sender_that_wakes_up_late_reserves_again_giving_its_slot_back(clock):
     assert first is None
     assert second is not None and second.reserved and second.wait_s == 0.3
     assert clock.slept == [0.3]
+
+
+def test_a_sender_that_wakes_up_a_little_late_keeps_its_slot(clock):
+    # A busy machine wakes sleepers 10-50 ms late: reserving anew would lose the slot to the workspace's rate
+    ports = make_ports(clock, FakeCustomerIO())
+    limiter = ports.limiter
+    assert isinstance(limiter, FakeLimiter)
+    limiter.waits = [0.3]
+    clock.oversleep_s = 0.05
+    assert clock.oversleep_s < LATE_SEND_TOLERANCE_S
+    assert wait_for_slot(ports, ports.settings.workspaces[WS]) is False  # slept: the lease is renewed before sending
+    assert limiter.reservations == [None]
 
 
 def test_a_sender_that_wakes_up_on_time_reserves_once(clock):

@@ -36,3 +36,11 @@ def test_a_thread_is_spare_while_the_drains_hold_fewer_than_the_process_has():
         with slots.hold("a"):
             assert not slots.spare_thread()
     assert WorkspaceSlots(1).spare_thread()  # threads unknown: never short
+
+
+def test_a_drain_thread_between_two_slots_counts_its_own_thread_as_taken():
+    slots = WorkspaceSlots(2, threads=3)
+    with slots.hold("a"):
+        assert slots.spare_thread(caller_holds_none=True)
+        with slots.hold("b"):
+            assert slots.spare_thread() and not slots.spare_thread(caller_holds_none=True)

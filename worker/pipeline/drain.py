@@ -59,6 +59,36 @@ OLDER_STREAMS_WAIT_S: Final = 1.0
 
 
 def drain(deps: Ports, workspace_name: str, partition: int) -> DrainResult:
+    """Drain one partition of one workspace, slice after slice while ``goes_on`` allows, up to ``drain_task_max_s``.
+
+    A slice that ends with work left would otherwise queue the partition's next task: the task goes on with it
+    instead (its lease is ``kicked`` for this task, which takes it again), unless the slot is owed elsewhere.
+    """
+    started = deps.monotonic()
+    while True:
+        result = drain_slice(deps, workspace_name, partition)
+        if not goes_on(deps, workspace_name, result, deps.monotonic() - started):
+            return result
+
+
+def goes_on(deps: Ports, workspace: str, result: DrainResult, elapsed_s: float) -> bool:
+    """Whether a drain task takes another slice rather than queueing its partition's next task.
+
+    Only a slice that ended with work left and unparked nobody, in a process that is not stopping, has a thread to
+    spare (a task of another workspace waiting in the queue gets it) and keeps no partition of the workspace
+    parked (the slot goes to it), and only within ``drain_task_max_s`` of the task's start.
+    """
+    return (
+        result.action == "requeue"
+        and not result.unparked
+        and elapsed_s < deps.settings.drain_task_max_s
+        and not deps.stopping()
+        and not deps.slots.parked(workspace)
+        and deps.slots.spare_thread(caller_holds_none=True)
+    )
+
+
+def drain_slice(deps: Ports, workspace_name: str, partition: int) -> DrainResult:
     """Drain one partition of one workspace for at most one time slice.
 
     Streams at or above the partition count (left by a larger count, ``worker.store.layout``) are drained like the

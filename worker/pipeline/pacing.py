@@ -12,8 +12,13 @@ from worker.store.ratelimit import Fence, Reservation
 
 #: Longest the sender sleeps for the rate limiter inside a task; longer waits defer the partition instead.
 MAX_LIMITER_SLEEP_S: Final = 0.5
-#: How late after its reserved slot a request may still go.
-LATE_SEND_TOLERANCE_S: Final = 0.010
+#: How late after its reserved slot a request may still go. A thread that sleeps for its slot wakes up late when
+#: the process or the machine is busy (10-50 ms on two loaded cores, for a fifth of the requests): a missed slot
+#: is lost to the workspace unless nobody reserved after it, so a tolerance of 10 ms cost up to a third of the
+#: rate. Requests each sent at most this late put at most ``limiter_rps x (W + 0.1) + burst`` requests in any
+#: window of W seconds: within ``rate_limit_rps`` for W >= 4 s with the default 3 % headroom, and about 10 % over
+#: it in a single second at worst (Customer.io's limit is a fair-use rate; the stand-in's bucket holds a second).
+LATE_SEND_TOLERANCE_S: Final = 0.100
 
 
 def wait_for_slot(deps: Ports, workspace: WorkspaceConfig, fence: Fence | None = None) -> bool:

@@ -68,9 +68,12 @@ class WorkspaceSlots:
         with self._lock:
             return self._busy.get(workspace, 0)
 
-    def spare_thread(self) -> bool:
-        """Whether a thread of the process is free of drains (so a task that waits in the queue gets one now)."""
+    def spare_thread(self, *, caller_holds_none: bool = False) -> bool:
+        """Whether a thread of the process is free of drains (so a task that waits in the queue gets one now).
+
+        ``caller_holds_none``: the caller is a drain thread between two slots; its own thread is not free.
+        """
         if self.threads is None:
             return True
         with self._lock:
-            return sum(self._busy.values()) < self.threads
+            return sum(self._busy.values()) + caller_holds_none < self.threads
