@@ -14,9 +14,11 @@ picks one). Every run checks that each event arrived once, and each person's eve
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from tests.benchmarks.conftest import (
     enqueue_bulk,
     env_int,
     naive_env,
+    percentile,
     report,
     start_naive_worker,
     track_event,
@@ -103,10 +106,45 @@ def test_rate_limited_throughput_of_one_workspace(
             *describe("cio-fleet, whole drain", whole),
             ("share of the 20,000 events/s ceiling (steady)", f"{steady.rate / 20_000:.1%}"),
             ("most requests in flight at once", stand_in.client.stats()["max_in_flight"]),
+            *partition_cycle(fleet.logs()),
             *delivery,
         ],
     )
     assert stand_in.client.stats()["accepted"] == events
+
+
+def partition_cycle(logs: str) -> list[tuple[str, object]]:
+    """Where a partition's time goes, from the workers' ``batch sent`` lines: the request, and the rest of its cycle.
+
+    A line is written when the answer arrives; the time from one answer of a partition to the start of its next
+    request (the next answer less its duration) is spent settling, reading, transforming and waiting for the
+    limiter, or for the next drain task to start.
+    """
+    answers: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for line in logs.splitlines():
+        if '"batch sent"' not in line:
+            continue
+        record = orjson.loads(line)
+        at = datetime.fromisoformat(record["ts"].replace("Z", "+00:00")).timestamp()
+        answers[int(record["partition"])].append((at, float(record["duration_ms"]) / 1000))
+    durations = [duration for seen in answers.values() for _, duration in seen]
+    between = [
+        later - duration - earlier
+        for seen in answers.values()
+        for (earlier, _), (later, duration) in itertools.pairwise(sorted(seen))
+    ]
+    if not durations or not between:
+        return [("partition cycle", "no batch sent lines")]
+    return [
+        (
+            "request duration p50 / p90 (ms)",
+            f"{percentile(durations, 50) * 1000:.0f} / {percentile(durations, 90) * 1000:.0f}",
+        ),
+        (
+            "partition idle between answer and next request p50 / p90 (ms)",
+            f"{percentile(between, 50) * 1000:.0f} / {percentile(between, 90) * 1000:.0f}",
+        ),
+    ]
 
 
 def check_delivery(client: FakeCioClient, events: int) -> list[tuple[str, object]]:
