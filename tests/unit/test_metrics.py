@@ -6,12 +6,13 @@ import socket
 import urllib.request
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from worker.ops.metrics import (
     FleetMetrics,
     WorkspaceState,
     entry_time_s,
+    observe_many,
     start_metrics_server,
     state_families,
     status_label,
@@ -211,3 +212,22 @@ def test_the_endpoint_serves_this_registry(metrics: FleetMetrics) -> None:
         server.shutdown()
         server.server_close()
     assert 'cio_fleet_events_delivered_total{type="alias",workspace="acme"} 7.0' in body
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[0.0], [0.1, 0.1, 0.25, 7.0], [1e-9, 0.005, 0.0051, 2.5, 60.0, 1e9], [float(n) / 7 for n in range(300)], []],
+)
+def test_observing_many_values_at_once_counts_as_observing_each(values: list[float]) -> None:
+    one_by_one, at_once = (Histogram("h", "h", ["ws"], registry=CollectorRegistry()) for _ in range(2))
+    child = one_by_one.labels("a")
+    for value in values:
+        child.observe(value)
+    observe_many(at_once.labels("a"), values)
+    assert samples_of(at_once) == samples_of(one_by_one)
+
+
+def samples_of(histogram: Histogram) -> list[tuple[str, dict[str, str], float]]:
+    return [
+        (s.name, s.labels, s.value) for metric in histogram.collect() for s in metric.samples if "created" not in s.name
+    ]

@@ -182,7 +182,10 @@ class Entry:
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
-    """A stream entry's fields from Redis's flat ``[name, value, ...]`` reply."""
+    """A stream entry's fields from Redis's flat ``[name, value, ...]`` reply (two fields, ``v`` and ``event``, the
+    common case, without slicing: this ran for every entry read)."""
+    if len(flat) == 4:
+        return {flat[0]: flat[1], flat[2]: flat[3]}
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
