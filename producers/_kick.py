@@ -31,7 +31,16 @@ import orjson
 
 from producers._chunk import Chunk
 from producers._events import EVENT_TYPES, new_message_id
-from producers.keys import config_key, drain_queue, enqueued_key, lease_key, ready_key, served_key, stream_key
+from producers.keys import (
+    backlog_key,
+    config_key,
+    drain_queue,
+    enqueued_key,
+    lease_key,
+    ready_key,
+    served_key,
+    stream_key,
+)
 from producers.wire import DEFAULT_PARTITIONS, DRAIN_TASK, FORMAT_VERSION, KICK_TTL_MS, KICKED
 
 #: The most partitions a workspace may have (as ``WorkspaceConfig.partitions`` allows).
@@ -120,8 +129,9 @@ def drain_message_template(prefix: str, workspace: str) -> bytes:
 
 #: Appends events and kicks idle partitions in one round trip.
 #: KEYS (all in the workspace's slot, ``producers.keys``): the P partition streams, then the P partition leases,
-#: then the workspace's enqueued-by-type hash, its config hash, its ``served`` key and the kick target: the drain
-#: queue when the workers' broker is this Redis (kick mode 1), else the workspace's ``ready`` set (kick mode 2).
+#: then the workspace's enqueued-by-type hash, its config hash, its ``served`` key, the kick target (the drain
+#: queue when the workers' broker is this Redis, kick mode 1, else the workspace's ``ready`` set, kick mode 2) and
+#: its backlog bound hash (``backlog_key``).
 #: ARGV: P, backlog cap (-1: none), lease TTL ms, lease value, format version, kick mode (0: none, 1: queue the
 #: drain task, 2: mark the partition ready), the highest valid partition count, the workspace, the drain message
 #: template and its body template (``drain_message_template``), then per call: a task id (a uuid; the last 4 hex
@@ -138,12 +148,22 @@ def drain_message_template(prefix: str, workspace: str) -> bytes:
 #: producer writes to a partition the workers stopped draining once they published their count. While no count is
 #: published, the script raises the config's ``span`` to P, which tells the workers that streams 0..P-1 may hold
 #: events (they drain every stream below the span).
-#: Events are appended in order until the workspace's backlog (the sum of XLEN) reaches the cap; the rest are
-#: left out. Each partition that received an event and has no lease gets ``kicked`` with ``SET NX PX``, and its
-#: drain task message is pushed on the drain queue (kick mode 1) or the partition is added to the ``ready`` set
-#: (kick mode 2, for the workers to queue its task).
-#: Returns {appended, backlog after (0 without a cap), {kicked partitions}}. Its cost grows with P: one XLEN
-#: per partition.
+#: Events are appended in order until the workspace's backlog (the sum of XLEN over the P streams) reaches the
+#: cap; the rest are left out. The sum is read only when it matters: the backlog bound hash holds ``events``, an
+#: upper bound of the waiting events in streams ``0..streams-1``. While ``streams`` >= P and ``events`` plus the
+#: call's events stays within the cap, the cap cannot be reached and the script appends without reading a stream;
+#: otherwise (the hash or a field is missing, it covers fewer streams, or the cap may be reached) it sums XLEN,
+#: applies the cap exactly and sets the bound to the exact sum. Every call, with or without a cap, adds what it
+#: appended to ``events`` (an ``HINCRBY`` on a missing hash makes one without ``streams``, which means "unknown").
+#: Deliveries only lower the backlog, so the bound stays above it; the workers' sweeper sets it to the exact sum
+#: on each round (``worker.store.layout.reset_backlog_bound``), and a dead letter replayed adds one. A raw
+#: ``XADD`` does not add to it: its events count from the next sweeper round (README, "Any language").
+#: Each partition that received an event and has no lease gets ``kicked`` with ``SET NX PX``, and its drain task
+#: message is pushed on the drain queue (kick mode 1) or the partition is added to the ``ready`` set (kick mode 2,
+#: for the workers to queue its task).
+#: Returns {appended, backlog after, {kicked partitions}}: without a cap the backlog after is the call's count;
+#: with one, it is exact when the cap stopped the call and may be an upper bound otherwise. With a cap, one call
+#: in many reads P stream lengths (near the cap, every call does).
 ENQUEUE_SCRIPT: Final = """
 local p = tonumber(ARGV[1])
 if ARGV[14] == '1' and redis.call('EXISTS', KEYS[2 * p + 3]) == 0 then
@@ -163,13 +183,22 @@ if not published and (tonumber(redis.call('HGET', config, 'span')) or 0) < p the
 end
 local count = #ARGV[13]
 local cap = tonumber(ARGV[2])
+local bound = KEYS[2 * p + 5]
 local backlog = 0
+local exact = false
 if cap >= 0 then
-  for i = 1, p do
-    backlog = backlog + redis.call('XLEN', KEYS[i])
-  end
-  if backlog + count > cap then
-    count = math.max(cap - backlog, 0)
+  local held = redis.call('HMGET', bound, 'events', 'streams')
+  backlog = tonumber(held[1])
+  local streams = tonumber(held[2])
+  if not (backlog and streams and streams >= p and backlog + count <= cap) then
+    backlog = 0
+    for i = 1, p do
+      backlog = backlog + redis.call('XLEN', KEYS[i])
+    end
+    if backlog + count > cap then
+      count = math.max(cap - backlog, 0)
+    end
+    exact = true
   end
 end
 local call, byte = redis.call, string.byte
@@ -184,27 +213,15 @@ for i = 1, count do
   local code = byte(codes, i)
   types[code] = (types[code] or 0) + 1
 end
+if exact then
+  redis.call('HSET', bound, 'events', backlog + count, 'streams', p)
+elseif count > 0 then
+  redis.call('HINCRBY', bound, 'events', count)
+end
 backlog = backlog + count
 local names = {NAMES}
 for code, n in pairs(types) do
   redis.call('HINCRBY', KEYS[2 * p + 1], names[code], n)
-end
-local digits = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
-local function base64(text)
-  local out = {}
-  for i = 1, #text, 3 do
-    local a, b, c = string.byte(text, i, i + 2)
-    local v = a * 65536 + (b or 0) * 256 + (c or 0)
-    local s = {}
-    for k = 1, 4 do
-      local d = math.floor(v / 64 ^ (4 - k)) % 64
-      s[k] = string.sub(digits, d + 1, d + 1)
-    end
-    if not c then s[4] = '=' end
-    if not b then s[3] = '=' end
-    out[#out + 1] = table.concat(s)
-  end
-  return table.concat(out)
 end
 local kicked = {}
 if ARGV[6] == '2' then
@@ -215,6 +232,23 @@ if ARGV[6] == '2' then
     end
   end
 elseif ARGV[6] == '1' then
+  local digits = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+  local function base64(text)
+    local out = {}
+    for i = 1, #text, 3 do
+      local a, b, c = string.byte(text, i, i + 2)
+      local v = a * 65536 + (b or 0) * 256 + (c or 0)
+      local s = {}
+      for k = 1, 4 do
+        local d = math.floor(v / 64 ^ (4 - k)) % 64
+        s[k] = string.sub(digits, d + 1, d + 1)
+      end
+      if not c then s[4] = '=' end
+      if not b then s[3] = '=' end
+      out[#out + 1] = table.concat(s)
+    end
+    return table.concat(out)
+  end
   for n in pairs(touched) do
     if redis.call('SET', KEYS[p + n], ARGV[4], 'NX', 'PX', ARGV[3]) then
       local partition = tostring(n - 1)
@@ -269,7 +303,7 @@ class Layout:
         leases = tuple(lease_key(prefix, workspace, n) for n in range(partitions))
         target = ready_key(prefix, workspace) if relay else drain_queue(prefix)
         keys = (*streams, *leases, enqueued_key(prefix, workspace), config_key(prefix, workspace))
-        keys += (served_key(prefix, workspace), target)
+        keys += (served_key(prefix, workspace), target, backlog_key(prefix, workspace))
         mode = KICK_NONE if not kick else KICK_READY if relay else KICK_QUEUE
         header = (partitions, -1 if cap is None else cap, KICK_TTL_MS, KICKED, FORMAT_VERSION, mode)
         fixed: tuple[int | str, ...] = (*header, MAX_PARTITIONS, workspace)
