@@ -22,6 +22,8 @@ once per layout (``Layout.head``): packing 2 * P key names on every call was the
 from __future__ import annotations
 
 import hashlib
+import itertools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -134,12 +136,12 @@ def drain_message_template(prefix: str, workspace: str) -> bytes:
 #: its backlog bound hash (``backlog_key``).
 #: ARGV: P, backlog cap (-1: none), lease TTL ms, lease value, format version, kick mode (0: none, 1: queue the
 #: drain task, 2: mark the partition ready), the highest valid partition count, the workspace, the drain message
-#: template and its body template (``drain_message_template``), then per call: a task id (a uuid; the last 4 hex
-#: digits become the partition's), the events' partitions (two bytes each, big-endian, 0-based), their type codes
-#: (a byte each: the 1-based place of the type in ``EVENT_TYPES``), whether to check that a worker serves the
-#: workspace (1/0) and each event's JSON, in that order. The client packs them into protocol bytes itself, so many
-#: arguments cost it little; byte strings cost the script one ``string.byte`` per event where text to match cost it
-#: a pattern match and a number conversion.
+#: template and its body template (``drain_message_template``), then per call: a task id (``TaskIds``: the
+#: first 32 characters of a uuid, to which the script adds the partition's 4 hex digits), the events' partitions
+#: (two bytes each, big-endian, 0-based), their type codes (a byte each: the 1-based place of the type in
+#: ``EVENT_TYPES``), whether to check that a worker serves the workspace (1/0) and each event's JSON, in that order.
+#: The client packs them into protocol bytes itself, so many arguments cost it little; byte strings cost the script
+#: one ``string.byte`` per event where text to match cost it a pattern match and a number conversion.
 #: First the workspace check: when no worker serves the workspace now (no ``served`` key), nothing is written and
 #: the script returns {0, 0, {}, 0, {}}; the producer then reads the fleet's workspaces hash (a key of another
 #: slot) and either refuses the workspace or, when no worker ever published any, calls again without the check.
@@ -268,6 +270,30 @@ return {count, backlog, kicked}
 ENQUEUE_SHA: Final = hashlib.sha1(ENQUEUE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 
+class TaskIds:
+    """Drain task ids for the kicks: a random version 4 UUID prefix (72 random bits) and a counter, renewed in a
+    forked child (which would otherwise repeat its parent's ids). The script makes the last 4 hex digits the
+    partition's, so each id is a version 4 UUID string. A ``getrandom`` per call cost more than the rest of it.
+    """
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        """A new random prefix and counter."""
+        self._prefix = new_message_id()[:24].encode()  # 'xxxxxxxx-xxxx-4xxx-yxxx-'
+        self._counter = itertools.count()
+
+    def next(self) -> bytes:
+        """32 characters: the prefix and 8 hex digits of the counter (the script adds 4)."""
+        return b"%b%08x" % (self._prefix, next(self._counter) & 0xFFFFFFFF)
+
+
+#: The task ids of this process.
+TASK_IDS: Final = TaskIds()
+
+
 def resp(*args: bytes) -> bytes:
     """Arguments of a Redis command as protocol bytes (bulk strings), without the array header."""
     return b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
@@ -327,7 +353,7 @@ class Layout:
         once the fleet is known to serve it or to have published no workspace at all).
         """
         flag = b"1" if check else b"0"
-        per_call = resp(new_message_id().encode(), chunk.partitions(self.partitions), bytes(chunk.types), flag)
+        per_call = resp(TASK_IDS.next(), chunk.partitions(self.partitions), bytes(chunk.types), flag)
         head = b"*%d\r\n" % (self.fixed + 4 + chunk.count) + self.head + per_call
         if len(chunk.body) < JOINED_BYTES:
             return [head + chunk.body]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import uuid
 from typing import Any
@@ -10,7 +11,8 @@ import pytest
 
 from producers import InvalidEventError, Track, partition_for
 from producers._chunk import CHUNK_BYTES, CHUNK_EVENTS, Chunk, chunks
-from producers._events import EVENT_TYPES, Stamps, encode_event, message_ids
+from producers._events import EVENT_TYPES, Stamps, current_stamps, encode_event, message_ids, now_iso
+from producers._kick import TASK_IDS, TaskIds
 
 NOW = "2026-01-02T03:04:05.678Z"
 
@@ -108,3 +110,40 @@ def test_message_ids_are_distinct_version_4_uuids_with_a_new_random_prefix_every
         parsed = uuid.UUID(message_id)
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, message_id)
     assert len({message_id[:33] for message_id in ids}) == 3
+
+
+def test_the_shared_stamps_are_the_stamps_of_the_current_millisecond() -> None:
+    before = now_iso()
+    first, second = current_stamps(), current_stamps()
+    after = now_iso()
+    assert before <= first.now <= second.now <= after
+    assert first == Stamps.at(first.now)
+
+
+def test_a_chunk_without_stamps_takes_the_current_ones() -> None:
+    before = now_iso()
+    stamp = Chunk().stamps.now
+    assert before <= stamp <= now_iso()
+
+
+def test_kick_task_ids_are_distinct_version_4_uuids_once_the_partition_is_added() -> None:
+    ids = [TaskIds().next() for _ in range(3)] + [TASK_IDS.next() for _ in range(1_000)]
+    parsed = [uuid.UUID(raw.decode() + "00ff") for raw in ids]
+    assert {value.version for value in parsed} == {4}
+    assert {value.variant for value in parsed} == {uuid.RFC_4122}
+    assert len(set(parsed)) == len(ids)
+
+
+def test_a_forked_child_makes_kick_task_ids_of_its_own() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, then out without pytest's exit handlers
+        os.write(write, TASK_IDS.next())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64)
+    os.close(read)
+    os.waitpid(pid, 0)
+    ours = TASK_IDS.next()
+    assert len(child) == len(ours) == 32
+    assert child[:24] != ours[:24]
