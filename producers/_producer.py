@@ -446,6 +446,9 @@ class Producer(ProducerBase, CallShapes[str]):
                 self._admit(self._known(call.connection))
                 call = Call(call.connection, self._resolve().packed(chunk, check=False)).send()
                 continue
+            if reply.wide:  # the cap may be reached: only a call with every stream can sum the backlog
+                call = Call(call.connection, self._resolve().packed(chunk, check=self._check(), narrow=False)).send()
+                continue
             layout = self._judge(reply)
             if layout is None:
                 return reply

@@ -199,6 +199,19 @@ def test_a_stale_high_bound_still_fills_the_cap_exactly(
         assert redis_client.hmget(backlog_key(key_prefix, WS), ["events", "streams"]) == [b"10", b"4"]
 
 
+def test_a_lone_event_at_a_stale_high_bound_is_enqueued(
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
+) -> None:
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=4, backlog_cap=3, kick=False) as producer:
+        # Given a bound at the cap (3) while one event waits: its one-partition call cannot sum the backlog
+        producer.enqueue_many({"type": "track", "userId": f"u{n}", "event": "old"} for n in range(3))
+        stale_high_bound(redis_client, key_prefix, producer, delivered=2)
+        # When one more event is tracked, it goes in (sent again with every stream, which sums the backlog)
+        producer.track("u9", "new")
+        assert producer.backlog() == 2
+        assert redis_client.hmget(backlog_key(key_prefix, WS), ["events", "streams"]) == [b"2", b"4"]
+
+
 def test_events_enqueued_without_a_cap_count_against_another_producers_cap(
     redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:

@@ -12,7 +12,7 @@ import pytest
 from producers import InvalidEventError, Track, partition_for
 from producers._chunk import CHUNK_BYTES, CHUNK_EVENTS, Chunk, chunks
 from producers._events import EVENT_TYPES, Stamps, current_stamps, encode_event, message_ids, now_iso
-from producers._kick import TASK_IDS, TaskIds
+from producers._kick import TASK_IDS, Layout, TaskIds
 
 NOW = "2026-01-02T03:04:05.678Z"
 
@@ -147,3 +147,25 @@ def test_a_forked_child_makes_kick_task_ids_of_its_own() -> None:
     ours = TASK_IDS.next()
     assert len(child) == len(ours) == 32
     assert child[:24] != ours[:24]
+
+
+def command_strings(command: bytes) -> tuple[int, list[bytes]]:
+    """The array length a Redis command announces, and its bulk strings."""
+    header, _, rest = command.partition(b"\r\n")
+    return int(header.removeprefix(b"*")), bulk_strings(rest)
+
+
+@pytest.mark.parametrize("narrow", [True, False])
+def test_a_one_event_call_declares_its_partitions_keys_only_when_narrow(narrow: bool) -> None:
+    layout = Layout.build("cio", "acme", 8, cap=100, kick=True)
+    chunk = Chunk(0, Stamps.at(NOW))
+    chunk.push({"type": "track", "userId": "u1", "event": "x"})
+    announced, strings = command_strings(b"".join(layout.packed(chunk, narrow=narrow)))
+    partition = partition_for({"userId": "u1"}, 8)
+    keys = strings[3 : 3 + int(strings[2])]
+    assert announced == len(strings)
+    if narrow:
+        assert keys == [k.encode() for k in (layout.keys[partition], layout.keys[8 + partition], *layout.keys[16:])]
+    else:
+        assert keys == [k.encode() for k in layout.keys]
+    assert strings[-1].startswith(b'{"type":"track"')
