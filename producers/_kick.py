@@ -178,7 +178,8 @@ if ARGV[14] == '1' and redis.call('EXISTS', KEYS[2 * k + 3]) == 0 then
   return {0, 0, {}, 0, {}}
 end
 local config = KEYS[2 * k + 2]
-local raw = redis.call('HGET', config, 'partitions')
+local layout = redis.call('HMGET', config, 'partitions', 'span')
+local raw = layout[1]
 local published = raw and string.match(raw, '^%s*%d+%s*$') and tonumber(raw)
 if published and (published < 1 or published > tonumber(ARGV[7])) then
   published = nil
@@ -186,7 +187,7 @@ end
 if published and published ~= p then
   return {0, 0, {}, published}
 end
-if not published and (tonumber(redis.call('HGET', config, 'span')) or 0) < p then
+if not published and (tonumber(layout[2]) or 0) < p then
   redis.call('HSET', config, 'span', p)
 end
 local count = #ARGV[13]
