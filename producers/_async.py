@@ -95,6 +95,10 @@ class AsyncProducer(ProducerBase, CallShapes[Awaitable[str]]):
                 self._admit(await self._known(call.connection))
                 call = await AsyncCall(call.connection, (await self._resolve()).packed(chunk, check=False)).send()
                 continue
+            if reply.wide:  # the cap may be reached: only a call with every stream can sum the backlog
+                packed = (await self._resolve()).packed(chunk, check=self._check(), narrow=False)
+                call = await AsyncCall(call.connection, packed).send()
+                continue
             layout = self._judge(reply)
             if layout is None:
                 return reply

@@ -22,12 +22,12 @@ from producers._events import (
     Stamps,
     _Event,
     build_event,
+    current_stamps,
     encode_parts,
     event_dict,
     find_problem,
     message_ids,
     new_message_id,
-    now_iso,
     plain_fits,
     shape_event,
 )
@@ -75,7 +75,7 @@ class Chunk:
 
     def __init__(self, start: int = 0, stamps: Stamps | None = None, new_id: Callable[[], str] = new_message_id):
         self.start = start
-        self.stamps = stamps or Stamps.at(now_iso())
+        self.stamps = stamps or current_stamps()
         self.new_id = new_id
         self.message_ids: list[str | None] = []
         self.errors: dict[int, InvalidEventError] = {}
@@ -166,7 +166,7 @@ class Chunk:
 def chunks(events: Iterable[Any]) -> Iterator[Chunk]:
     """Prepare ``events`` lazily, one chunk at a time (one stamp time per chunk)."""
     new_id = message_ids()
-    chunk = Chunk(0, Stamps.at(now_iso()), new_id)
+    chunk = Chunk(0, current_stamps(), new_id)
     push, ids, body = chunk.push, chunk.message_ids, chunk.body  # the loop runs per event: no attribute look-ups
     for event in events:
         try:
@@ -175,7 +175,7 @@ def chunks(events: Iterable[Any]) -> Iterator[Chunk]:
             chunk.refuse(exc)
         if len(ids) >= CHUNK_EVENTS or len(body) >= CHUNK_BYTES:  # chunk.full
             yield chunk
-            chunk = Chunk(chunk.start + len(ids), Stamps.at(now_iso()), new_id)
+            chunk = Chunk(chunk.start + len(ids), current_stamps(), new_id)
             push, ids, body = chunk.push, chunk.message_ids, chunk.body
     if chunk.message_ids:
         yield chunk

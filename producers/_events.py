@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
@@ -283,6 +284,24 @@ class Stamps:
         """The stamps of ``now`` (from ``now_iso()``)."""
         sent = f',"sentAt":"{now}"}}'
         return cls(now, sent.encode(), f',"timestamp":"{now}"{sent}'.encode())
+
+
+#: The stamps of the latest millisecond asked for, with that millisecond (Unix time): one call in a burst builds
+#: them, the others in the same millisecond share them (a tuple, so a thread reads both halves from one store).
+_LATEST: tuple[int, Stamps] = (-1, Stamps.at("1970-01-01T00:00:00.000Z"))
+
+
+def current_stamps() -> Stamps:
+    """``Stamps.at(now_iso())``, built once per millisecond: a lone call (``track``) pays 2 µs less."""
+    global _LATEST  # a cache: two threads racing only build the same stamps twice
+    ms = time.time_ns() // 1_000_000
+    latest = _LATEST
+    if latest[0] == ms:
+        return latest[1]
+    seconds, milli = divmod(ms, 1_000)
+    stamps = Stamps.at(time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{milli:03d}Z")
+    _LATEST = (ms, stamps)
+    return stamps
 
 
 def encode_parts(

@@ -3,9 +3,10 @@
 Each ``enqueue`` is one Redis round trip (``ENQUEUE_SCRIPT``): the script checks that the fleet knows the
 workspace and the producer's cached partition count against the one the workers published (a stale count costs
 one more round trip), the event is appended to the stream of its partition, the workspace's backlog is checked
-against the cap, and an idle partition's lease is set to ``kicked`` and its drain task queued. ``enqueue_many``
-sends chunks of up to ``CHUNK_EVENTS`` events (or ``CHUNK_BYTES``) per script call (see ``producers._chunk``), and
-prepares the next chunk while Redis runs the script of the previous one.
+against the cap (through an upper bound of it while the cap is far: ``producers._kick.ENQUEUE_SCRIPT``), and an
+idle partition's lease is set to ``kicked`` and its drain task queued. ``enqueue_many`` sends chunks of up to
+``CHUNK_EVENTS`` events (or ``CHUNK_BYTES``) per script call (see ``producers._chunk``), and prepares the next
+chunk while Redis runs the script of the previous one.
 """
 
 from __future__ import annotations
@@ -386,7 +387,11 @@ class Producer(ProducerBase, CallShapes[str]):
         partitions: The workspace's partition count until the workers publish one in
             ``{prefix}:config:{workspace}`` (default ``DEFAULT_PARTITIONS``). The published count always wins: the
             enqueue script checks it on every call, and the producer partitions again when it changed.
-        backlog_cap: ``QueueFull`` once this many events wait in the workspace; ``None``: no cap.
+        backlog_cap: ``QueueFull`` once this many events wait in the workspace; ``None``: no cap. The cap is
+            exact: the script compares it with an upper bound of the backlog (``{prefix}:backlog:{workspace}``,
+            which every enqueue adds to and the workers' sweeper sets to the truth each round) and sums the stream
+            lengths only when the bound says the cap may be reached. Events of a raw ``XADD`` count from the next
+            sweeper round.
         kick: Queue a drain task when a partition goes from idle to busy; with ``False`` the workers'
             sweeper finds the partition.
         redis_client: A client to use instead of one built from ``redis_url`` (not closed by ``close``; the
@@ -440,6 +445,9 @@ class Producer(ProducerBase, CallShapes[str]):
             if reply.known is not None:
                 self._admit(self._known(call.connection))
                 call = Call(call.connection, self._resolve().packed(chunk, check=False)).send()
+                continue
+            if reply.wide:  # the cap may be reached: only a call with every stream can sum the backlog
+                call = Call(call.connection, self._resolve().packed(chunk, check=self._check(), narrow=False)).send()
                 continue
             layout = self._judge(reply)
             if layout is None:

@@ -44,6 +44,12 @@ def enqueued_key(prefix: str, workspace: str) -> str:
     return f"{prefix}:enqueued:{tag(workspace)}"
 
 
+def backlog_key(prefix: str, workspace: str) -> str:
+    """``{p}:backlog:{{ws}}``: the hash holding an upper bound of a workspace's waiting events (``events``, in
+    streams ``0..streams-1``), which lets the enqueue script apply the backlog cap without reading every stream."""
+    return f"{prefix}:backlog:{tag(workspace)}"
+
+
 def workspaces_key(prefix: str) -> str:
     """``{p}:workspaces``: the hash of the workspaces the workers serve (name → last refresh in ms)."""
     return f"{prefix}:workspaces"

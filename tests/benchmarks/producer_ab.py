@@ -94,7 +94,7 @@ def measure(url: str, events: int, calls: int) -> dict[str, float]:
     realistic, simple = realistic_events(events), simple_events(events)
     out: dict[str, float] = {}
     try:
-        with Producer(url, "bench", key_prefix=prefix, partitions=16, backlog_cap=None) as producer:
+        with Producer(url, "bench", key_prefix=prefix, partitions=16, backlog_cap=10_000_000) as producer:
             producer.enqueue_many(realistic[:2_000])
             out["many_eps"], out["many_cpu_us"] = timed(lambda: producer.enqueue_many(realistic), events)
             out["simple_eps"], out["simple_cpu_us"] = timed(lambda: producer.enqueue_many(simple), events)

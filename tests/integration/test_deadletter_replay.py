@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from producers.keys import config_key, dlq_key, lease_key, stream_key
+from producers.keys import backlog_key, config_key, dlq_key, lease_key, stream_key
 from producers.wire import KICK_TTL_MS, KICKED, partition_for
 from tests.integration.test_deadletter_store import letter, put
 from worker.deadletter.api import (
@@ -48,6 +48,16 @@ def test_replay_moves_entries_to_their_person_partition_with_attempts_kept(
     assert fields == {b"v": b"1", b"event": item.event, b"attempts": b"6", b"first_failed_at": b"1700000000000"}
     assert (result.matched, result.moved, result.missing) == (1, 1, 0)
     assert dlq_size(redis_client, key_prefix, "acme") == 0
+
+
+def test_a_replayed_dead_letter_adds_to_the_backlog_bound(redis_client: redis.Redis, key_prefix: str) -> None:
+    # Given an exact bound (nothing waits) and two dead letters
+    redis_client.hset(backlog_key(key_prefix, "acme"), mapping={"events": 0, "streams": PARTITIONS})
+    put(redis_client, key_prefix, letter(n=1))
+    put(redis_client, key_prefix, letter(n=2))
+    # When they are replayed, the bound counts them, as an enqueue would
+    assert replay(redis_client, key_prefix, DeadLetterFilter(), parts).moved == 2
+    assert redis_client.hget(backlog_key(key_prefix, "acme"), "events") == b"2"
 
 
 def test_an_event_that_is_not_json_returns_to_its_recorded_partition_byte_for_byte(

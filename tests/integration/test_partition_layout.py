@@ -15,7 +15,7 @@ import orjson
 import pytest
 import redis
 
-from producers.keys import config_key, lease_key, stream_key, workers_key
+from producers.keys import backlog_key, config_key, lease_key, stream_key, workers_key
 from producers.wire import partition_for
 from tests.integration.test_cli_dlq import cli_environment, run
 
@@ -60,6 +60,17 @@ def drain_until_done(deps, partition: int, timeout_s: float = 10) -> None:
     while drain(deps, WS, partition).action != "done":
         assert time.monotonic() < deadline, f"partition {partition} never finished"
         time.sleep(0.1)
+
+
+def test_a_sweep_sets_the_backlog_bound_to_the_backlog(redis_client, key_prefix, stand_in):
+    # Given a bound left high by deliveries (500) and 2 events waiting in stream 3
+    redis_client.hset(backlog_key(key_prefix, WS), mapping={"events": 500, "streams": 8})
+    xadd(redis_client, key_prefix, 3, event("u", 0), event("u", 1))
+    deps = make_deps(redis_client, key_prefix, stand_in.url, workspace={"partitions": 8})
+    # When the sweeper runs its round
+    sweep_once(deps.settings, deps.store, deps.limiter, lambda ws, n: None)
+    # Then the bound is the backlog of the 8 streams
+    assert redis_client.hmget(backlog_key(key_prefix, WS), ["events", "streams"]) == [b"2", b"8"]
 
 
 def test_a_stream_above_the_count_left_by_the_old_count_is_drained(redis_client, key_prefix, stand_in):

@@ -13,8 +13,9 @@ import pytest
 import redis
 
 from producers import EnqueueResult, InvalidEventError, Producer, QueueFull, partition_for
-from producers.keys import config_key, drain_queue, enqueued_key, lease_key, ready_key, stream_key
+from producers.keys import backlog_key, config_key, drain_queue, enqueued_key, lease_key, ready_key, stream_key
 from producers.wire import KICK_TTL_MS
+from worker.store.layout import reset_backlog_bound
 from worker.store.replies import hash_fields, stream_rows
 
 pytestmark = pytest.mark.single_and_cluster
@@ -170,6 +171,100 @@ def test_the_enqueued_counts_per_type_count_exactly_the_events_appended(
         kind.decode(): int(n) for kind, n in hash_fields(redis_client.hgetall(enqueued_key(key_prefix, WS))).items()
     }
     assert counts == {"track": 2, "page": 1, "identify": 1, "group": 1}
+
+
+def stale_high_bound(client: redis.Redis, prefix: str, producer: Producer, delivered: int) -> None:
+    """Take ``delivered`` entries out of the workspace's streams as deliveries do: the bound is not lowered."""
+    for key in producer._resolve().streams:
+        for entry_id, _ in stream_rows(client.xrange(key)):
+            if delivered:
+                client.xdel(key, entry_id)
+                delivered -= 1
+
+
+def test_a_stale_high_bound_still_fills_the_cap_exactly(
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
+) -> None:
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=4, backlog_cap=10, kick=False) as producer:
+        # Given 8 events enqueued, 6 of them delivered since: the bound says 8, the backlog is 2
+        producer.enqueue_many({"type": "track", "userId": f"u{n}", "event": "old"} for n in range(8))
+        stale_high_bound(redis_client, key_prefix, producer, delivered=6)
+        assert int(redis_client.hget(backlog_key(key_prefix, WS), "events") or 0) == 8
+        # When 10 more are offered
+        with pytest.raises(QueueFull) as caught:
+            producer.enqueue_many({"type": "track", "userId": f"v{n}", "event": "new"} for n in range(10))
+        # Then exactly 8 go in, up to the cap, and the bound is the exact backlog again
+        assert caught.value.result is not None and caught.value.result.enqueued == 8
+        assert caught.value.backlog == producer.backlog() == 10
+        assert redis_client.hmget(backlog_key(key_prefix, WS), ["events", "streams"]) == [b"10", b"4"]
+
+
+def test_a_lone_event_at_a_stale_high_bound_is_enqueued(
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
+) -> None:
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=4, backlog_cap=3, kick=False) as producer:
+        # Given a bound at the cap (3) while one event waits: its one-partition call cannot sum the backlog
+        producer.enqueue_many({"type": "track", "userId": f"u{n}", "event": "old"} for n in range(3))
+        stale_high_bound(redis_client, key_prefix, producer, delivered=2)
+        # When one more event is tracked, it goes in (sent again with every stream, which sums the backlog)
+        producer.track("u9", "new")
+        assert producer.backlog() == 2
+        assert redis_client.hmget(backlog_key(key_prefix, WS), ["events", "streams"]) == [b"2", b"4"]
+
+
+def test_events_enqueued_without_a_cap_count_against_another_producers_cap(
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
+) -> None:
+    capped = Producer(redis_url, WS, key_prefix=key_prefix, partitions=4, backlog_cap=6, kick=False)
+    uncapped = Producer(redis_url, WS, key_prefix=key_prefix, partitions=4, backlog_cap=None, kick=False)
+    with capped, uncapped:
+        capped.track("u0", "first")  # the bound is exact from here: 1
+        assert uncapped.enqueue_many({"type": "track", "userId": f"u{n}", "event": "x"} for n in range(5)).enqueued == 5
+        with pytest.raises(QueueFull):
+            capped.track("u9", "one too many")
+        assert capped.backlog() == 6
+
+
+def test_a_bound_over_fewer_streams_than_the_layout_is_not_trusted(
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
+) -> None:
+    # Given 3 events in stream 3 and a bound of 0 that covers streams 0..1 only
+    for n in range(3):
+        redis_client.xadd(stream_key(key_prefix, WS, 3), {"v": "1", "event": orjson.dumps({"n": n})})
+    redis_client.hset(backlog_key(key_prefix, WS), mapping={"events": 0, "streams": 2})
+    # Then a producer of 4 partitions sums the 4 streams and finds the cap reached
+    with (
+        Producer(redis_url, WS, key_prefix=key_prefix, partitions=4, backlog_cap=3, kick=False) as producer,
+        pytest.raises(QueueFull) as caught,
+    ):
+        producer.track("u1", "x")
+    assert caught.value.backlog == 3
+
+
+def test_raw_xadd_events_count_against_the_cap_from_the_next_sweep(
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
+) -> None:
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=4, backlog_cap=3, kick=False) as producer:
+        # Given an exact bound (one event), then two events from a raw XADD, which the bound does not see
+        producer.track("u1", "x")
+        for n in range(2):
+            redis_client.xadd(stream_key(key_prefix, WS, 0), {"v": "1", "event": orjson.dumps({"n": n})})
+        # When the producer enqueues before the sweeper's round, it goes by the bound (1 + 1 <= 3)
+        producer.track("u2", "x")
+        assert producer.backlog() == 4
+        # Then once a sweep set the bound to the backlog, the cap holds
+        assert reset_backlog_bound(redis_client, key_prefix, WS, 4) == 4
+        with pytest.raises(QueueFull):
+            producer.track("u3", "x")
+        assert producer.backlog() == 4
+
+
+def test_a_sweep_lowers_the_bound_to_the_backlog(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:
+    with Producer(redis_url, WS, key_prefix=key_prefix, partitions=4, backlog_cap=100, kick=False) as producer:
+        producer.enqueue_many({"type": "track", "userId": f"u{n}", "event": "x"} for n in range(9))
+        stale_high_bound(redis_client, key_prefix, producer, delivered=7)
+    assert reset_backlog_bound(redis_client, key_prefix, WS, 6) == 2
+    assert redis_client.hmget(backlog_key(key_prefix, WS), ["events", "streams"]) == [b"2", b"6"]
 
 
 def test_no_cap_means_no_backpressure(redis_url: str, key_prefix: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from producers import AsyncProducer, InvalidEventError, QueueFull, partition_for
-from producers.keys import config_key, drain_queue, lease_key, stream_key
+from producers.keys import backlog_key, config_key, drain_queue, lease_key, stream_key
 from worker.store.replies import stream_rows
 
 pytestmark = pytest.mark.single_and_cluster
@@ -75,6 +75,43 @@ def test_a_full_backlog_raises_queue_full(redis_client: redis.Redis, redis_url: 
     full = run(redis_url, key_prefix, scenario, partitions=2, backlog_cap=2, kick=False)
     assert (full.backlog, full.cap, full.result and full.result.enqueued) == (2, 2, 1)
     assert [e["event"] for e in events_in(redis_client, key_prefix, 2)] == ["one", "two"]
+
+
+def test_a_stale_high_bound_still_fills_the_cap_exactly(
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
+) -> None:
+    async def scenario(producer: AsyncProducer) -> QueueFull:
+        # Given 5 events enqueued, then 4 of them delivered (deleted): the bound says 5, the backlog is 1
+        await producer.enqueue_many([{"type": "track", "userId": f"u{n}", "event": "old"} for n in range(5)])
+        streams = (await producer._resolve()).streams
+        waiting = [(key, entry_id) for key in streams for entry_id, _ in stream_rows(redis_client.xrange(key))]
+        for key, entry_id in waiting[1:]:
+            redis_client.xdel(key, entry_id)
+        with pytest.raises(QueueFull) as caught:
+            await producer.enqueue_many([{"type": "track", "userId": f"v{n}", "event": "new"} for n in range(6)])
+        return caught.value
+
+    full = run(redis_url, key_prefix, scenario, partitions=2, backlog_cap=5, kick=False)
+    # Then exactly 4 of the 6 went in, up to the cap, and the bound is exact again
+    assert (full.backlog, full.result and full.result.enqueued) == (5, 4)
+    assert len(events_in(redis_client, key_prefix, 2)) == 5
+    assert redis_client.hmget(backlog_key(key_prefix, WS), ["events", "streams"]) == [b"5", b"2"]
+
+
+def test_events_enqueued_without_a_cap_count_against_the_cap(
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
+) -> None:
+    async def scenario(producer: AsyncProducer) -> None:
+        await producer.track("u0", "first")  # the bound is exact from here: 1
+        async with AsyncProducer(
+            redis_url, WS, key_prefix=key_prefix, partitions=2, backlog_cap=None, kick=False
+        ) as uncapped:
+            await uncapped.enqueue_many([{"type": "track", "userId": f"u{n}", "event": "x"} for n in range(3)])
+        with pytest.raises(QueueFull):
+            await producer.track("u9", "one too many")
+
+    run(redis_url, key_prefix, scenario, partitions=2, backlog_cap=4, kick=False)
+    assert len(events_in(redis_client, key_prefix, 2)) == 4
 
 
 def test_the_published_partition_count_is_used(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:

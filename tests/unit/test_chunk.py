@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import uuid
 from typing import Any
@@ -10,7 +11,8 @@ import pytest
 
 from producers import InvalidEventError, Track, partition_for
 from producers._chunk import CHUNK_BYTES, CHUNK_EVENTS, Chunk, chunks
-from producers._events import EVENT_TYPES, Stamps, encode_event, message_ids
+from producers._events import EVENT_TYPES, Stamps, current_stamps, encode_event, message_ids, now_iso
+from producers._kick import TASK_IDS, Layout, TaskIds
 
 NOW = "2026-01-02T03:04:05.678Z"
 
@@ -108,3 +110,62 @@ def test_message_ids_are_distinct_version_4_uuids_with_a_new_random_prefix_every
         parsed = uuid.UUID(message_id)
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, message_id)
     assert len({message_id[:33] for message_id in ids}) == 3
+
+
+def test_the_shared_stamps_are_the_stamps_of_the_current_millisecond() -> None:
+    before = now_iso()
+    first, second = current_stamps(), current_stamps()
+    after = now_iso()
+    assert before <= first.now <= second.now <= after
+    assert first == Stamps.at(first.now)
+
+
+def test_a_chunk_without_stamps_takes_the_current_ones() -> None:
+    before = now_iso()
+    stamp = Chunk().stamps.now
+    assert before <= stamp <= now_iso()
+
+
+def test_kick_task_ids_are_distinct_version_4_uuids_once_the_partition_is_added() -> None:
+    ids = [TaskIds().next() for _ in range(3)] + [TASK_IDS.next() for _ in range(1_000)]
+    parsed = [uuid.UUID(raw.decode() + "00ff") for raw in ids]
+    assert {value.version for value in parsed} == {4}
+    assert {value.variant for value in parsed} == {uuid.RFC_4122}
+    assert len(set(parsed)) == len(ids)
+
+
+def test_a_forked_child_makes_kick_task_ids_of_its_own() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, then out without pytest's exit handlers
+        os.write(write, TASK_IDS.next())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64)
+    os.close(read)
+    os.waitpid(pid, 0)
+    ours = TASK_IDS.next()
+    assert len(child) == len(ours) == 32
+    assert child[:24] != ours[:24]
+
+
+def command_strings(command: bytes) -> tuple[int, list[bytes]]:
+    """The array length a Redis command announces, and its bulk strings."""
+    header, _, rest = command.partition(b"\r\n")
+    return int(header.removeprefix(b"*")), bulk_strings(rest)
+
+
+@pytest.mark.parametrize("narrow", [True, False])
+def test_a_one_event_call_declares_its_partitions_keys_only_when_narrow(narrow: bool) -> None:
+    layout = Layout.build("cio", "acme", 8, cap=100, kick=True)
+    chunk = Chunk(0, Stamps.at(NOW))
+    chunk.push({"type": "track", "userId": "u1", "event": "x"})
+    announced, strings = command_strings(b"".join(layout.packed(chunk, narrow=narrow)))
+    partition = partition_for({"userId": "u1"}, 8)
+    keys = strings[3 : 3 + int(strings[2])]
+    assert announced == len(strings)
+    if narrow:
+        assert keys == [k.encode() for k in (layout.keys[partition], layout.keys[8 + partition], *layout.keys[16:])]
+    else:
+        assert keys == [k.encode() for k in layout.keys]
+    assert strings[-1].startswith(b'{"type":"track"')

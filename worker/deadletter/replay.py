@@ -19,7 +19,7 @@ import orjson
 import redis
 
 from producers.connect import is_cluster
-from producers.keys import config_key, dlq_key, lease_key, stream_key
+from producers.keys import backlog_key, config_key, dlq_key, lease_key, stream_key
 from producers.wire import DEFAULT_PARTITIONS, KICK_TTL_MS, KICKED, partition_for
 from worker.deadletter.audit import Actor, record_audit
 from worker.deadletter.filters import DeadLetterFilter
@@ -31,7 +31,8 @@ MOVE_CHUNK: Final = 500
 #: How long a kicked lease waits for its drain task before the sweeper may take over, in ms.
 KICK_LEASE_MS: Final = KICK_TTL_MS
 
-#: KEYS: dead-letter stream, partition stream. ARGV: entry id. Returns 1 moved, 0 already gone.
+#: KEYS: dead-letter stream, partition stream, the workspace's backlog bound (``producers.keys.backlog_key``: the
+#: event moved back adds one to it, as an enqueue would). ARGV: entry id. Returns 1 moved, 0 already gone.
 #: The entry written back holds the original entry's fields in order (``entry.*``, or ``entryhex.*`` for a name
 #: that is not UTF-8; an empty ``entry.event`` stands for the record's event), or ``v``=1 and ``event`` for records
 #: that did not keep them; then the record's ``attempts`` and ``first_failed_at`` (the next failure counts on).
@@ -67,6 +68,7 @@ out[#out + 1] = attempts
 out[#out + 1] = 'first_failed_at'
 out[#out + 1] = first
 redis.call('XADD', KEYS[2], '*', unpack(out))
+redis.call('HINCRBY', KEYS[3], 'events', 1)
 redis.call('XDEL', KEYS[1], ARGV[1])
 return 1
 """
@@ -142,6 +144,12 @@ class _Pacer:
                 self.sleep(delay)
 
 
+def _move_keys(prefix: str, target: ReplayTarget) -> list[str]:
+    """The keys of ``_MOVE_LUA`` for one target: all in the target workspace's slot."""
+    workspace = target.workspace
+    return [dlq_key(prefix, workspace), stream_key(prefix, workspace, target.partition), backlog_key(prefix, workspace)]
+
+
 def move_chunk(client: redis.Redis, prefix: str, targets: Sequence[ReplayTarget]) -> int:
     """Move ``targets`` back to their partition streams in one round trip; return how many moved.
 
@@ -149,18 +157,11 @@ def move_chunk(client: redis.Redis, prefix: str, targets: Sequence[ReplayTarget]
     """
     script = client.register_script(_MOVE_LUA)
     if is_cluster(client):
-        moves = (
-            script(
-                keys=[dlq_key(prefix, target.workspace), stream_key(prefix, target.workspace, target.partition)],
-                args=[target.stream_id],
-            )
-            for target in targets
-        )
+        moves = (script(keys=_move_keys(prefix, target), args=[target.stream_id]) for target in targets)
         return sum(int(moved) for moved in moves)
     pipe = client.pipeline(transaction=False)
     for target in targets:
-        keys = [dlq_key(prefix, target.workspace), stream_key(prefix, target.workspace, target.partition)]
-        script(keys=keys, args=[target.stream_id], client=pipe)
+        script(keys=_move_keys(prefix, target), args=[target.stream_id], client=pipe)
     return sum(int(moved) for moved in pipe.execute())
 
 

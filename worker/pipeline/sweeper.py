@@ -107,10 +107,14 @@ def relay_ready(settings: Settings, store: PartitionStore, kick: Kick) -> int:
 
 
 def sweep_once(settings: Settings, store: PartitionStore, limiter: WorkspaceLimiter, kick: Kick) -> int:
-    """Kick every stream below the span that has entries and no lease; returns how many were kicked."""
+    """Kick every stream below the span that has entries and no lease; returns how many were kicked.
+
+    Each workspace's backlog bound is set back to its exact backlog first (producers check the cap against it).
+    """
     kicked = 0
     for name, workspace in settings.workspaces.items():
         span = store.publish_partitions(name, workspace.partitions)
+        store.reset_backlog_bound(name, span)
         resume_if_credentials_changed(limiter, store, workspace, span)
         for partition, length, leased in store.pending(name, span):
             if length and not leased and store.kick_if_idle(name, partition, KICK_TTL_MS):

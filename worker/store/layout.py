@@ -28,6 +28,7 @@ from typing import Any, Final
 import redis
 
 from producers.keys import (
+    backlog_key,
     config_key,
     parse_stream_key,
     served_key,
@@ -217,6 +218,30 @@ def fences(client: redis.Redis, prefix: str, workspace: str) -> dict[int, str]:
 def cover(client: redis.Redis, prefix: str, workspace: str, span: int) -> int:
     """Raise the workspace's span to at least ``span`` (a stray stream was found); returns the span."""
     return int(client.register_script(_RAISE)(keys=[config_key(prefix, workspace)], args=[span]))
+
+
+# KEYS[1]: the workspace's backlog bound hash, then its streams 0..S-1. Sets the bound to their exact length sum,
+# covering S streams, in one atomic step with every enqueue (computing it outside and setting it after could erase
+# what an enqueue added in between). Returns the sum.
+_RESET_BOUND = """
+local events = 0
+for i = 2, #KEYS do
+  events = events + redis.call('XLEN', KEYS[i])
+end
+redis.call('HSET', KEYS[1], 'events', events, 'streams', #KEYS - 1)
+return events
+"""
+
+
+def reset_backlog_bound(client: redis.Redis, prefix: str, workspace: str, span: int) -> int:
+    """Lower the workspace's backlog bound to its exact backlog over streams ``0..span-1``; returns that backlog.
+
+    The enqueue script only raises the bound (``producers._kick.ENQUEUE_SCRIPT``); deliveries lower the backlog
+    without touching it. Set back to the truth on each sweep, it lets the producers skip reading every stream
+    length until the workspace really nears its cap, and counts the events of raw ``XADD`` producers.
+    """
+    keys = [backlog_key(prefix, workspace), *(stream_key(prefix, workspace, n) for n in range(span))]
+    return int(client.register_script(_RESET_BOUND)(keys=keys))
 
 
 def older_streams_wait(client: redis.Redis, prefix: str, workspace: str, partitions: int, span: int) -> bool:

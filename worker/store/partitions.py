@@ -504,6 +504,10 @@ class PartitionStore:
         """Tell producers how many partitions the workspace has; returns the span to drain (``worker.store.layout``)."""
         return layout.publish(self._redis, self.prefix, workspace, partitions)
 
+    def reset_backlog_bound(self, workspace: str, span: int) -> int:
+        """Set the backlog bound producers check to the exact backlog of streams ``0..span-1``; returns it."""
+        return layout.reset_backlog_bound(self._redis, self.prefix, workspace, span)
+
     def span(self, workspace: str, partitions: int) -> int:
         """Streams ``0..span-1`` of the workspace may hold events; at least ``partitions``."""
         return layout.read_span(self._redis, self.prefix, workspace, partitions)

@@ -19,6 +19,7 @@ from producers._kick import Layout
 from producers.keys import (
     authpause_key,
     authprobe_key,
+    backlog_key,
     config_key,
     dlq_key,
     lease_key,
@@ -40,7 +41,8 @@ def script_key_sets(prefix: str, workspace: str, partitions: int) -> dict[str, t
     The enqueue script's other form, which pushes the drain task onto the fleet's drain queue, runs on one Redis
     node only: on a cluster the producer marks the partition ready instead (``Layout.build(relay=True)``). The
     fenced rate limit is the reservation that also renews the drainer's lease (one round trip for both); the
-    partition-count publish also fences the old layout's streams in the config hash (``fence:<n>``).
+    partition-count publish also fences the old layout's streams in the config hash (``fence:<n>``). The enqueue
+    script, the dead-letter replay and the sweeper's reset all write the backlog bound (``backlog_key``).
     """
     streams = tuple(stream_key(prefix, workspace, n) for n in range(partitions))
     leases = tuple(lease_key(prefix, workspace, n) for n in range(partitions))
@@ -65,7 +67,12 @@ def script_key_sets(prefix: str, workspace: str, partitions: int) -> dict[str, t
         ),
         "ready set": (ready_key(prefix, workspace),),
         "credentials pause": (authpause_key(prefix, workspace), authprobe_key(prefix, workspace)),
-        "dead-letter replay": (dlq_key(prefix, workspace), stream_key(prefix, workspace, 0)),
+        "dead-letter replay": (
+            dlq_key(prefix, workspace),
+            stream_key(prefix, workspace, 0),
+            backlog_key(prefix, workspace),
+        ),
+        "backlog bound reset": (backlog_key(prefix, workspace), *streams),
         "served": (served_key(prefix, workspace),),
         "fleet workspaces": (workspaces_key(prefix),),
         "heartbeats": (workers_key(prefix),),
