@@ -12,8 +12,10 @@ neither. The ``kicked`` lease lives as long as the queued task may wait (``KICK_
 second task for the partition meanwhile.
 
 On a Redis Cluster the drain queue is not in the workspace's slot (nor on the cluster: the broker is elsewhere), so
-the script sets the ``kicked`` lease and adds the partition to the workspace's ``ready`` set instead (kick mode 2);
-the workers' sweeper queues those tasks (``worker.pipeline.sweeper.relay_ready``).
+the script sets the ``kicked`` lease and adds the partition to the workspace's ``ready`` set instead (kick mode 2),
+and wakes the workers' relay with an entry on the workspace's ``kicks`` list (both keys in the workspace's slot):
+the relay (``worker.pipeline.relay.ReadyRelay``) publishes those tasks within milliseconds, and the workers'
+sweeper publishes any it left (``worker.pipeline.sweeper.relay_ready``) every sweep.
 
 The script call's fixed part (the sha, the key names, the fixed arguments) is packed into Redis protocol bytes
 once per layout (``Layout.head``): packing 2 * P key names on every call was the client's largest cost.
@@ -31,7 +33,16 @@ import orjson
 
 from producers._chunk import Chunk
 from producers._events import EVENT_TYPES, new_message_id
-from producers.keys import config_key, drain_queue, enqueued_key, lease_key, ready_key, served_key, stream_key
+from producers.keys import (
+    config_key,
+    drain_queue,
+    enqueued_key,
+    kicks_key,
+    lease_key,
+    ready_key,
+    served_key,
+    stream_key,
+)
 from producers.wire import DEFAULT_PARTITIONS, DRAIN_TASK, FORMAT_VERSION, KICK_TTL_MS, KICKED
 
 #: The most partitions a workspace may have (as ``WorkspaceConfig.partitions`` allows).
@@ -121,7 +132,8 @@ def drain_message_template(prefix: str, workspace: str) -> bytes:
 #: Appends events and kicks idle partitions in one round trip.
 #: KEYS (all in the workspace's slot, ``producers.keys``): the P partition streams, then the P partition leases,
 #: then the workspace's enqueued-by-type hash, its config hash, its ``served`` key and the kick target: the drain
-#: queue when the workers' broker is this Redis (kick mode 1), else the workspace's ``ready`` set (kick mode 2).
+#: queue when the workers' broker is this Redis (kick mode 1), else the workspace's ``ready`` set (kick mode 2),
+#: followed in kick mode 2 by the workspace's ``kicks`` list (the relay's wake-up).
 #: ARGV: P, backlog cap (-1: none), lease TTL ms, lease value, format version, kick mode (0: none, 1: queue the
 #: drain task, 2: mark the partition ready), the highest valid partition count, the workspace, the drain message
 #: template and its body template (``drain_message_template``), then per call: a task id (a uuid; the last 4 hex
@@ -141,7 +153,8 @@ def drain_message_template(prefix: str, workspace: str) -> bytes:
 #: Events are appended in order until the workspace's backlog (the sum of XLEN) reaches the cap; the rest are
 #: left out. Each partition that received an event and has no lease gets ``kicked`` with ``SET NX PX``, and its
 #: drain task message is pushed on the drain queue (kick mode 1) or the partition is added to the ``ready`` set
-#: (kick mode 2, for the workers to queue its task).
+#: (kick mode 2, for the workers to queue its task), and then, when the ``kicks`` list is empty, one entry is
+#: pushed onto it: it wakes a worker's relay, blocked in ``BRPOP`` on that list, which takes the ``ready`` set.
 #: Returns {appended, backlog after (0 without a cap), {kicked partitions}}. Its cost grows with P: one XLEN
 #: per partition.
 ENQUEUE_SCRIPT: Final = """
@@ -214,6 +227,9 @@ if ARGV[6] == '2' then
       kicked[#kicked + 1] = n - 1
     end
   end
+  if #kicked > 0 and redis.call('LLEN', KEYS[2 * p + 5]) == 0 then
+    redis.call('LPUSH', KEYS[2 * p + 5], '1')
+  end
 elseif ARGV[6] == '1' then
   for n in pairs(touched) do
     if redis.call('SET', KEYS[p + n], ARGV[4], 'NX', 'PX', ARGV[3]) then
@@ -263,13 +279,16 @@ class Layout:
         """The layout of ``partitions`` partitions.
 
         With ``relay`` (the workers' broker is not this Redis: a Redis Cluster), a kick marks the partition in the
-        workspace's ``ready`` set instead of queueing its drain task; the workers queue it.
+        workspace's ``ready`` set instead of queueing its drain task, and wakes the workers' relay through the
+        workspace's ``kicks`` list; the workers queue the task.
         """
         streams = tuple(stream_key(prefix, workspace, n) for n in range(partitions))
         leases = tuple(lease_key(prefix, workspace, n) for n in range(partitions))
         target = ready_key(prefix, workspace) if relay else drain_queue(prefix)
         keys = (*streams, *leases, enqueued_key(prefix, workspace), config_key(prefix, workspace))
         keys += (served_key(prefix, workspace), target)
+        if relay:
+            keys += (kicks_key(prefix, workspace),)
         mode = KICK_NONE if not kick else KICK_READY if relay else KICK_QUEUE
         header = (partitions, -1 if cap is None else cap, KICK_TTL_MS, KICKED, FORMAT_VERSION, mode)
         fixed: tuple[int | str, ...] = (*header, MAX_PARTITIONS, workspace)
