@@ -165,7 +165,8 @@ def _start_ready_relay() -> None:
     from worker.tasks import kick
 
     _relay = ReadyRelay(runtime.relay_client(settings), settings.key_prefix, settings.workspaces, kick)
-    runtime.health.watch("relay", RELAY_STALE_S)
+    if _relay.groups:  # no workspace, no thread: nothing to watch
+        runtime.health.watch("relay", RELAY_STALE_S)
     _relay.on_round = lambda: runtime.health.beat("relay")
     _relay.start()
 
