@@ -12,8 +12,10 @@ neither. The ``kicked`` lease lives as long as the queued task may wait (``KICK_
 second task for the partition meanwhile.
 
 On a Redis Cluster the drain queue is not in the workspace's slot (nor on the cluster: the broker is elsewhere), so
-the script sets the ``kicked`` lease and adds the partition to the workspace's ``ready`` set instead (kick mode 2);
-the workers' sweeper queues those tasks (``worker.pipeline.sweeper.relay_ready``).
+the script sets the ``kicked`` lease and adds the partition to the workspace's ``ready`` set instead (kick mode 2),
+and wakes the workers' relay with an entry on the workspace's ``kicks`` list (both keys in the workspace's slot):
+the relay (``worker.pipeline.relay.ReadyRelay``) publishes those tasks within milliseconds, and the workers'
+sweeper publishes any it left (``worker.pipeline.sweeper.relay_ready``) every sweep.
 
 The script call's fixed part (the sha, the key names, the fixed arguments) is packed into Redis protocol bytes
 once per layout (``Layout.head``): packing 2 * P key names on every call was the client's largest cost. A call of
@@ -40,6 +42,7 @@ from producers.keys import (
     config_key,
     drain_queue,
     enqueued_key,
+    kicks_key,
     lease_key,
     ready_key,
     served_key,
@@ -135,8 +138,8 @@ def drain_message_template(prefix: str, workspace: str) -> bytes:
 #: KEYS (all in the workspace's slot, ``producers.keys``): the P partition streams, then the P partition leases
 #: (a narrow call, whose events are all of one partition: that partition's stream and lease only), then the
 #: workspace's enqueued-by-type hash, its config hash, its ``served`` key, the kick target (the drain
-#: queue when the workers' broker is this Redis, kick mode 1, else the workspace's ``ready`` set, kick mode 2) and
-#: its backlog bound hash (``backlog_key``).
+#: queue when the workers' broker is this Redis, kick mode 1, else the workspace's ``ready`` set, kick mode 2),
+#: its backlog bound hash (``backlog_key``) and, in kick mode 2 only, its ``kicks`` list (the relay's wake-up).
 #: ARGV: P, backlog cap (-1: none), lease TTL ms, lease value, format version, kick mode (0: none, 1: queue the
 #: drain task, 2: mark the partition ready), the highest valid partition count, the workspace, the drain message
 #: template and its body template (``drain_message_template``), then per call: a task id (``TaskIds``: the
@@ -165,7 +168,8 @@ def drain_message_template(prefix: str, workspace: str) -> bytes:
 #: ``XADD`` does not add to it: its events count from the next sweeper round (README, "Any language").
 #: Each partition that received an event and has no lease gets ``kicked`` with ``SET NX PX``, and its drain task
 #: message is pushed on the drain queue (kick mode 1) or the partition is added to the ``ready`` set (kick mode 2,
-#: for the workers to queue its task).
+#: for the workers to queue its task), and then, when the ``kicks`` list is empty, one entry is pushed onto it: it
+#: wakes a worker's relay, blocked in ``BRPOP`` on that list, which takes the ``ready`` set.
 #: A narrow call cannot sum the backlog: where the full call would, it writes nothing and returns {0, 0, {}, -1},
 #: and the producer sends the call again with every key.
 #: Returns {appended, backlog after, {kicked partitions}}: without a cap the backlog after is the call's count;
@@ -173,7 +177,7 @@ def drain_message_template(prefix: str, workspace: str) -> bytes:
 #: in many reads P stream lengths (near the cap, every call does).
 ENQUEUE_SCRIPT: Final = """
 local p = tonumber(ARGV[1])
-local k = (#KEYS - 5) / 2
+local k = (#KEYS - (ARGV[6] == '2' and 6 or 5)) / 2
 if ARGV[14] == '1' and redis.call('EXISTS', KEYS[2 * k + 3]) == 0 then
   return {0, 0, {}, 0, {}}
 end
@@ -243,6 +247,9 @@ if ARGV[6] == '2' then
       redis.call('SADD', KEYS[2 * k + 4], n - 1)
       kicked[#kicked + 1] = n - 1
     end
+  end
+  if #kicked > 0 and redis.call('LLEN', KEYS[2 * k + 6]) == 0 then
+    redis.call('LPUSH', KEYS[2 * k + 6], '1')
   end
 elseif ARGV[6] == '1' then
   local digits = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
@@ -337,7 +344,8 @@ class Layout:
         """The layout of ``partitions`` partitions.
 
         With ``relay`` (the workers' broker is not this Redis: a Redis Cluster), a kick marks the partition in the
-        workspace's ``ready`` set instead of queueing its drain task; the workers queue it.
+        workspace's ``ready`` set instead of queueing its drain task, and wakes the workers' relay through the
+        workspace's ``kicks`` list; the workers queue the task.
         """
         streams = tuple(stream_key(prefix, workspace, n) for n in range(partitions))
         leases = tuple(lease_key(prefix, workspace, n) for n in range(partitions))
@@ -345,6 +353,8 @@ class Layout:
         keys = (*streams, *leases, enqueued_key(prefix, workspace), config_key(prefix, workspace))
         keys += (served_key(prefix, workspace), target, backlog_key(prefix, workspace))
         mode = KICK_NONE if not kick else KICK_READY if relay else KICK_QUEUE
+        if mode == KICK_READY:
+            keys += (kicks_key(prefix, workspace),)
         header = (partitions, -1 if cap is None else cap, KICK_TTL_MS, KICKED, FORMAT_VERSION, mode)
         fixed: tuple[int | str, ...] = (*header, MAX_PARTITIONS, workspace)
         templates = (drain_message_template(prefix, workspace), drain_body_template(workspace))

@@ -67,6 +67,12 @@ def ready_key(prefix: str, workspace: str) -> str:
     return f"{prefix}:ready:{tag(workspace)}"
 
 
+def kicks_key(prefix: str, workspace: str) -> str:
+    """``{p}:kicks:{{ws}}``: the list that wakes the workers' relay when a producer marks partitions ready (it holds
+    at most one entry: the producer pushes one only onto an empty list; the relay then takes the ``ready`` set)."""
+    return f"{prefix}:kicks:{tag(workspace)}"
+
+
 def rate_key(prefix: str, workspace: str) -> str:
     """``{p}:rl:{{ws}}``: the GCRA theoretical arrival time of a workspace (microseconds)."""
     return f"{prefix}:rl:{tag(workspace)}"

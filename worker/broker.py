@@ -158,7 +158,8 @@ class QueuedPartitions:
     queue, or the kicks waiting for the relay) and, on a standalone Redis broker, the broker's queue.
 
     A Redis Cluster holds no drain queue (producers mark kicked partitions in their workspace's ``ready`` set, which
-    the sweeper publishes first thing each round): only the broker's queue is read there.
+    the ready relay publishes as producers wake it, and the sweeper first thing each round): only the broker's queue
+    is read there.
     """
 
     def __init__(self, settings: Settings, events: redis.Redis) -> None:

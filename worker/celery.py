@@ -136,7 +136,8 @@ def _start_background(**_: Any) -> None:
     _sweeper.on_round = lambda: runtime.health.beat("sweeper")
     _sweeper.start()
     if is_cluster(client):
-        log.info("events on a Redis Cluster: the sweeper publishes the kicked partitions of the ready sets")
+        log.info("events on a Redis Cluster: the relay publishes the kicked partitions of the ready sets")
+        _start_ready_relay()
     elif not broker_is_events_redis(settings, client):
         _start_relay()
     elif settings.relays_kicks:
@@ -153,6 +154,19 @@ def _start_relay() -> None:
 
     _relay = Relay(runtime.relay_client(settings), drain_queue(settings.key_prefix), publish)
     runtime.health.watch("relay", RELAY_STALE_S)
+    _relay.on_round = lambda: runtime.health.beat("relay")
+    _relay.start()
+
+
+def _start_ready_relay() -> None:
+    """On a Redis Cluster, publish the partitions producers mark ready as they wake it (``ReadyRelay``)."""
+    global _relay
+    from worker.pipeline.relay import ReadyRelay
+    from worker.tasks import kick
+
+    _relay = ReadyRelay(runtime.relay_client(settings), settings.key_prefix, settings.workspaces, kick)
+    if _relay.groups:  # no workspace, no thread: nothing to watch
+        runtime.health.watch("relay", RELAY_STALE_S)
     _relay.on_round = lambda: runtime.health.beat("relay")
     _relay.start()
 

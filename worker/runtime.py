@@ -74,8 +74,9 @@ def events_client(settings: Settings) -> redis.Redis:
 
 
 def relay_client(settings: Settings) -> redis.Redis:
-    """A client of the events Redis for the relay's blocking ``BRPOP``: its socket timeout covers the wait."""
-    return redis.Redis.from_url(
+    """A client of the events Redis (or Redis Cluster) for the relay's blocking ``BRPOP``: its socket timeout covers
+    the wait. On a cluster, each relay thread holds a connection to the master of its slot."""
+    return sync_client(
         settings.redis_url.get_secret_value(),
         socket_timeout=settings.redis_socket_timeout_s + RELAY_BLOCK_S,
         socket_connect_timeout=settings.redis_connect_timeout_s,

@@ -1,18 +1,20 @@
-"""Issue 16: Redis operations, bytes and CPU per delivered event on the hot path, on one node and on a cluster.
+"""Issue 16: Redis operations, bytes and CPU per delivered event on the hot path, on one node and on clusters of 1
+and 3 masters.
 
-Run: ``.venv/bin/pytest tests/benchmarks/bench_redis_cost.py -s -o addopts=""`` (``-k single`` / ``-k cluster``).
+Run: ``.venv/bin/pytest tests/benchmarks/bench_redis_cost.py -s -o addopts=""`` (``-k single``, ``-k "cluster-3"``,
+``-k "cluster-1"``).
 Knobs: ``BENCH_EVENTS`` (50,000 realistic events), ``BENCH_WORKSPACES`` (6, spread over the masters by their hash
 tags), ``BENCH_CONCURRENCY`` (the worker default).
 
-The events Redis is private to the benchmark (a ``redis-server`` without persistence, or the test cluster's three
-masters), so ``INFO commandstats``/``stats``/``cpu`` deltas count only this run; the Celery broker is the shared
-Redis on 6379 (``CIO_BROKER_URL``) in both cases, so drain-task traffic is left out of the events Redis figures.
-The producer side is the delta around ``enqueue_many``; the worker side is the delta from the worker's start to the
-last acceptance and empty streams (it includes the worker's start-up, heartbeats, sweeps and backlog reads over that
-window: fixed costs that weigh less per event the busier the worker is). Events/s is timed from the worker's
-registration to the last acceptance.
-Redis 7 counts the commands a script runs in ``commandstats`` too (an ``evalsha`` of the enqueue script is one
-``evalsha`` plus its ``xadd``s). Only correctness is asserted.
+The events Redis is private to the benchmark (a ``redis-server`` without persistence, the test cluster's three
+masters, or a cluster of one master holding all 16384 slots, with one replica, as the 3-master one has), so ``INFO
+commandstats``/``stats``/``cpu`` deltas count only this run; the Celery broker is the shared Redis on 6379
+(``CIO_BROKER_URL``) in every case, so drain-task traffic is left out of the events Redis figures. The producer side
+is the delta around ``enqueue_many``; the worker side is the delta from the worker's start to the last acceptance
+and empty streams (it includes the worker's start-up, heartbeats, sweeps and backlog reads over that window: fixed
+costs that weigh less per event the busier the worker is). Events/s is timed from the worker's registration to the
+last acceptance. Redis 7 counts the commands a script runs in ``commandstats`` too (an ``evalsha`` of the enqueue
+script is one ``evalsha`` plus its ``xadd``s). Only correctness is asserted.
 """
 
 from __future__ import annotations
@@ -50,12 +52,21 @@ class EventsRedis:
     masters: list[int]
 
 
-@pytest.fixture(params=["single", "cluster"])
+@pytest.fixture(params=["single", "cluster-1", "cluster-3"])
 def events_redis(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventsRedis]:
-    """A private single node (no persistence, like the cluster's nodes), or the test cluster (3 masters)."""
-    if request.param == "cluster":
+    """A private single node (no persistence, like the cluster's nodes), a private cluster of one master and its
+    replica, or the test cluster (3 masters + 3 replicas)."""
+    if request.param == "cluster-3":
         cluster: RedisCluster = request.getfixturevalue("redis_cluster")
         yield EventsRedis("cluster", cluster.url, cluster.masters())
+        return
+    if request.param == "cluster-1":
+        small = RedisCluster(tmp_path_factory.mktemp("one-master-cluster"), masters=1, replicas=1)
+        small.start()
+        try:
+            yield EventsRedis("cluster", small.url, small.masters())
+        finally:
+            small.stop()
         return
     server = RedisServer(tmp_path_factory.mktemp("events-redis"))
     server.start()

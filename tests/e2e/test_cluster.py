@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from producers.connect import sync_client
-from producers.keys import drain_queue, ready_key
+from producers.keys import drain_queue, kicks_key, ready_key
 from tests.conftest import TEST_REDIS_URL
 from tests.e2e.conftest import standin_workspaces, wait_for, wait_until_drained
 from worker.local.fake_customerio import FakeCustomerIO
@@ -71,6 +71,24 @@ def test_a_worker_on_a_redis_cluster_delivers_every_event_and_status_reads_every
     status = json.loads(done.stdout)
     assert sorted(ws["name"] for ws in status["workspaces"]) == ["wsa", "wsb"]
     assert status["workers_alive"] == 1
+
+
+def test_on_a_cluster_a_kicked_event_is_delivered_by_the_relay_long_before_the_next_sweep(
+    stand_in, make_fleet, redis_client, redis_url, key_prefix, broker
+):
+    # Given a worker on the cluster whose sweeper rounds are ten minutes apart (its first one is done once it is
+    # registered), so only its ready relay can publish a kick in the meantime
+    fleet = make_fleet(standin_workspaces(stand_in.url, "a"), CIO_BROKER_URL=TEST_REDIS_URL)
+    fleet.start(1, CIO_SWEEP_INTERVAL_S="600")
+    # When a producer enqueues events, kicking their partitions
+    with fleet.producer("wsa") as producer:
+        events = [{"type": "track", "userId": f"u{n}", "event": "Woken", "messageId": f"woken-{n}"} for n in range(5)]
+        assert producer.enqueue_many(events).enqueued == 5
+    # Then they are delivered, once each, well before any second sweep
+    wait_for(functools.partial(accepted_at_least, stand_in, "site-a", 5), 60, "the events to be delivered")
+    assert sorted(op["operation"]["id"] for op in stand_in.accepted("site-a")) == [f"woken-{n}" for n in range(5)]
+    wait_until_drained(redis_client, key_prefix, "wsa", timeout_s=30)
+    assert redis_client.llen(kicks_key(key_prefix, "wsa")) == 0
 
 
 def test_a_worker_refuses_a_redis_cluster_as_its_celery_broker(stand_in, make_fleet, redis_url, tmp_path):

@@ -12,11 +12,12 @@ import redis
 from celery import Celery
 
 from producers import Producer, partition_for
-from producers.keys import drain_queue, lease_key, ready_key, stream_key
+from producers.connect import sync_client
+from producers.keys import drain_queue, kicks_key, lease_key, ready_key, stream_key
 from producers.wire import KICK_GRACE_MS, KICK_TTL_MS
 from tests.conftest import TEST_REDIS_URL
 from worker.broker import QueuedPartitions, broker_is_events_redis
-from worker.pipeline.relay import Relay
+from worker.pipeline.relay import ReadyRelay, Relay
 from worker.pipeline.sweeper import kick_lost, relay_ready
 from worker.settings import Settings
 from worker.store.kicks import PUBLISHED_TTL_MS, mark_published
@@ -219,3 +220,96 @@ def test_kicks_marked_ready_are_published_once_and_a_task_waiting_on_the_broker_
         broker.delete(drain_queue(key_prefix))
         broker.close()
         app.close()
+
+
+# On a Redis Cluster: producers wake the relay through the workspace's kicks list
+
+
+class Crash(BaseException):
+    """The relay's process dies in the middle of a publish (nothing below catches it)."""
+
+
+@pytest.fixture
+def ready_relay(redis_url: str, key_prefix: str, broker: Broker) -> Iterator[ReadyRelay]:
+    client = sync_client(redis_url, socket_timeout=10)
+    relay = ReadyRelay(client, key_prefix, [WS, "other"], broker.publish)
+    yield relay
+    relay.stop()
+    client.close()
+
+
+def group_of(relay: ReadyRelay, workspace: str) -> list[str]:
+    return next(group for group in relay.groups if workspace in group)
+
+
+@pytest.mark.parametrize("redis_kind", ["cluster"])
+def test_on_a_cluster_the_relay_thread_publishes_a_producers_kick_with_no_sweep(
+    ready_relay, broker, redis_url, redis_client, key_prefix
+):
+    from tests.e2e.conftest import wait_for
+
+    # Given a worker's relay waiting on the kicks lists of its workspaces (no sweeper runs)
+    ready_relay.start()
+    # When a producer on the cluster kicks two partitions
+    enqueue(redis_url, key_prefix, 3, 5)
+    # Then the relay publishes both drain tasks, and leaves neither the ready set nor the wake-up behind
+    wait_for(lambda: sorted(broker.published) == [(WS, 3), (WS, 5)], 30, "the kicks to be published")
+    ready_relay.stop()
+    assert redis_client.scard(ready_key(key_prefix, WS)) == 0
+    assert redis_client.llen(kicks_key(key_prefix, WS)) == 0
+
+
+@pytest.mark.parametrize("redis_kind", ["cluster"])
+def test_on_a_cluster_a_producer_pushes_one_wake_up_however_many_kicks_wait(
+    ready_relay, broker, redis_url, redis_client, key_prefix
+):
+    # Given kicks of three partitions made by two enqueues while no relay ran
+    enqueue(redis_url, key_prefix, 1, 2)
+    enqueue(redis_url, key_prefix, 6)
+    assert redis_client.llen(kicks_key(key_prefix, WS)) == 1
+    # When a relay takes the wake-up, then it publishes the three, and the next round finds nothing
+    assert ready_relay.relay_once(group_of(ready_relay, WS)) == 3
+    assert sorted(broker.published) == [(WS, 1), (WS, 2), (WS, 6)]
+    assert ready_relay.relay_once(group_of(ready_relay, WS)) == 0
+
+
+@pytest.mark.parametrize("redis_kind", ["cluster"])
+def test_on_a_cluster_partitions_a_failed_publish_left_are_back_in_the_ready_set(
+    ready_relay, broker, redis_url, redis_client, key_prefix
+):
+    # Given two kicked partitions and a broker that cannot be reached
+    enqueue(redis_url, key_prefix, 3, 5)
+    broker.down = True
+    # When the relay takes them, then the publish fails and the partition it did not try is back in the ready set
+    with pytest.raises(ConnectionError):
+        ready_relay.relay_once(group_of(ready_relay, WS))
+    assert redis_client.smembers(ready_key(key_prefix, WS)) == {b"5"}
+    # And the sweeper's round publishes it once the broker is back
+    broker.down = False
+    store = PartitionStore(redis_client, key_prefix)
+    assert relay_ready(fleet_settings(key_prefix), store, broker.publish) == 1
+    assert broker.published == [(WS, 5)]
+
+
+@pytest.mark.parametrize("redis_kind", ["cluster"])
+def test_on_a_cluster_a_kick_taken_by_a_relay_that_died_is_kicked_again_by_the_sweeper(
+    redis_url, redis_client, key_prefix
+):
+    # Given a relay whose process dies as it publishes a partition it took from the ready set
+    def die(workspace: str, partition: int) -> None:
+        raise Crash
+
+    client = sync_client(redis_url, socket_timeout=10)
+    relay = ReadyRelay(client, key_prefix, [WS], die)
+    enqueue(redis_url, key_prefix, 4)
+    with pytest.raises(Crash):
+        relay.relay_once([WS])
+    client.close()
+    assert redis_client.scard(ready_key(key_prefix, WS)) == 0
+    # When its kick is older than the grace and no task of it is queued
+    redis_client.pexpire(lease_key(key_prefix, WS, 4), KICK_TTL_MS - KICK_GRACE_MS - 1_000)
+    kicked: list[tuple[str, int]] = []
+    store = PartitionStore(redis_client, key_prefix)
+    found = kick_lost(fleet_settings(key_prefix), store, lambda ws, n: kicked.append((ws, n)), set)
+    # Then the sweeper kicks it again
+    assert (found, kicked) == (1, [(WS, 4)])

@@ -2,8 +2,10 @@
 
 The nodes listen on 127.0.0.1 on ports of the tests' own (7100-7105 when free, else another free run of six ports
 whose cluster bus ports, +10000, are free too), keep their files in a temporary directory and are created with
-``redis-cli --cluster create --cluster-replicas 1``. ``start`` returns once every node reports
-``cluster_state:ok`` and knows all six nodes and every replica finished its first sync, so a test never meets a
+``redis-cli --cluster create --cluster-replicas 1``. A smaller cluster (``RedisCluster(..., masters=1)``: one master
+holding all 16384 slots, and its replica) is assembled by hand (``CLUSTER ADDSLOTSRANGE``, ``MEET``, ``REPLICATE``),
+since ``redis-cli --cluster create`` wants three masters at least. ``start`` returns once every node reports
+``cluster_state:ok`` and knows every node and every replica finished its first sync, so a test never meets a
 cluster still agreeing on its slots or a replica that cannot acknowledge a ``WAIT`` yet.
 """
 
@@ -24,6 +26,10 @@ import redis
 BASE_PORT = 7100
 BUS_OFFSET = 10_000
 NODES = 6
+#: Hash slots of a Redis Cluster.
+SLOTS = 16_384
+#: The fewest masters ``redis-cli --cluster create`` accepts.
+CREATE_MIN_MASTERS = 3
 
 
 def _free(port: int) -> bool:
@@ -35,11 +41,11 @@ def _free(port: int) -> bool:
     return True
 
 
-def free_base(first: int = BASE_PORT) -> int:
-    """A first port such that the six node ports and their bus ports are all free."""
+def free_base(first: int = BASE_PORT, nodes: int = NODES) -> int:
+    """A first port such that the node ports and their bus ports are all free."""
     candidates = [first, *random.sample(range(20_000, 29_000, 10), 50)]
     for base in candidates:
-        if all(_free(port) and _free(port + BUS_OFFSET) for port in range(base, base + NODES)):
+        if all(_free(port) and _free(port + BUS_OFFSET) for port in range(base, base + nodes)):
             return base
     raise RuntimeError("no free run of ports for the test Redis Cluster")
 
@@ -58,16 +64,20 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
 
 
 class RedisCluster:
-    """Six ``redis-server`` processes in cluster mode (3 masters + 3 replicas) under ``directory``."""
+    """``redis-server`` processes in cluster mode under ``directory``: 3 masters + 3 replicas unless told otherwise
+    (``masters`` masters with ``replicas`` replicas each)."""
 
-    def __init__(self, directory: Path, base_port: int | None = None) -> None:
+    def __init__(self, directory: Path, base_port: int | None = None, masters: int = 3, replicas: int = 1) -> None:
         self.directory = directory
-        self.base_port = base_port or free_base()
+        self.master_count = masters
+        self.replicas = replicas
+        self.nodes = masters * (1 + replicas)
+        self.base_port = base_port or free_base(nodes=self.nodes)
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
     def ports(self) -> list[int]:
-        return list(range(self.base_port, self.base_port + NODES))
+        return list(range(self.base_port, self.base_port + self.nodes))
 
     @property
     def url(self) -> str:
@@ -93,18 +103,51 @@ class RedisCluster:
         """Start six nodes, create the cluster and wait until every node agrees it is ready."""
         for port in self.ports:
             self.start_node(port)
+        if self.master_count >= CREATE_MIN_MASTERS:
+            self._create(timeout_s)
+        else:
+            self._assemble(timeout_s)
+        for port in self.ports:
+            wait_until(functools.partial(self.node_ready, port), timeout_s, f"cluster node {port} was not ready")
+        for port in self.masters() if self.replicas else []:
+            wait_until(
+                functools.partial(self.replica_online, port), timeout_s, f"the replica of {port} was not in sync"
+            )
+
+    def _create(self, timeout_s: float) -> None:
+        """``redis-cli --cluster create`` over every node."""
         create = ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports)]
-        create += ["--cluster-replicas", "1", "--cluster-yes"]
+        create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
         done = subprocess.run(create, capture_output=True, timeout=timeout_s, check=False)
         if done.returncode != 0:
             self.stop()
             raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout.decode()[-2000:]}")
-        for port in self.ports:
-            wait_until(functools.partial(self.node_ready, port), timeout_s, f"cluster node {port} was not ready")
-        for port in self.masters():
-            wait_until(
-                functools.partial(self.replica_online, port), timeout_s, f"the replica of {port} was not in sync"
-            )
+
+    def _assemble(self, timeout_s: float) -> None:
+        """Form a cluster of fewer than three masters by hand: slots split over the masters, every node met, each
+        replica attached to a master."""
+        masters, replicas = self.ports[: self.master_count], self.ports[self.master_count :]
+        share = SLOTS // len(masters)
+        for n, port in enumerate(masters):
+            last = SLOTS - 1 if n == len(masters) - 1 else (n + 1) * share - 1
+            self._node_command(port, "CLUSTER", "ADDSLOTSRANGE", n * share, last)
+        for port in self.ports[1:]:
+            self._node_command(port, "CLUSTER", "MEET", "127.0.0.1", self.base_port)
+        for n, port in enumerate(replicas):
+            master = masters[n % len(masters)]
+            master_id = self._node_command(master, "CLUSTER", "MYID")
+            wait_until(functools.partial(self._knows, port, master_id), timeout_s, f"node {port} did not meet {master}")
+            self._node_command(port, "CLUSTER", "REPLICATE", master_id)
+
+    def _node_command(self, port: int, *args: object) -> str:
+        node = redis.Redis(port=port, socket_connect_timeout=1, decode_responses=True)
+        try:
+            return str(node.execute_command(*args))
+        finally:
+            node.close()
+
+    def _knows(self, port: int, node_id: str) -> bool:
+        return node_id in self._node_command(port, "CLUSTER", "NODES")
 
     def replica_online(self, port: int) -> bool:
         """The master on ``port`` has a replica that finished its sync (``state=online``)."""
@@ -122,11 +165,11 @@ class RedisCluster:
         return None
 
     def node_ready(self, port: int) -> bool:
-        """The node says ``cluster_state:ok`` and knows all six nodes."""
+        """The node says ``cluster_state:ok`` and knows every node."""
         node = redis.Redis(port=port, socket_connect_timeout=1, decode_responses=True)
         try:
             info = node.cluster("info")
-            return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == NODES
+            return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == self.nodes
         finally:
             node.close()
 

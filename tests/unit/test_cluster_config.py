@@ -7,7 +7,8 @@ from redis.crc import key_slot
 
 from producers import Producer
 from producers.connect import RedisUrlError, is_cluster_url, node_url
-from producers.keys import dlq_key, lease_key, parse_dlq_key, parse_stream_key, ready_key, stream_key, tag
+from producers.keys import dlq_key, kicks_key, lease_key, parse_dlq_key, parse_stream_key, ready_key, stream_key, tag
+from worker.pipeline.relay import slot_groups
 from worker.settings import ConfigError, Settings, load_settings
 from worker.store.slots import check_key_prefix, check_slots, script_key_sets, spanning
 
@@ -92,3 +93,16 @@ def test_a_redis_cluster_is_never_the_celery_broker() -> None:
         load_settings(redis_url="redis+cluster://10.0.0.1:6379")
     with pytest.raises(ConfigError, match="CIO_BROKER_URL must be a redis://, rediss://, amqp:// or amqps:// URL"):
         load_settings(broker_url="redis+cluster://10.0.0.1:6379")
+
+
+def test_the_relay_waits_on_the_kicks_lists_of_one_slot_per_blocking_call() -> None:
+    # Given workspaces of which two share a slot (their names differ, their tags hash alike)
+    slot = key_slot(kicks_key("cio", "acme").encode())
+    twin = next(f"w{n}" for n in range(100_000) if key_slot(kicks_key("cio", f"w{n}").encode()) == slot)
+    # When the relay groups them, then each group is one slot, and the twins share one
+    groups = slot_groups("cio", ["acme", "beta", twin, "gamma"])
+    assert sorted(map(sorted, groups)) == sorted([sorted(["acme", twin]), ["beta"], ["gamma"]])
+    for group in groups:
+        assert len({key_slot(kicks_key("cio", name).encode()) for name in group}) == 1
+    # And the wake-up list is in its workspace's slot, with the ready set the enqueue script fills
+    assert key_slot(kicks_key("cio", "acme").encode()) == key_slot(ready_key("cio", "acme").encode())

@@ -7,7 +7,8 @@ and every ``SCAN_EVERY_SWEEPS`` intervals scans for stray streams. Each tick wri
 time and the workspaces it serves (``{prefix}:workspaces``, which producers check).
 It is what makes raw ``XADD`` producers, crashed workers and expired retry timers work. On a Redis Cluster each
 tick also queues the drain tasks of the partitions producers marked ready (``relay_ready``): the broker is not the
-cluster, so the enqueue script cannot queue them.
+cluster, so the enqueue script cannot queue them. The workers' ready relay (``worker.pipeline.relay.ReadyRelay``)
+publishes them within milliseconds as producers wake it; the tick is the safety net for what it left.
 """
 
 from __future__ import annotations

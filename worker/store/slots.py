@@ -22,6 +22,7 @@ from producers.keys import (
     backlog_key,
     config_key,
     dlq_key,
+    kicks_key,
     lease_key,
     pause_key,
     rate_key,
@@ -66,6 +67,7 @@ def script_key_sets(prefix: str, workspace: str, partitions: int) -> dict[str, t
             lease_key(prefix, workspace, 0),
         ),
         "ready set": (ready_key(prefix, workspace),),
+        "relay wake-up": (kicks_key(prefix, workspace),),
         "credentials pause": (authpause_key(prefix, workspace), authprobe_key(prefix, workspace)),
         "dead-letter replay": (
             dlq_key(prefix, workspace),
