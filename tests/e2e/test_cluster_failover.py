@@ -65,7 +65,7 @@ def test_a_master_killed_mid_run_fails_over_and_the_worker_delivers_everything_a
     client = sync_client(cluster.url)
     master = master_of(client, stream_key(key_prefix, "wsa", 0))
     acknowledged: set[str] = set()
-    with fleet.producer("wsa", wait_replicas=1) as producer:
+    with fleet.producer("wsa", wait_replicas=1, wait_timeout_ms=10_000) as producer:
         for n in range(40):
             acknowledged.add(producer.track(f"user-{n % 8}", "Before"))
         # When the workspace's master is killed mid-run, its replica takes over, and the old master comes back as

@@ -22,6 +22,9 @@ from worker.store.replies import stream_rows
 
 WS = "durable"
 PARTITIONS = 4
+#: Long enough for a replica on a loaded 2-core machine (the default 1 s was not, once in a combined run): these
+#: tests are about what a confirmed write guarantees, not how fast the confirmation comes.
+WAIT_MS = 10_000
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +58,9 @@ def test_with_wait_replicas_a_replica_holds_every_event_when_the_call_returns(cl
     keys = [stream_key(key_prefix, WS, n) for n in range(PARTITIONS)]
     replica = cluster.replica_of(master_of(client, keys[0]))
     assert replica is not None
-    with Producer(cluster.url, WS, key_prefix=key_prefix, partitions=PARTITIONS, wait_replicas=1) as producer:
+    with Producer(
+        cluster.url, WS, key_prefix=key_prefix, partitions=PARTITIONS, wait_replicas=1, wait_timeout_ms=WAIT_MS
+    ) as producer:
         result = producer.enqueue_many({"type": "track", "userId": f"u{n}", "event": "E"} for n in range(500))
         producer.track("u-last", "E")
     assert result.enqueued == 500
@@ -86,7 +91,9 @@ def test_after_its_master_is_killed_the_producer_carries_on_and_nothing_acknowle
     keys = [stream_key(key_prefix, WS, n) for n in range(PARTITIONS)]
     master = master_of(client, keys[0])
     acknowledged = []
-    with Producer(cluster.url, WS, key_prefix=key_prefix, partitions=PARTITIONS, wait_replicas=1) as producer:
+    with Producer(
+        cluster.url, WS, key_prefix=key_prefix, partitions=PARTITIONS, wait_replicas=1, wait_timeout_ms=WAIT_MS
+    ) as producer:
         for n in range(200):
             acknowledged.append(producer.track(f"u{n}", "before"))
         # When the workspace's master dies (SIGKILL) and its replica takes over
