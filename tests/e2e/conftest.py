@@ -15,6 +15,7 @@ import redis
 from producers import Producer
 from producers.connect import sync_client
 from producers.keys import drain_queue, stream_key
+from tests.conftest import TEST_REDIS_URL
 from tests.support.rabbitmq import TEST_AMQP_URL, delete_queue
 from worker.local.fake_customerio import FakeCustomerIO
 from worker.local.localfleet import start_worker, stop_worker, wait_until_registered
@@ -99,7 +100,11 @@ BROKERS = {"redis": None, "amqp": TEST_AMQP_URL}
 
 @pytest.fixture
 def make_fleet(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
-    """Fleets of the test: ``make(workspaces, broker="amqp", CIO_X="...")``; RabbitMQ queues deleted afterwards."""
+    """Fleets of the test: ``make(workspaces, broker="amqp", CIO_X="...")``; RabbitMQ queues deleted afterwards.
+
+    On the test Redis Cluster (tests marked ``single_and_cluster``), the broker is the shared single Redis unless
+    the test names one: a cluster cannot be Celery's broker.
+    """
     fleets: list[Fleet] = []
 
     def make(workspaces: dict[str, dict[str, Any]], broker: str = "redis", **env: str) -> Fleet:
@@ -107,6 +112,8 @@ def make_fleet(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Call
         log_dir.mkdir()
         path = write_workspaces(tmp_path / f"workspaces-{len(fleets)}.toml", workspaces)
         broker_url = BROKERS[broker]
+        if broker_url is None and redis_url.startswith("redis+cluster://"):
+            broker_url = TEST_REDIS_URL
         if broker_url is not None:
             env = {"CIO_BROKER_URL": broker_url, **env}
         fleet = Fleet(redis_url, key_prefix, path, log_dir, env=dict(env))

@@ -49,6 +49,7 @@ def senders(fleet: Fleet, workspace: str) -> list[int]:
     return counts
 
 
+@pytest.mark.single_and_cluster
 def test_three_workers_hold_a_workspace_to_its_fleet_wide_rate(make_fleet):
     # Given a stand-in in its own process (its clock undisturbed by the test), and three warmed-up workers
     with start_fake_cio_process(credentials={"site-a": "key-a", "site-b": "key-b"}, validate=False) as fake:
@@ -84,6 +85,7 @@ def test_three_workers_hold_a_workspace_to_its_fleet_wide_rate(make_fleet):
     assert times[-1] - began >= allowed_s - 0.001, (len(times), times[-1] - began)
 
 
+@pytest.mark.single_and_cluster
 @pytest.mark.parametrize("retry_after", ["2", None])
 def test_a_429_pauses_the_workspace_across_the_fleet_and_loses_nothing(stand_in, make_fleet, retry_after):
     # Given two workers, and Customer.io answering 429 (with or without Retry-After) for a while
@@ -132,6 +134,7 @@ def test_refused_credentials_pause_the_workspace_until_its_key_is_fixed(
     assert not redis_client.exists(authpause_key(key_prefix, "wsa"))
 
 
+@pytest.mark.single_and_cluster
 def test_poison_written_straight_into_a_stream_is_dead_lettered_without_blocking(
     stand_in, make_fleet, redis_client, key_prefix
 ):

@@ -29,6 +29,7 @@ def replay(fleet, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.single_and_cluster
 def test_replay_returns_still_failing_events_once_and_delivers_them_after_the_fix(
     stand_in, make_fleet, redis_client, key_prefix
 ):
