@@ -66,7 +66,7 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     prefix = f"test-{uuid.uuid4().hex[:10]}"
     yield prefix
     client = sync_client(redis_url)
-    for pattern in (f"{prefix}:*", f"{prefix}.*", f"_kombu.binding.{prefix}.*"):
+    for pattern in (f"{prefix}:*", f"{prefix}.*", f"_kombu.binding*.{prefix}.*"):
         keys = list(client.scan_iter(match=pattern, count=1000))
         if keys:
             client.delete(*keys)

@@ -134,7 +134,7 @@ def make_fleet(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Call
 def forget_broker_keys(url: str, prefix: str) -> None:
     """Delete the test's keys on a standalone Redis broker (its drain queue, kombu's bindings and unacked keys)."""
     client = redis.Redis.from_url(url)
-    for pattern in (f"{prefix}.*", f"_kombu.binding.{prefix}.*"):
+    for pattern in (f"{prefix}.*", f"_kombu.binding*.{prefix}.*"):
         keys = list(client.scan_iter(match=pattern, count=1000))
         if keys:
             client.delete(*keys)

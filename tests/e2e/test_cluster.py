@@ -30,7 +30,7 @@ def broker(key_prefix: str) -> Iterator[redis.Redis]:
     """The Celery broker of the cluster fleet: the shared Redis (a cluster cannot be one); its queue is removed."""
     client = redis.Redis.from_url(TEST_REDIS_URL)
     yield client
-    keys = [*client.scan_iter(match=f"{key_prefix}.*"), *client.scan_iter(match=f"_kombu.binding.{key_prefix}.*")]
+    keys = [*client.scan_iter(match=f"{key_prefix}.*"), *client.scan_iter(match=f"_kombu.binding*.{key_prefix}.*")]
     if keys:
         client.delete(*keys)
     client.close()

@@ -39,7 +39,7 @@ def redis_url(cluster: RedisCluster) -> str:
 def broker(key_prefix: str) -> Iterator[None]:
     yield
     client = redis.Redis.from_url(TEST_REDIS_URL)
-    keys = [*client.scan_iter(match=f"{key_prefix}.*"), *client.scan_iter(match=f"_kombu.binding.{key_prefix}.*")]
+    keys = [*client.scan_iter(match=f"{key_prefix}.*"), *client.scan_iter(match=f"_kombu.binding*.{key_prefix}.*")]
     if keys:
         client.delete(*keys)
     client.close()

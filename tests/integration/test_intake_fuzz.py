@@ -27,7 +27,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Intake, s
     with running_intake(intake_env(TEST_REDIS_URL, prefix, directory), directory / "intake.log") as server:
         yield server, prefix
     client = redis.Redis.from_url(TEST_REDIS_URL)
-    for pattern in (f"{prefix}:*", f"{prefix}.*", f"_kombu.binding.{prefix}.*"):
+    for pattern in (f"{prefix}:*", f"{prefix}.*", f"_kombu.binding*.{prefix}.*"):
         keys = list(client.scan_iter(match=pattern, count=1000))
         if keys:
             client.delete(*keys)
