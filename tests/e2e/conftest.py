@@ -94,8 +94,10 @@ def stand_in() -> Iterator[FakeCustomerIO]:
     fake.stop()
 
 
-#: The brokers a fleet's drain tasks may travel on: the events Redis, or RabbitMQ (``CIO_BROKER_URL``).
-BROKERS = {"redis": None, "amqp": TEST_AMQP_URL}
+#: The brokers a fleet's drain tasks may travel on: the events Redis (on the test cluster, the shared single Redis,
+#: since a cluster cannot be one), or RabbitMQ (``CIO_BROKER_URL``); ``unset``: no ``CIO_BROKER_URL`` whatever the
+#: events Redis is.
+BROKERS = {"redis": None, "amqp": TEST_AMQP_URL, "unset": None}
 
 
 @pytest.fixture
@@ -112,7 +114,7 @@ def make_fleet(redis_url: str, key_prefix: str, tmp_path: Path) -> Iterator[Call
         log_dir.mkdir()
         path = write_workspaces(tmp_path / f"workspaces-{len(fleets)}.toml", workspaces)
         broker_url = BROKERS[broker]
-        if broker_url is None and redis_url.startswith("redis+cluster://"):
+        if broker == "redis" and redis_url.startswith("redis+cluster://"):
             broker_url = TEST_REDIS_URL
         if broker_url is not None:
             env = {"CIO_BROKER_URL": broker_url, **env}

@@ -93,7 +93,7 @@ def test_on_a_cluster_a_kicked_event_is_delivered_by_the_relay_long_before_the_n
 
 def test_a_worker_refuses_a_redis_cluster_as_its_celery_broker(stand_in, make_fleet, redis_url, tmp_path):
     # Given a cluster URL and no CIO_BROKER_URL, when a worker starts, then it exits naming the setting
-    fleet = make_fleet(standin_workspaces(stand_in.url, "a"))
+    fleet = make_fleet(standin_workspaces(stand_in.url, "a"), broker="unset")
     env = {**os.environ, **fleet.worker_env()}
     done = subprocess.run(worker_command(1), env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2
