@@ -17,6 +17,7 @@ from producers.connect import sync_client
 from producers.keys import drain_queue, stream_key
 from tests.conftest import TEST_REDIS_URL
 from tests.support.rabbitmq import TEST_AMQP_URL, delete_queue
+from tests.support.redis_server import RedisServer
 from worker.local.fake_customerio import FakeCustomerIO
 from worker.local.localfleet import start_worker, stop_worker, wait_until_registered
 from worker.settings import MAX_DEFAULT_PARTITIONS
@@ -85,6 +86,18 @@ def write_workspaces(path: Path, workspaces: dict[str, dict[str, Any]]) -> Path:
             lines.append(f"{key} = {value!r}" if not isinstance(value, bool) else f"{key} = {str(value).lower()}")
     path.write_text("\n".join(lines).replace("'", '"') + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private ``redis-server`` on a port of its own, stopped after the test: to restart without disturbing
+    anybody, or to be a fleet's standalone broker."""
+    directory = tmp_path / "redis-server"
+    directory.mkdir()
+    server = RedisServer(directory)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

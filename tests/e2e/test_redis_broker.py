@@ -7,31 +7,17 @@ the kicks to the broker, which the workers consume. Every event arrives once, an
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
 from producers.keys import drain_queue, unacked_key
 from tests.e2e.conftest import standin_workspaces, wait_for, wait_until_drained
-from tests.support.redis_server import RedisServer
 from worker.local.fake_customerio import FakeCustomerIO
 
 pytestmark = pytest.mark.e2e
 
 EVENTS = 40
-
-
-@pytest.fixture
-def broker_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """The broker: a private ``redis-server`` on a port of its own, stopped after the fleet."""
-    directory = tmp_path / "broker"
-    directory.mkdir()
-    server = RedisServer(directory)
-    server.start()
-    yield server
-    server.stop()
 
 
 def accepted_at_least(stand_in: FakeCustomerIO, site: str, count: int) -> bool:
@@ -44,12 +30,12 @@ def broker_idle(broker: redis.Redis, prefix: str) -> bool:
 
 
 def test_workers_on_a_standalone_redis_broker_deliver_every_event_once_and_leave_nothing_behind(
-    broker_server, stand_in, make_fleet, redis_client, key_prefix
+    redis_server, stand_in, make_fleet, redis_client, key_prefix
 ):
     # Given two workers whose broker is a Redis server of its own (the events stay on the shared Redis)
-    fleet = make_fleet(standin_workspaces(stand_in.url, "ab"), CIO_BROKER_URL=broker_server.url)
+    fleet = make_fleet(standin_workspaces(stand_in.url, "ab"), CIO_BROKER_URL=redis_server.url)
     fleet.start(2, concurrency=4)
-    broker = redis.Redis.from_url(broker_server.url)
+    broker = redis.Redis.from_url(redis_server.url)
     # When producers enqueue events of many people in two workspaces (each idle partition is kicked)
     for workspace in ("wsa", "wsb"):
         with fleet.producer(workspace) as producer:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 import redis
@@ -16,17 +13,6 @@ from worker.local.demo import free_port
 pytestmark = pytest.mark.e2e
 
 EVENTS = 40
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A private Redis, so that this test can restart it without disturbing anybody."""
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    server = RedisServer(directory)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

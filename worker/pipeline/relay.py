@@ -24,6 +24,7 @@ leaves ``kicked`` leases whose task is nowhere, which the sweeper kicks again af
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -92,16 +93,24 @@ class Relay:
         return 1
 
     def _loop(self) -> None:
-        pause = MIN_PAUSE_S
-        while not self._stop.is_set():
-            try:
-                self.relay_once()
-                pause = MIN_PAUSE_S
-            except Exception:
-                log.exception("relaying a kick to the broker failed; trying again", extra={"retry_in_s": pause})
-                self._stop.wait(pause)
-                pause = min(pause * 2, MAX_PAUSE_S)
-            self.on_round()
+        relay_until_stopped(self.relay_once, self._stop, lambda: self.on_round(), "relaying a kick to the broker")
+
+
+def relay_until_stopped(
+    relay_once: Callable[[], object], stop: threading.Event, on_round: Callable[[], None], what: str
+) -> None:
+    """Call ``relay_once`` until ``stop`` is set, backing off (``MIN_PAUSE_S`` doubling to ``MAX_PAUSE_S``) while it
+    fails, and ``on_round`` after every round, failed or not."""
+    pause = MIN_PAUSE_S
+    while not stop.is_set():
+        try:
+            relay_once()
+            pause = MIN_PAUSE_S
+        except Exception:
+            log.exception(f"{what} failed; trying again", extra={"retry_in_s": pause})
+            stop.wait(pause)
+            pause = min(pause * 2, MAX_PAUSE_S)
+        on_round()
 
 
 def slot_groups(prefix: str, workspaces: Iterable[str]) -> list[list[str]]:
@@ -168,13 +177,6 @@ class ReadyRelay:
         return len(ready)
 
     def _loop(self, group: Sequence[str]) -> None:
-        pause = MIN_PAUSE_S
-        while not self._stop.is_set():
-            try:
-                self.relay_once(group)
-                pause = MIN_PAUSE_S
-            except Exception:
-                log.exception("relaying ready partitions failed; trying again", extra={"retry_in_s": pause})
-                self._stop.wait(pause)
-                pause = min(pause * 2, MAX_PAUSE_S)
-            self.on_round()
+        relay_until_stopped(
+            functools.partial(self.relay_once, group), self._stop, lambda: self.on_round(), "relaying ready partitions"
+        )
