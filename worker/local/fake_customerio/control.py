@@ -31,7 +31,7 @@ def _bad(message: str) -> Reply:
 
 def _accepted(state: FakeState, query: dict[str, list[str]], _body: bytes) -> Reply:
     site_id = query.get("site_id", [None])[0]
-    return _ok(state.recorder.accepted(site_id))
+    return Reply(200, state.recorder.accepted_json(site_id))
 
 
 def _requests(state: FakeState, _query: dict[str, list[str]], _body: bytes) -> Reply:
