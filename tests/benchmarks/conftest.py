@@ -193,15 +193,29 @@ def between(before: dict[str, Any], after: dict[str, Any], seconds: float, event
 
 def count_in_window(client: FakeCioClient, seconds: float, site_id: str = SITE_ID) -> Throughput:
     """Accepted operations and requests over a fixed window that opens at the first acceptance."""
+    (window,) = count_in_windows(client, [(0.0, seconds)], site_id)
+    return window
+
+
+def count_in_windows(
+    client: FakeCioClient, windows: Sequence[tuple[float, float]], site_id: str = SITE_ID
+) -> list[Throughput]:
+    """Accepted operations and requests over each ``(start, end)`` window, in seconds after the first acceptance."""
     stats = client.stats()
     while int(stats["accepted_by_site"].get(site_id, 0)) == 0:
         time.sleep(0.05)
         stats = client.stats()
-    began, before = time.monotonic(), stats
-    time.sleep(seconds)
-    stats = client.stats()
-    events = int(stats["accepted_by_site"][site_id]) - int(before["accepted_by_site"][site_id])
-    return between(before, stats, time.monotonic() - began, events)
+    began = time.monotonic()
+    snapshots: dict[float, tuple[float, dict[str, Any]]] = {0.0: (began, stats)}
+    for offset in sorted({edge for window in windows for edge in window} - {0.0}):
+        time.sleep(max(0.0, began + offset - time.monotonic()))
+        snapshots[offset] = (time.monotonic(), client.stats())
+    results = []
+    for start, end in windows:
+        (opened, before), (closed, after) = snapshots[start], snapshots[end]
+        events = int(after["accepted_by_site"][site_id]) - int(before["accepted_by_site"][site_id])
+        results.append(between(before, after, closed - opened, events))
+    return results
 
 
 def percentile(values: Sequence[float], q: float) -> float:
