@@ -26,6 +26,8 @@ from worker.store.replies import stream_rows
 pytestmark = pytest.mark.single_and_cluster
 
 SITE, KEY = "site-p", "key-p"
+#: A workspace whose rate limit never makes a request wait: for tests that drive ``deps.monotonic`` by hand.
+UNPACED = {"rate_limit_rps": 100_000}
 
 
 @pytest.fixture
@@ -256,8 +258,12 @@ def test_work_left_after_the_time_slice_is_handed_back_as_kicked(redis_client, k
 
 
 def test_a_task_whose_slices_end_with_work_left_goes_on_in_the_same_task(redis_client, key_prefix, stand_in):
-    # Given five entries sent one per batch, and a clock on which each slice ends after a batch or two
-    deps = make_deps(redis_client, key_prefix, stand_in.url, max_events=1, read_count=1, drain_slice_s=1.0)
+    # Given five entries sent one per batch, and a clock on which each slice ends after a batch or two (the rate
+    # limit is out of the way: its slots are real time, and a sender that wakes up 0.4 fake seconds after its slot
+    # reserves again, each time ticking this clock, until the real slot comes)
+    deps = make_deps(
+        redis_client, key_prefix, stand_in.url, max_events=1, read_count=1, drain_slice_s=1.0, workspace=UNPACED
+    )
     ticks = iter(range(10_000))
     deps.monotonic = lambda: next(ticks) * 0.4
     put(redis_client, key_prefix, *[track(n) for n in range(5)])
@@ -273,7 +279,14 @@ def test_a_task_whose_slices_end_with_work_left_goes_on_in_the_same_task(redis_c
 def test_a_task_hands_its_partition_back_after_drain_task_max_s(redis_client, key_prefix, stand_in):
     # Given the same, with a task allowed 3 s in all
     deps = make_deps(
-        redis_client, key_prefix, stand_in.url, max_events=1, read_count=1, drain_slice_s=1.0, drain_task_max_s=3.0
+        redis_client,
+        key_prefix,
+        stand_in.url,
+        max_events=1,
+        read_count=1,
+        drain_slice_s=1.0,
+        drain_task_max_s=3.0,
+        workspace=UNPACED,
     )
     ticks = iter(range(10_000))
     deps.monotonic = lambda: next(ticks) * 0.1
