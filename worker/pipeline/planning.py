@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import orjson
 
@@ -18,11 +17,12 @@ _VERSION: Final = VERSION_FIELD.encode()
 _VERSION_VALUE: Final = FORMAT_VERSION.encode()
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedEntry:
+class PlannedEntry(NamedTuple):
     """One entry and its outcome: ``operations`` to deliver, or a ``skip``/``reject`` reason.
 
     ``dropped_timestamps`` names the fields whose time could not be read (``Deliver.dropped_timestamps``).
+    A named tuple rather than a frozen dataclass: one is built for every event, and a frozen dataclass's
+    ``__init__`` with seven fields cost 0.7 µs of the worker's ~20 µs per event.
     """
 
     entry: Entry
@@ -36,7 +36,10 @@ class PlannedEntry:
     @property
     def size(self) -> int:
         """Bytes the entry's operations take inside a batch body (commas included)."""
-        return sum(len(op) for op in self.operations) + max(len(self.operations) - 1, 0)
+        operations = self.operations
+        if len(operations) == 1:  # the common case, without a generator
+            return len(operations[0])
+        return sum(map(len, operations)) + max(len(operations) - 1, 0)
 
     @property
     def prior_attempts(self) -> int:

@@ -78,7 +78,6 @@ class BatchSender:
 
     def _send_run(self, run: list[PlannedEntry]) -> None:
         items = [op for entry in run for op in entry.operations]
-        owners = [index for index, entry in enumerate(run) for _ in entry.operations]
         body = batch_body(items)
         # Fencing: renewing the lease (and checking it is still ours) is the last thing before the request, so a
         # drainer that stalled past its lease (while it waited for the limiter) sends nothing. The reservation does
@@ -88,7 +87,7 @@ class BatchSender:
             self._renew()
         match self._answer(body, len(items)):
             case Accepted() as accepted:
-                self._on_accepted(run, owners, accepted)
+                self._on_accepted(run, accepted)
             case SplitNeeded() as split:
                 self._split(run, split)
             case Retry(error):
@@ -132,11 +131,14 @@ class BatchSender:
         """
         return wait_for_slot(self.deps, self.workspace, self._fence)
 
-    def _on_accepted(self, run: list[PlannedEntry], owners: list[int], verdict: Accepted) -> None:
+    def _on_accepted(self, run: list[PlannedEntry], verdict: Accepted) -> None:
         failed_entries: dict[int, str] = {}
-        for item_index, reason in verdict.failed.items():
-            failed_entries.setdefault(owners[item_index], reason)
-        delivered = [entry for index, entry in enumerate(run) if index not in failed_entries]
+        if verdict.failed:
+            # An item's index in the batch is its operation's; an entry may have given several operations.
+            owners = [index for index, entry in enumerate(run) for _ in entry.operations]
+            for item_index, reason in verdict.failed.items():
+                failed_entries.setdefault(owners[item_index], reason)
+        delivered = [entry for index, entry in enumerate(run) if index not in failed_entries] if failed_entries else run
         attempts, first_failed = self._run_attempts() if failed_entries else (1, 0)
         dead = [
             (
