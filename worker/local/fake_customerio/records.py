@@ -98,7 +98,7 @@ class Recorder:
             {"site_id": site, "received_at": request.time, "request_id": request.request_id, "operation": op}
             for op in operations
         ]
-        encoded = [orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE) for record in records]
+        encoded = [orjson.dumps(record) for record in records]
         with self._lock:
             self._requests.append(request)
             self._by_status[str(request.status or "closed")] += 1
@@ -106,7 +106,7 @@ class Recorder:
                 self._accepted.extend((site, line) for line in encoded)
                 self._by_site[site] += len(records)
                 if self._file is not None:
-                    self._file.write(b"".join(encoded))
+                    self._file.write(b"".join(line + b"\n" for line in encoded))
                     self._file.flush()
 
     def accepted(self, site_id: str | None = None) -> list[dict[str, Any]]:
@@ -115,7 +115,7 @@ class Recorder:
 
     def accepted_json(self, site_id: str | None = None) -> bytes:
         """``accepted(site_id)`` as a JSON array, joined from the stored encodings without decoding them."""
-        return b"[" + b",".join(line.rstrip(b"\n") for line in self._lines(site_id)) + b"]"
+        return b"[" + b",".join(self._lines(site_id)) + b"]"
 
     def _lines(self, site_id: str | None) -> list[bytes]:
         with self._lock:
